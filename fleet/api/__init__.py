@@ -1,0 +1,33 @@
+"""The REST API under ``/api/v1``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from fleet.api.auth import require_api_key
+from fleet.api.openapi import Api
+
+PREFIX = "/api/v1"
+PUBLIC_ENDPOINTS = {"api_v1.openapi_document"}
+
+blueprint = Blueprint("api_v1", __name__, url_prefix=PREFIX)
+api = Api(blueprint, title="fleet", version="1")
+
+
+@blueprint.before_request
+def _authenticate() -> None:
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        require_api_key()
+
+
+@blueprint.get("/openapi.json")
+def openapi_document() -> Any:
+    return jsonify(api.document(PREFIX))
+
+
+# Routes register themselves on `api` when imported.
+from fleet.api import scope_maps, tokens  # noqa: E402
+
+__all__ = ["api", "blueprint", "scope_maps", "tokens"]

@@ -1,0 +1,125 @@
+"""What enters and leaves the REST API. JSON is camelCase, shaped like the reference's output."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+Slot = Literal["password1", "password2"]
+Status = Literal["enabled", "disabled"]
+MAX_EXPIRATION_DAYS = 3650
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class RepositoryRule(ApiModel):
+    """One rule: a repository (exact, ``prefix/*`` or ``*``) and the actions it grants."""
+
+    repository: str
+    actions: list[str] = Field(min_length=1)
+
+
+class Expiring(ApiModel):
+    expiry: datetime | None = Field(
+        default=None, description="Absolute expiry (ISO 8601 with a time zone)"
+    )
+    expiration_in_days: int | None = Field(default=None, ge=1, le=MAX_EXPIRATION_DAYS)
+
+    @field_validator("expiry")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, for example 2027-01-31T00:00:00Z")
+        return value
+
+
+class TokenCreate(Expiring):
+    name: str
+    scope_map: str | None = None
+    repositories: list[RepositoryRule] = Field(default_factory=list)
+    status: Status = "enabled"
+    no_passwords: bool = False
+
+
+class TokenUpdate(ApiModel):
+    scope_map: str | None = None
+    status: Status | None = None
+
+
+class CredentialGenerate(Expiring):
+    passwords: list[Slot] = Field(min_length=1, max_length=2)
+
+
+class ScopeMapCreate(ApiModel):
+    name: str
+    repositories: list[RepositoryRule] = Field(default_factory=list)
+    description: str = ""
+
+
+class ScopeMapUpdate(ApiModel):
+    add_repositories: list[RepositoryRule] = Field(default_factory=list)
+    remove_repositories: list[RepositoryRule] = Field(default_factory=list)
+    description: str | None = None
+
+
+# -- responses ---------------------------------------------------------------------------
+class PasswordOut(ApiModel):
+    creation_time: datetime
+    expiry: datetime | None
+    name: Slot
+    value: str | None = Field(default=None, description="Present only in the generating answer")
+
+
+class CredentialsOut(ApiModel):
+    passwords: list[PasswordOut]
+    username: str
+
+
+class TokenCredentialsOut(CredentialsOut):
+    certificates: list[str]
+
+
+class TokenOut(ApiModel):
+    creation_date: datetime
+    credentials: TokenCredentialsOut
+    id: str
+    name: str
+    object_id: None = None
+    provisioning_state: str
+    registry: str
+    scope_map_id: str | None
+    status: Status
+    type: str
+
+
+class TokenList(ApiModel):
+    value: list[TokenOut]
+
+
+class ScopeMapOut(ApiModel):
+    actions: list[str]
+    creation_date: datetime
+    description: str
+    id: str
+    name: str
+    provisioning_state: str
+    registry: str
+    scope_map_type: Literal["UserDefined", "SystemDefined"]
+    type: str
+
+
+class ScopeMapList(ApiModel):
+    value: list[ScopeMapOut]
+
+
+class ScopeMapTokens(ApiModel):
+    tokens: list[str]
+
+
+class ScopeMapDeleted(ApiModel):
+    tokens_without_permissions: list[str]

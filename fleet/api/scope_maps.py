@@ -1,0 +1,98 @@
+"""Scope-map routes: the REST twin of ``az acr scope-map ...``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleet.api import api
+from fleet.api.auth import actor, services
+from fleet.api.schemas import (
+    RepositoryRule,
+    ScopeMapCreate,
+    ScopeMapDeleted,
+    ScopeMapList,
+    ScopeMapOut,
+    ScopeMapTokens,
+    ScopeMapUpdate,
+)
+from fleet.api.serializers import scope_map_json
+from fleet.domain.rules import RepositoryActions
+
+TAG = "scope-maps"
+
+
+def _registry() -> str:
+    return services().ctx.settings.registry_name
+
+
+def _rules(rules: list[RepositoryRule]) -> list[RepositoryActions]:
+    return [RepositoryActions(r.repository, tuple(r.actions)) for r in rules]
+
+
+@api.operation("/scope-maps", "GET", summary="List scope maps", tag=TAG, response=ScopeMapList)
+def list_scope_maps() -> Any:
+    return {"value": [scope_map_json(_registry(), m) for m in services().scope_maps.list()]}
+
+
+@api.operation(
+    "/scope-maps",
+    "POST",
+    summary="Create a scope map",
+    tag=TAG,
+    status=201,
+    body=ScopeMapCreate,
+    response=ScopeMapOut,
+)
+def create_scope_map(body: ScopeMapCreate) -> Any:
+    created = services().scope_maps.create(
+        body.name, _rules(body.repositories), body.description, actor=actor()
+    )
+    return scope_map_json(_registry(), created), 201
+
+
+@api.operation(
+    "/scope-maps/<name>", "GET", summary="Show a scope map", tag=TAG, response=ScopeMapOut
+)
+def show_scope_map(name: str) -> Any:
+    return scope_map_json(_registry(), services().scope_maps.show(name))
+
+
+@api.operation(
+    "/scope-maps/<name>",
+    "PATCH",
+    summary="Add or remove rules, change the description",
+    tag=TAG,
+    body=ScopeMapUpdate,
+    response=ScopeMapOut,
+)
+def update_scope_map(name: str, body: ScopeMapUpdate) -> Any:
+    updated = services().scope_maps.update(
+        name,
+        add=_rules(body.add_repositories),
+        remove=_rules(body.remove_repositories),
+        description=body.description,
+        actor=actor(),
+    )
+    return scope_map_json(_registry(), updated)
+
+
+@api.operation(
+    "/scope-maps/<name>/tokens",
+    "GET",
+    summary="Tokens that use a scope map",
+    tag=TAG,
+    response=ScopeMapTokens,
+)
+def scope_map_tokens(name: str) -> Any:
+    return {"tokens": services().scope_maps.tokens_using(name)}
+
+
+@api.operation(
+    "/scope-maps/<name>",
+    "DELETE",
+    summary="Delete a scope map; tokens using it are left with no permissions",
+    tag=TAG,
+    response=ScopeMapDeleted,
+)
+def delete_scope_map(name: str) -> Any:
+    return {"tokensWithoutPermissions": services().scope_maps.delete(name, actor=actor())}

@@ -1,0 +1,58 @@
+"""Service views -> the reference's JSON shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fleet.services.views import PasswordView, ScopeMapView, TokenView
+
+PROVISIONED = "Succeeded"
+
+
+def resource_id(registry: str, kind: str, name: str) -> str:
+    return f"/registries/{registry}/{kind}/{name}"
+
+
+def password_json(p: PasswordView) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "creationTime": p.created_at.isoformat(),
+        "expiry": p.expiry.isoformat() if p.expiry else None,
+        "name": p.name,
+    }
+    if p.value is not None:
+        out["value"] = p.value
+    return out
+
+
+def credentials_json(username: str, passwords: Sequence[PasswordView]) -> dict[str, Any]:
+    return {"passwords": [password_json(p) for p in passwords], "username": username}
+
+
+def token_json(registry: str, t: TokenView) -> dict[str, Any]:
+    return {
+        "creationDate": t.created_at.isoformat(),
+        "credentials": {"certificates": [], **credentials_json(t.name, t.passwords)},
+        "id": resource_id(registry, "tokens", t.name),
+        "name": t.name,
+        "objectId": None,
+        "provisioningState": PROVISIONED,
+        "registry": registry,
+        "scopeMapId": resource_id(registry, "scopeMaps", t.scope_map) if t.scope_map else None,
+        "status": t.status,
+        "type": "fleet/registries/tokens",
+    }
+
+
+def scope_map_json(registry: str, m: ScopeMapView) -> dict[str, Any]:
+    return {
+        "actions": [f"repositories/{repo}/{action}" for repo, action in m.entries],
+        "creationDate": m.created_at.isoformat(),
+        "description": m.description,
+        "id": resource_id(registry, "scopeMaps", m.name),
+        "name": m.name,
+        "provisioningState": PROVISIONED,
+        "registry": registry,
+        "scopeMapType": m.type,
+        "type": "fleet/registries/scopeMaps",
+    }

@@ -1,0 +1,106 @@
+"""Token routes: the REST twin of ``az acr token ...``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleet.api import api
+from fleet.api.auth import actor, services
+from fleet.api.expiry import resolve_expiry
+from fleet.api.schemas import (
+    CredentialGenerate,
+    CredentialsOut,
+    TokenCreate,
+    TokenList,
+    TokenOut,
+    TokenUpdate,
+)
+from fleet.api.serializers import credentials_json, token_json
+from fleet.domain.rules import RepositoryActions
+
+TAG = "tokens"
+
+
+def _registry() -> str:
+    return services().ctx.settings.registry_name
+
+
+@api.operation("/tokens", "GET", summary="List tokens", tag=TAG, response=TokenList)
+def list_tokens() -> Any:
+    return {"value": [token_json(_registry(), t) for t in services().tokens.list()]}
+
+
+@api.operation(
+    "/tokens",
+    "POST",
+    summary="Create a token",
+    tag=TAG,
+    status=201,
+    body=TokenCreate,
+    response=TokenOut,
+)
+def create_token(body: TokenCreate) -> Any:
+    svc = services()
+    token = svc.tokens.create(
+        body.name,
+        scope_map=body.scope_map,
+        repositories=[RepositoryActions(r.repository, tuple(r.actions)) for r in body.repositories],
+        status=body.status,
+        generate_passwords=not body.no_passwords,
+        expiry=resolve_expiry(body, svc.ctx.clock()),
+        actor=actor(),
+    )
+    return token_json(_registry(), token), 201
+
+
+@api.operation("/tokens/<name>", "GET", summary="Show a token", tag=TAG, response=TokenOut)
+def show_token(name: str) -> Any:
+    return token_json(_registry(), services().tokens.show(name))
+
+
+@api.operation(
+    "/tokens/<name>",
+    "PATCH",
+    summary="Change a token's scope map or status",
+    tag=TAG,
+    body=TokenUpdate,
+    response=TokenOut,
+)
+def update_token(name: str, body: TokenUpdate) -> Any:
+    token = services().tokens.update(
+        name, scope_map=body.scope_map, status=body.status, actor=actor()
+    )
+    return token_json(_registry(), token)
+
+
+@api.operation("/tokens/<name>", "DELETE", summary="Delete a token", tag=TAG, status=204)
+def delete_token(name: str) -> Any:
+    services().tokens.delete(name, actor=actor())
+    return "", 204
+
+
+@api.operation(
+    "/tokens/<name>/credentials/generate",
+    "POST",
+    summary="Generate new passwords (each value is shown in this answer only)",
+    tag=TAG,
+    body=CredentialGenerate,
+    response=CredentialsOut,
+)
+def generate_credentials(name: str, body: CredentialGenerate) -> Any:
+    svc = services()
+    username, fresh = svc.tokens.generate_credentials(
+        name, body.passwords, expiry=resolve_expiry(body, svc.ctx.clock()), actor=actor()
+    )
+    return credentials_json(username, fresh)
+
+
+@api.operation(
+    "/tokens/<name>/credentials/<slot>",
+    "DELETE",
+    summary="Delete one password of a token",
+    tag=TAG,
+    response=TokenOut,
+)
+def delete_credential(name: str, slot: str) -> Any:
+    return token_json(_registry(), services().tokens.delete_credential(name, slot, actor=actor()))

@@ -1,0 +1,34 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+
+from fleet.api.errors import register_error_handlers
+from fleet.bootstrap import build_services
+from fleet.config import Settings, load_settings
+from fleet.services import Services
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    """Build the server. With no arguments, configuration comes from ``FLEET_*`` variables."""
+    settings = settings or load_settings()
+    services = services or build_services(settings)
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["fleet"] = services
+    register_error_handlers(app)
+
+    from fleet.api import blueprint as api_blueprint
+
+    app.register_blueprint(api_blueprint)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify({"status": "ok"})
+
+    logging.getLogger("fleet").setLevel(logging.INFO)
+    return app

@@ -1,0 +1,85 @@
+"""Wiring for a server host: settings -> database, keys and services. ``fleet init`` lives here."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+from fleet.config import Settings
+from fleet.credentials import MIN_SECRET_KEY_BYTES, SecretHasher
+from fleet.db.engine import Database
+from fleet.db.migrate import upgrade
+from fleet.domain.errors import FleetError
+from fleet.services import Services
+from fleet.services.context import ServiceContext
+
+PRIVATE_FILE_MODE = 0o600
+
+
+class NotInitialisedError(FleetError):
+    code = "NotInitialised"
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 from the start, durably (temp, fsync, rename, dir fsync)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _decode_key(text: str) -> bytes:
+    raw = text.strip()
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except ValueError:
+        key = raw.encode()
+    return key
+
+
+def load_secret_key(settings: Settings, *, create: bool = False) -> bytes:
+    if settings.secret_key:
+        key = _decode_key(settings.secret_key)
+    elif settings.secret_key_file.exists():
+        key = _decode_key(settings.secret_key_file.read_text())
+    elif create:
+        key = secrets.token_bytes(MIN_SECRET_KEY_BYTES)
+        write_private_file(settings.secret_key_file, base64.b64encode(key) + b"\n")
+    else:
+        raise NotInitialisedError(
+            f"no secret key: run `fleet init` (it writes {settings.secret_key_file}) "
+            "or set FLEET_SECRET_KEY"
+        )
+    if len(key) < MIN_SECRET_KEY_BYTES:
+        raise FleetError(f"the secret key must hold at least {MIN_SECRET_KEY_BYTES} bytes")
+    return key
+
+
+def build_services(settings: Settings, *, create_keys: bool = False) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ctx = ServiceContext(
+        db=Database(settings.resolved_database_url),
+        settings=settings,
+        hasher=SecretHasher(load_secret_key(settings, create=create_keys)),
+    )
+    return Services.build(ctx)
+
+
+def initialise(settings: Settings) -> Services:
+    """Create or migrate the database and create missing keys. Safe to run twice."""
+    services = build_services(settings, create_keys=True)
+    upgrade(services.ctx.db.engine)
+    services.scope_maps.ensure_system_maps()
+    return services

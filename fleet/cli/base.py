@@ -1,0 +1,130 @@
+"""What every operator command shares: az-style options and ``--repository REPO ACTION...``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from fleet.cli.client import ApiClient
+from fleet.cli.output import OUTPUT_FORMATS, Column, emit
+
+# Options that take a repository and then every following word up to the next option.
+GREEDY_OPTIONS = ("--repository", "--add-repository", "--remove-repository")
+_SEP = "\x1f"
+
+
+def _gather(args: list[str]) -> list[str]:
+    """Fold ``--repository samples/x content/read content/write`` into one option value."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, inline = arg.partition("=")
+        if name in GREEDY_OPTIONS:
+            words = [inline] if eq else []
+            i += 1
+            while i < len(args) and not (args[i].startswith("-") and len(args[i]) > 1):
+                words.append(args[i])
+                i += 1
+            out += [name, _SEP.join(words)]
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+COMMON_PARAMS = ("server", "output", "query", "registry")
+
+
+class AzCommand(click.Command):
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        own = [p for p in params if p.name not in COMMON_PARAMS]
+        return own + [p for p in params if p.name in COMMON_PARAMS]
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _gather(args))
+
+
+def split_rules(values: tuple[str, ...], option: str) -> list[list[str]]:
+    rules = []
+    for value in values:
+        words = [w for w in value.split(_SEP) if w]
+        if len(words) < 2:
+            raise click.UsageError(
+                f"{option} takes a repository and at least one action, for example "
+                f"{option} samples/hello-world content/read"
+            )
+        rules.append(words)
+    return rules
+
+
+def rules_json(values: tuple[str, ...], option: str) -> list[dict[str, Any]]:
+    return [{"repository": w[0], "actions": w[1:]} for w in split_rules(values, option)]
+
+
+def parse_when(value: str | None) -> str | None:
+    """``--expiration`` in ISO 8601; a time without a zone is taken as UTC."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time, for example 2027-01-31T00:00:00Z",
+            param_hint="--expiration",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.isoformat()
+
+
+class Invocation:
+    """The parsed common options of one command, and the way to print its result."""
+
+    def __init__(self, server: str | None, output: str, query: str | None) -> None:
+        self.client = ApiClient(server)
+        self.output = output
+        self.query = query
+
+    def show(self, data: Any, columns: list[Column] | None = None) -> None:
+        emit(data, self.output, self.query, columns)
+
+
+def az_command(group: click.Group, name: str, *, help: str, example: str) -> Callable[..., Any]:
+    """A command with ``--registry``, ``--server``, ``--output`` and ``--query``.
+
+    ``example`` is required: every command's help ends with one.
+    """
+
+    def decorator(fn: Callable[..., Any]) -> click.Command:
+        @functools.wraps(fn)
+        def run(
+            server: str | None, output: str, query: str | None, registry: str | None, **kwargs: Any
+        ) -> Any:
+            return fn(Invocation(server, output, query), **kwargs)
+
+        run = click.option("--registry", "-r", help="Registry name (optional: one default).")(run)
+        run = click.option("--query", help="JMESPath query applied to the output.")(run)
+        run = click.option(
+            "--output",
+            "-o",
+            type=click.Choice(OUTPUT_FORMATS),
+            default="json",
+            show_default=True,
+            help="Output format.",
+        )(run)
+        run = click.option(
+            "--server",
+            envvar="FLEET_URL",
+            metavar="URL",
+            help="Fleet server URL [env FLEET_URL; default http://127.0.0.1:8080].",
+        )(run)
+        text = f"{help}\n\n\b\nExample:\n{example}"
+        return group.command(name, cls=AzCommand, help=text)(run)
+
+    return decorator

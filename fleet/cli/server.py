@@ -1,0 +1,108 @@
+"""Commands for the server host, with direct database access: init, admin keys, serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from fleet.bootstrap import build_services, initialise
+from fleet.config import load_settings
+
+LOCAL_ACTOR = "cli:server-host"
+
+
+def _help(text: str, example: str) -> str:
+    return f"{text}\n\n\b\nExample:\n{example}"
+
+
+@click.command(
+    "init",
+    help=_help(
+        "Create or migrate the database and create the server's keys. Safe to run twice.",
+        "  FLEET_DATA_DIR=/var/lib/fleet fleet init",
+    ),
+)
+def init() -> None:
+    settings = load_settings()
+    services = initialise(settings)
+    click.echo(f"database ready: {services.ctx.db.engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"data directory: {settings.data_dir.resolve()}")
+
+
+@click.group("admin")
+def admin() -> None:
+    """Operator API keys (run on the server host)."""
+
+
+@admin.command(
+    "create-key",
+    help=_help(
+        "Create an operator API key. The key is printed once, alone on the last line.",
+        "  export FLEET_API_KEY=$(fleet admin create-key --name alice | tail -n 1)",
+    ),
+)
+@click.option("--name", "-n", required=True, help="Who or what the key is for.")
+def create_key(name: str) -> None:
+    services = build_services(load_settings())
+    view, value = services.api_keys.create(name, actor=LOCAL_ACTOR)
+    click.echo(
+        f"created API key {view.name!r} (ends in ...{view.hint}); it is shown only now:", err=False
+    )
+    click.echo(value)
+
+
+@admin.command(
+    "list-keys",
+    help=_help("List operator API keys (never their values).", "  fleet admin list-keys"),
+)
+def list_keys() -> None:
+    services = build_services(load_settings())
+    for key in services.api_keys.list():
+        state = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
+        click.echo(f"{key.name}\t...{key.hint}\t{key.created_at.isoformat()}\t{state}")
+
+
+@admin.command(
+    "revoke-key",
+    help=_help(
+        "Revoke every active API key with this name.", "  fleet admin revoke-key --name alice"
+    ),
+)
+@click.option("--name", "-n", required=True)
+def revoke_key(name: str) -> None:
+    services = build_services(load_settings())
+    count = services.api_keys.revoke(name, actor=LOCAL_ACTOR)
+    click.echo(f"revoked {count} key(s) named {name!r}")
+
+
+@click.command(
+    "serve",
+    help=_help(
+        "Serve the REST API and token endpoint with gunicorn.",
+        "  fleet serve --host 0.0.0.0 --port 8080 --workers 4",
+    ),
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    settings = load_settings()
+    build_services(settings)  # fail here, clearly, if `fleet init` has not run
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("graceful_timeout", 10)
+
+        def load(self) -> Any:
+            from fleet.app import create_app
+
+            return create_app(settings)
+
+    click.echo(f"fleet serving on http://{host}:{port} with {workers} worker(s)", err=True)
+    Server().run()

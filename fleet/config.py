@@ -1,0 +1,75 @@
+"""Configuration from ``FLEET_*`` environment variables, optionally added to by a file.
+
+The file (``FLEET_CONFIG_FILE``, TOML) may hold the same keys, lowercased and without the
+prefix (``registry_name = "myregistry"``); the environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fleet.domain.errors import ValidationError
+
+ENV_PREFIX = "FLEET_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("fleet-data")
+    database_url: str = ""
+    registry_name: str = "myregistry"
+    # A 32+ byte secret for the keyed hashes of passwords and API keys; from the data
+    # directory's secret.key when not given (every server of a cluster must share it).
+    secret_key: str = ""
+    max_tokens: int = 50_000
+    max_scope_maps: int = 50_000
+    max_scope_map_entries: int = 500
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'fleet.db'}"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+
+def _convert(name: str, raw: Any, kind: Any) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (Path, "Path"):
+            return Path(str(raw))
+    except ValueError:
+        raise ValidationError(
+            f"configuration {ENV_PREFIX}{name.upper()}={raw!r} is not a valid number",
+            code="InvalidConfiguration",
+        ) from None
+    return str(raw)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = env.get(ENV_PREFIX + "CONFIG_FILE")
+    if config_file:
+        with open(config_file, "rb") as fh:
+            values.update({k.lower(): v for k, v in tomllib.load(fh).items()})
+    known = {f.name: f.type for f in fields(Settings) if f.name != "extra"}
+    for key, raw in env.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in known:
+                values[name] = raw
+    values.update(overrides or {})
+    extra = {k: str(v) for k, v in values.items() if k not in known and k != "config_file"}
+    kwargs = {k: _convert(k, v, known[k]) for k, v in values.items() if k in known}
+    return Settings(**kwargs, extra=extra)

@@ -1,0 +1,111 @@
+"""The tables. Secrets appear here only as keyed hashes, never as values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from fleet.db.types import UTCDateTime, utcnow
+
+USER_DEFINED = "UserDefined"
+SYSTEM_DEFINED = "SystemDefined"
+ENABLED = "enabled"
+DISABLED = "disabled"
+SLOTS = ("password1", "password2")
+
+
+def _when(**kw: object) -> object:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, **kw)  # type: ignore[arg-type]
+
+
+class ScopeMapBase(SQLModel):
+    name: str = Field(max_length=64, unique=True, index=True)
+    description: str = Field(default="", max_length=1024)
+
+
+class ScopeMap(ScopeMapBase, table=True):
+    __tablename__ = "scope_maps"
+
+    id: int | None = Field(default=None, primary_key=True)
+    type: str = Field(default=USER_DEFINED, max_length=16)
+    created_at: datetime = _when()  # type: ignore[assignment]
+    updated_at: datetime = _when()  # type: ignore[assignment]
+
+
+class ScopeMapEntry(SQLModel, table=True):
+    """One repository-action entry: the unit the per-map limit counts."""
+
+    __tablename__ = "scope_map_entries"
+    __table_args__ = (UniqueConstraint("scope_map_id", "repository", "action"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope_map_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("scope_maps.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    repository: str = Field(max_length=260)
+    action: str = Field(max_length=32)
+
+
+class TokenBase(SQLModel):
+    name: str = Field(max_length=64, unique=True, index=True)
+    status: str = Field(default=ENABLED, max_length=16)
+
+
+class Token(TokenBase, table=True):
+    __tablename__ = "tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope_map_id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            Integer, ForeignKey("scope_maps.id", ondelete="SET NULL"), nullable=True, index=True
+        ),
+    )
+    created_at: datetime = _when()  # type: ignore[assignment]
+    updated_at: datetime = _when()  # type: ignore[assignment]
+
+
+class TokenPassword(SQLModel, table=True):
+    __tablename__ = "token_passwords"
+    __table_args__ = (UniqueConstraint("token_id", "slot"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("tokens.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    slot: str = Field(max_length=16)
+    secret_hash: str = Field(max_length=128)
+    created_at: datetime = _when()  # type: ignore[assignment]
+    expiry: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class ApiKey(SQLModel, table=True):
+    """An operator's bearer key for the REST API, kept as a keyed hash."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, index=True)
+    key_hash: str = Field(max_length=128, unique=True, index=True)
+    hint: str = Field(max_length=16)
+    created_at: datetime = _when()  # type: ignore[assignment]
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when. Never a secret."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _when(index=True)  # type: ignore[assignment]
+    actor: str = Field(max_length=128)
+    action: str = Field(max_length=64, index=True)
+    target: str = Field(max_length=256)
+    detail: str = Field(default="{}", max_length=4096)

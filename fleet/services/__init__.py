@@ -1,0 +1,28 @@
+"""The service layer: the one place that opens sessions and writes rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleet.services.api_keys import ApiKeyService
+from fleet.services.context import ServiceContext
+from fleet.services.scope_maps import ScopeMapService
+from fleet.services.tokens import TokenService
+
+
+@dataclass
+class Services:
+    ctx: ServiceContext
+    scope_maps: ScopeMapService
+    tokens: TokenService
+    api_keys: ApiKeyService
+
+    @classmethod
+    def build(cls, ctx: ServiceContext) -> Services:
+        scope_maps = ScopeMapService(ctx)
+        return cls(
+            ctx=ctx,
+            scope_maps=scope_maps,
+            tokens=TokenService(ctx, scope_maps),
+            api_keys=ApiKeyService(ctx),
+        )

@@ -1,0 +1,255 @@
+"""Scope maps: create, update, show, list, delete; system-defined maps kept read-only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, tuple_
+from sqlmodel import Session, col, select
+
+from fleet.db.models import SYSTEM_DEFINED, USER_DEFINED, ScopeMap, ScopeMapEntry, Token
+from fleet.domain.actions import Action
+from fleet.domain.errors import (
+    ConflictError,
+    LimitExceededError,
+    NotFoundError,
+    ReadOnlyError,
+    ValidationError,
+)
+from fleet.domain.names import validate_resource_name
+from fleet.domain.rules import RepositoryActions, to_entries
+from fleet.domain.system_maps import SYSTEM_SCOPE_MAP_NAMES, SYSTEM_SCOPE_MAPS
+from fleet.services.context import ServiceContext, audit
+from fleet.services.views import ScopeMapView
+
+MAX_DESCRIPTION = 1024
+
+
+def _check_description(description: str | None) -> None:
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise ValidationError(
+            f"the description is longer than {MAX_DESCRIPTION} characters", code="InvalidRequest"
+        )
+
+
+def entries_of(session: Session, scope_map_id: int) -> list[tuple[str, str]]:
+    rows = session.exec(
+        select(ScopeMapEntry.repository, ScopeMapEntry.action).where(
+            ScopeMapEntry.scope_map_id == scope_map_id
+        )
+    ).all()
+    order = {a.value: i for i, a in enumerate(Action)}
+    return sorted(((r, a) for r, a in rows), key=lambda e: (e[0], order.get(e[1], 99)))
+
+
+def view_of(session: Session, row: ScopeMap) -> ScopeMapView:
+    assert row.id is not None
+    return ScopeMapView(
+        name=row.name,
+        type=row.type,
+        description=row.description,
+        created_at=row.created_at,
+        entries=tuple(entries_of(session, row.id)),
+    )
+
+
+def get_map(session: Session, name: str) -> ScopeMap:
+    row = session.exec(select(ScopeMap).where(ScopeMap.name == name)).first()
+    if row is None:
+        raise NotFoundError(f"scope map {name!r} does not exist", code="ScopeMapNotFound")
+    return row
+
+
+class ScopeMapService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    # -- system-defined maps -------------------------------------------------------------
+    def ensure_system_maps(self) -> None:
+        """Create the system-defined maps where missing and restore their rules. Idempotent."""
+        with self.ctx.db.session() as s:
+            for spec in SYSTEM_SCOPE_MAPS:
+                row = s.exec(select(ScopeMap).where(ScopeMap.name == spec.name)).first()
+                if row is None:
+                    row = ScopeMap(
+                        name=spec.name, description=spec.description, type=SYSTEM_DEFINED
+                    )
+                    s.add(row)
+                    s.flush()
+                assert row.id is not None
+                wanted = {(p, a.value) for p, a in spec.entries}
+                if set(entries_of(s, row.id)) != wanted:
+                    s.exec(
+                        sql_delete(ScopeMapEntry).where(col(ScopeMapEntry.scope_map_id) == row.id)
+                    )
+                    s.add_all(
+                        ScopeMapEntry(scope_map_id=row.id, repository=p, action=a)
+                        for p, a in sorted(wanted)
+                    )
+
+    # -- reads ----------------------------------------------------------------------------
+    def show(self, name: str) -> ScopeMapView:
+        with self.ctx.db.session() as s:
+            return view_of(s, get_map(s, name))
+
+    def list(self) -> list[ScopeMapView]:
+        with self.ctx.db.session() as s:
+            rows = s.exec(select(ScopeMap).order_by(col(ScopeMap.type), col(ScopeMap.name)))
+            return [view_of(s, r) for r in rows.all()]
+
+    # -- writes ---------------------------------------------------------------------------
+    def create(
+        self,
+        name: str,
+        rules: Sequence[RepositoryActions],
+        description: str = "",
+        *,
+        actor: str,
+    ) -> ScopeMapView:
+        validate_resource_name(name, "scope map")
+        _check_description(description)
+        entries = to_entries(rules)
+        with self.ctx.db.session() as s:
+            view = self.create_in(s, name, entries, description, actor=actor)
+        return view
+
+    def create_in(
+        self,
+        s: Session,
+        name: str,
+        entries: list[tuple[str, Action]],
+        description: str,
+        *,
+        actor: str,
+    ) -> ScopeMapView:
+        """Create a map inside the caller's transaction (token create uses it too)."""
+        limit = self.ctx.settings.max_scope_map_entries
+        if len(entries) > limit:
+            raise LimitExceededError(
+                f"scope map {name!r} would hold {len(entries)} repository-action entries; "
+                f"the limit is {limit}"
+            )
+        if s.exec(select(ScopeMap.id).where(ScopeMap.name == name)).first() is not None:
+            raise ConflictError(f"scope map {name!r} already exists", code="ScopeMapExists")
+        count = s.exec(
+            select(func.count()).select_from(ScopeMap).where(ScopeMap.type == USER_DEFINED)
+        ).one()
+        if count >= self.ctx.settings.max_scope_maps:
+            raise LimitExceededError(
+                f"the registry already holds {count} scope maps, the limit "
+                f"({self.ctx.settings.max_scope_maps})"
+            )
+        now = self.ctx.clock()
+        row = ScopeMap(
+            name=name, description=description, type=USER_DEFINED, created_at=now, updated_at=now
+        )
+        s.add(row)
+        s.flush()
+        assert row.id is not None
+        s.add_all(
+            ScopeMapEntry(scope_map_id=row.id, repository=p, action=a.value) for p, a in entries
+        )
+        audit(
+            s,
+            self.ctx,
+            actor,
+            "scope-map.create",
+            name,
+            actions=[f"{p}:{a.value}" for p, a in entries],
+        )
+        s.flush()
+        return view_of(s, row)
+
+    def update(
+        self,
+        name: str,
+        *,
+        add: Sequence[RepositoryActions] = (),
+        remove: Sequence[RepositoryActions] = (),
+        description: str | None = None,
+        actor: str,
+    ) -> ScopeMapView:
+        _check_description(description)
+        to_add = to_entries(add)
+        to_remove = to_entries(remove)
+        with self.ctx.db.session() as s:
+            row = get_map(s, name)
+            self._writable(row)
+            assert row.id is not None
+            current = set(entries_of(s, row.id))
+            missing = [f"{p} {a.value}" for p, a in to_remove if (p, a.value) not in current]
+            if missing:
+                raise ValidationError(
+                    f"scope map {name!r} has no entry {', '.join(missing)} to remove",
+                    code="EntryNotFound",
+                )
+            removed = {(p, a.value) for p, a in to_remove}
+            added = {(p, a.value) for p, a in to_add} - current
+            total = len(current - removed) + len(added - removed)
+            limit = self.ctx.settings.max_scope_map_entries
+            if total > limit:
+                raise LimitExceededError(
+                    f"scope map {name!r} would hold {total} repository-action entries; "
+                    f"the limit is {limit}"
+                )
+            if removed:
+                s.exec(
+                    sql_delete(ScopeMapEntry).where(
+                        col(ScopeMapEntry.scope_map_id) == row.id,
+                        tuple_(col(ScopeMapEntry.repository), col(ScopeMapEntry.action)).in_(
+                            sorted(removed)
+                        ),
+                    )
+                )
+            s.add_all(
+                ScopeMapEntry(scope_map_id=row.id, repository=p, action=a)
+                for p, a in sorted(added - removed)
+            )
+            if description is not None:
+                row.description = description
+            row.updated_at = self.ctx.clock()
+            s.add(row)
+            audit(
+                s,
+                self.ctx,
+                actor,
+                "scope-map.update",
+                name,
+                added=sorted(f"{p}:{a}" for p, a in added - removed),
+                removed=sorted(f"{p}:{a}" for p, a in removed),
+            )
+            s.flush()
+            return view_of(s, row)
+
+    def tokens_using(self, name: str) -> list[str]:
+        with self.ctx.db.session() as s:
+            row = get_map(s, name)
+            return list(
+                s.exec(select(Token.name).where(Token.scope_map_id == row.id).order_by(Token.name))
+            )
+
+    def delete(self, name: str, *, actor: str) -> list[str]:
+        """Delete a map; tokens that used it are left with no permissions. Returns them."""
+        with self.ctx.db.session() as s:
+            row = get_map(s, name)
+            self._writable(row)
+            affected = list(
+                s.exec(select(Token.name).where(Token.scope_map_id == row.id).order_by(Token.name))
+            )
+            s.exec(sql_delete(ScopeMapEntry).where(col(ScopeMapEntry.scope_map_id) == row.id))
+            for token in s.exec(select(Token).where(Token.scope_map_id == row.id)).all():
+                token.scope_map_id = None
+                token.updated_at = self.ctx.clock()
+                s.add(token)
+            s.delete(row)
+            audit(s, self.ctx, actor, "scope-map.delete", name, tokens_left_without_access=affected)
+        return affected
+
+    @staticmethod
+    def _writable(row: ScopeMap) -> None:
+        if row.type == SYSTEM_DEFINED or row.name in SYSTEM_SCOPE_MAP_NAMES:
+            raise ReadOnlyError(
+                f"scope map {row.name!r} is system-defined and cannot be changed",
+                code="ScopeMapReadOnly",
+            )

@@ -1,0 +1,235 @@
+"""Tokens and their two password slots, with the reference's semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from fleet.credentials import PASSWORD_PREFIX, generate_secret
+from fleet.db.models import DISABLED, ENABLED, SLOTS, ScopeMap, Token, TokenPassword
+from fleet.domain.errors import ConflictError, LimitExceededError, NotFoundError, ValidationError
+from fleet.domain.names import validate_resource_name
+from fleet.domain.rules import RepositoryActions, to_entries
+from fleet.services.context import ServiceContext, audit
+from fleet.services.scope_maps import ScopeMapService, get_map
+from fleet.services.views import PasswordView, TokenView
+
+SCOPE_MAP_SUFFIX = "-scope-map"
+STATUSES = (ENABLED, DISABLED)
+
+
+def validate_status(status: str) -> str:
+    if status not in STATUSES:
+        raise ValidationError(
+            f"invalid status {status!r}: expected 'enabled' or 'disabled'", code="InvalidStatus"
+        )
+    return status
+
+
+def validate_slots(slots: Iterable[str]) -> list[str]:
+    chosen = sorted(set(slots))
+    bad = [s for s in chosen if s not in SLOTS]
+    if bad or not chosen:
+        raise ValidationError(
+            "choose password1, password2 or both" + (f" (not {', '.join(bad)})" if bad else ""),
+            code="InvalidPasswordName",
+        )
+    return chosen
+
+
+def get_token(session: Session, name: str) -> Token:
+    row = session.exec(select(Token).where(Token.name == name)).first()
+    if row is None:
+        raise NotFoundError(f"token {name!r} does not exist", code="TokenNotFound")
+    return row
+
+
+def _view(session: Session, token: Token, fresh: Sequence[PasswordView] = ()) -> TokenView:
+    scope_map = None
+    if token.scope_map_id is not None:
+        scope_map = session.get(ScopeMap, token.scope_map_id)
+    by_slot = {p.name: p for p in fresh}
+    stored = session.exec(
+        select(TokenPassword).where(TokenPassword.token_id == token.id).order_by(TokenPassword.slot)
+    ).all()
+    passwords = tuple(
+        by_slot.get(p.slot) or PasswordView(name=p.slot, created_at=p.created_at, expiry=p.expiry)
+        for p in stored
+    )
+    return TokenView(
+        name=token.name,
+        status=token.status,
+        scope_map=scope_map.name if scope_map else None,
+        created_at=token.created_at,
+        passwords=passwords,
+    )
+
+
+class TokenService:
+    def __init__(self, ctx: ServiceContext, scope_maps: ScopeMapService) -> None:
+        self.ctx = ctx
+        self.scope_maps = scope_maps
+
+    def _check_expiry(self, expiry: datetime | None) -> None:
+        if expiry is not None and expiry <= self.ctx.clock():
+            raise ValidationError(
+                f"the expiry {expiry.isoformat()} is not in the future", code="InvalidExpiry"
+            )
+
+    # -- reads ----------------------------------------------------------------------------
+    def show(self, name: str) -> TokenView:
+        with self.ctx.db.session() as s:
+            return _view(s, get_token(s, name))
+
+    def list(self) -> list[TokenView]:
+        with self.ctx.db.session() as s:
+            return [_view(s, t) for t in s.exec(select(Token).order_by(Token.name)).all()]
+
+    # -- writes ---------------------------------------------------------------------------
+    def create(
+        self,
+        name: str,
+        *,
+        scope_map: str | None = None,
+        repositories: Sequence[RepositoryActions] = (),
+        status: str = ENABLED,
+        generate_passwords: bool = True,
+        expiry: datetime | None = None,
+        actor: str,
+    ) -> TokenView:
+        validate_resource_name(name, "token")
+        validate_status(status)
+        self._check_expiry(expiry)
+        if bool(scope_map) == bool(repositories):
+            raise ValidationError(
+                "give either --scope-map or one or more --repository rules, not both or neither",
+                code="InvalidRequest",
+            )
+        entries = to_entries(repositories) if repositories else []
+        with self.ctx.db.session() as s:
+            if s.exec(select(Token.id).where(Token.name == name)).first() is not None:
+                raise ConflictError(f"token {name!r} already exists", code="TokenExists")
+            count = s.exec(select(func.count()).select_from(Token)).one()
+            if count >= self.ctx.settings.max_tokens:
+                raise LimitExceededError(
+                    f"the registry already holds {count} tokens, the limit "
+                    f"({self.ctx.settings.max_tokens})"
+                )
+            if scope_map:
+                map_id = get_map(s, scope_map).id
+            else:
+                map_name = name + SCOPE_MAP_SUFFIX
+                self.scope_maps.create_in(
+                    s, map_name, entries, f"Created with token {name}", actor=actor
+                )
+                map_id = get_map(s, map_name).id
+            now = self.ctx.clock()
+            token = Token(
+                name=name, status=status, scope_map_id=map_id, created_at=now, updated_at=now
+            )
+            s.add(token)
+            s.flush()
+            fresh = self._generate(s, token, SLOTS, expiry) if generate_passwords else []
+            audit(
+                s,
+                self.ctx,
+                actor,
+                "token.create",
+                name,
+                status=status,
+                passwords=[p.name for p in fresh],
+            )
+            s.flush()
+            return _view(s, token, fresh)
+
+    def update(
+        self, name: str, *, scope_map: str | None = None, status: str | None = None, actor: str
+    ) -> TokenView:
+        if status is not None:
+            validate_status(status)
+        with self.ctx.db.session() as s:
+            token = get_token(s, name)
+            changes: dict[str, object] = {}
+            if scope_map is not None:
+                token.scope_map_id = get_map(s, scope_map).id
+                changes["scope_map"] = scope_map
+            if status is not None and status != token.status:
+                token.status = status
+                changes["status"] = status
+            token.updated_at = self.ctx.clock()
+            s.add(token)
+            audit(s, self.ctx, actor, "token.update", name, **changes)
+            s.flush()
+            return _view(s, token)
+
+    def delete(self, name: str, *, actor: str) -> None:
+        with self.ctx.db.session() as s:
+            token = get_token(s, name)
+            for p in s.exec(select(TokenPassword).where(TokenPassword.token_id == token.id)):
+                s.delete(p)
+            s.delete(token)
+            audit(s, self.ctx, actor, "token.delete", name)
+
+    def generate_credentials(
+        self, name: str, slots: Iterable[str], *, expiry: datetime | None = None, actor: str
+    ) -> tuple[str, list[PasswordView]]:
+        """New values for the chosen slots, each shown in this answer only."""
+        chosen = validate_slots(slots)
+        self._check_expiry(expiry)
+        with self.ctx.db.session() as s:
+            token = get_token(s, name)
+            fresh = self._generate(s, token, chosen, expiry)
+            audit(
+                s,
+                self.ctx,
+                actor,
+                "token.credential.generate",
+                name,
+                passwords=chosen,
+                expiry=expiry,
+            )
+            return token.name, fresh
+
+    def delete_credential(self, name: str, slot: str, *, actor: str) -> TokenView:
+        (slot,) = validate_slots([slot])
+        with self.ctx.db.session() as s:
+            token = get_token(s, name)
+            row = s.exec(
+                select(TokenPassword).where(
+                    TokenPassword.token_id == token.id, TokenPassword.slot == slot
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(f"token {name!r} has no {slot}", code="PasswordNotFound")
+            s.delete(row)
+            token.updated_at = self.ctx.clock()
+            s.add(token)
+            audit(s, self.ctx, actor, "token.credential.delete", name, password=slot)
+            s.flush()
+            return _view(s, token)
+
+    def _generate(
+        self, s: Session, token: Token, slots: Iterable[str], expiry: datetime | None
+    ) -> list[PasswordView]:
+        now = self.ctx.clock()
+        fresh: list[PasswordView] = []
+        for slot in slots:
+            value = generate_secret(PASSWORD_PREFIX)
+            row = s.exec(
+                select(TokenPassword).where(
+                    TokenPassword.token_id == token.id, TokenPassword.slot == slot
+                )
+            ).first()
+            if row is None:
+                row = TokenPassword(token_id=token.id, slot=slot, secret_hash="")
+            row.secret_hash = self.ctx.hasher.hash(value)
+            row.created_at = now
+            row.expiry = expiry
+            s.add(row)
+            fresh.append(PasswordView(name=slot, created_at=now, expiry=expiry, value=value))
+        token.updated_at = now
+        s.add(token)
+        return fresh
