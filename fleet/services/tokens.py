@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from fleet.credentials import PASSWORD_PREFIX, generate_secret
 from fleet.db.models import DISABLED, ENABLED, SLOTS, ScopeMap, Token, TokenPassword
@@ -168,8 +169,7 @@ class TokenService:
     def delete(self, name: str, *, actor: str) -> None:
         with self.ctx.db.session() as s:
             token = get_token(s, name)
-            for p in s.exec(select(TokenPassword).where(TokenPassword.token_id == token.id)):
-                s.delete(p)
+            s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == token.id))
             s.delete(token)
             audit(s, self.ctx, actor, "token.delete", name)
 

@@ -1,0 +1,137 @@
+"""Shared fixtures: a database per test on SQLite, and on PostgreSQL when it is reachable.
+
+The PostgreSQL URL comes from FLEET_TEST_POSTGRES_URL (default: the local server's `test`
+database). In CI (CI=true) an unreachable PostgreSQL is an error, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from fleet.bootstrap import initialise
+from fleet.config import Settings, load_settings
+from fleet.services import Services
+
+POSTGRES_URL = os.environ.get(
+    "FLEET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TEST_SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LW9mLWF0LWxlYXN0LTMyLWJ5dGVzIQ=="
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure means "not reachable"
+        return f"{exc.__class__.__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema for this test session, dropped at the end."""
+    problem = _postgres_available()
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} in CI: {problem}")
+        pytest.skip(f"PostgreSQL not reachable: {problem}")
+    schema = f"fleet_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def make_settings(data_dir: Path, database_url: str = "", **overrides: object) -> Settings:
+    return load_settings(
+        environ={},
+        overrides={
+            "data_dir": data_dir,
+            "database_url": database_url,
+            "secret_key": TEST_SECRET_KEY,
+            **overrides,
+        },
+    )
+
+
+def _truncate_all(services: Services) -> None:
+    engine = services.ctx.db.engine
+    with engine.begin() as conn:
+        tables = ["token_passwords", "tokens", "scope_map_entries", "scope_maps", "api_keys",
+                  "audit_events"]
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fleet.db'}"
+    url: str = request.getfixturevalue("postgres_schema_url")
+    return url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
+    def build(**overrides: object) -> Settings:
+        return make_settings(tmp_path / "data", db_url, **overrides)
+
+    return build
+
+
+@pytest.fixture
+def make_services(settings_factory, clock: FakeClock):  # type: ignore[no-untyped-def]
+    """Services on an empty database of this test's kind, with settings overridden."""
+    built: list[Services] = []
+
+    def make(**overrides: object) -> Services:
+        services = initialise(settings_factory(**overrides))
+        _truncate_all(services)
+        services.scope_maps.ensure_system_maps()
+        services.ctx.clock = clock
+        built.append(services)
+        return services
+
+    yield make
+    for services in built:
+        services.ctx.db.dispose()
+
+
+@pytest.fixture
+def services(make_services) -> Services:  # type: ignore[no-untyped-def]
+    built: Services = make_services()
+    return built
