@@ -7,6 +7,9 @@ import os
 import secrets
 from pathlib import Path
 
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
 from fleet.config import Settings
 from fleet.credentials import MIN_SECRET_KEY_BYTES, SecretHasher
 from fleet.db.engine import Database
@@ -67,19 +70,35 @@ def load_secret_key(settings: Settings, *, create: bool = False) -> bytes:
     return key
 
 
-def build_services(settings: Settings, *, create_keys: bool = False) -> Services:
+def check_schema(db: Database) -> None:
+    """Refuse to run against a database that `fleet init` has not prepared."""
+    try:
+        with db.engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        version = None
+    if version is None:
+        raise NotInitialisedError(
+            f"the database {db.engine.url.render_as_string(hide_password=True)} has no fleet "
+            "schema: run `fleet init`"
+        )
+
+
+def build_services(settings: Settings, *, initialising: bool = False) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ctx = ServiceContext(
         db=Database(settings.resolved_database_url),
         settings=settings,
-        hasher=SecretHasher(load_secret_key(settings, create=create_keys)),
+        hasher=SecretHasher(load_secret_key(settings, create=initialising)),
     )
+    if not initialising:
+        check_schema(ctx.db)
     return Services.build(ctx)
 
 
 def initialise(settings: Settings) -> Services:
     """Create or migrate the database and create missing keys. Safe to run twice."""
-    services = build_services(settings, create_keys=True)
+    services = build_services(settings, initialising=True)
     upgrade(services.ctx.db.engine)
     services.scope_maps.ensure_system_maps()
     return services
