@@ -83,8 +83,14 @@ def make_settings(data_dir: Path, database_url: str = "", **overrides: object) -
 def _truncate_all(services: Services) -> None:
     engine = services.ctx.db.engine
     with engine.begin() as conn:
-        tables = ["token_passwords", "tokens", "scope_map_entries", "scope_maps", "api_keys",
-                  "audit_events"]
+        tables = [
+            "token_passwords",
+            "tokens",
+            "scope_map_entries",
+            "scope_maps",
+            "api_keys",
+            "audit_events",
+        ]
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:

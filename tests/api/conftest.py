@@ -23,8 +23,9 @@ class Client:
         self.headers = {"Authorization": f"Bearer {key}"}
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any:
-        response = self.client.open(f"/api/v1{path}", method=method, json=body,
-                                    headers=self.headers)
+        response = self.client.open(
+            f"/api/v1{path}", method=method, json=body, headers=self.headers
+        )
         if response.status_code >= 400:
             error = response.get_json()["error"]
             assert set(error) == {"code", "message"} and error["message"]

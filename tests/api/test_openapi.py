@@ -13,7 +13,8 @@ def test_openapi_document_is_public_and_lists_every_route(app) -> None:  # type:
     # every route the app serves under /api/v1 is documented
     served = {
         (method.lower(), rule.rule.replace("<", "{").replace(">", "}"))
-        for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1")
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert served - {("get", "/api/v1/openapi.json")} == documented

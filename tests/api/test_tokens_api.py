@@ -13,8 +13,12 @@ def valid(model: type[BaseModel], data: object) -> None:
 
 def test_requires_an_api_key(app) -> None:  # type: ignore[no-untyped-def]
     client = app.test_client()
-    for headers in ({}, {"Authorization": "Bearer nope"},
-                    {"Authorization": "Bearer flta_" + "A" * 42}, {"Authorization": "Basic x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Bearer flta_" + "A" * 42},
+        {"Authorization": "Basic x"},
+    ):
         response = client.get("/api/v1/tokens", headers=headers)
         assert response.status_code == 401
         assert response.get_json()["error"]["code"] == "Unauthorized"
@@ -49,8 +53,11 @@ def test_token_lifecycle(api) -> None:  # type: ignore[no-untyped-def]
     valid(TokenList, listed)
     assert [t["name"] for t in listed["value"]] == ["MyToken"]
 
-    generated = api("POST", "/tokens/MyToken/credentials/generate",
-                    {"passwords": ["password1"], "expirationInDays": 30})
+    generated = api(
+        "POST",
+        "/tokens/MyToken/credentials/generate",
+        {"passwords": ["password1"], "expirationInDays": 30},
+    )
     valid(CredentialsOut, generated.get_json())
     assert generated.get_json()["passwords"][0]["expiry"].startswith("2026-01-31")
 
@@ -66,16 +73,39 @@ def test_token_lifecycle(api) -> None:  # type: ignore[no-untyped-def]
     ("body", "status", "code"),
     [
         ({"name": "MyToken"}, 400, "InvalidRequest"),
-        ({"name": "MyToken", "scopeMap": "_repositories_pull", "repositories": HELLO}, 400,
-         "InvalidRequest"),
-        ({"name": "MyToken", "repositories": [{"repository": "samples/*/x",
-                                               "actions": ["content/read"]}]}, 400, "InvalidRule"),
-        ({"name": "MyToken", "repositories": HELLO, "expiry": "2020-01-01T00:00:00Z"}, 400,
-         "InvalidExpiry"),
-        ({"name": "MyToken", "repositories": HELLO, "expiry": "2030-01-01T00:00:00"}, 400,
-         "InvalidRequest"),
-        ({"name": "MyToken", "repositories": HELLO, "expiry": "2030-01-01T00:00:00Z",
-          "expirationInDays": 3}, 400, "InvalidRequest"),
+        (
+            {"name": "MyToken", "scopeMap": "_repositories_pull", "repositories": HELLO},
+            400,
+            "InvalidRequest",
+        ),
+        (
+            {
+                "name": "MyToken",
+                "repositories": [{"repository": "samples/*/x", "actions": ["content/read"]}],
+            },
+            400,
+            "InvalidRule",
+        ),
+        (
+            {"name": "MyToken", "repositories": HELLO, "expiry": "2020-01-01T00:00:00Z"},
+            400,
+            "InvalidExpiry",
+        ),
+        (
+            {"name": "MyToken", "repositories": HELLO, "expiry": "2030-01-01T00:00:00"},
+            400,
+            "InvalidRequest",
+        ),
+        (
+            {
+                "name": "MyToken",
+                "repositories": HELLO,
+                "expiry": "2030-01-01T00:00:00Z",
+                "expirationInDays": 3,
+            },
+            400,
+            "InvalidRequest",
+        ),
         ({"name": "MyToken", "repositories": HELLO, "surprise": 1}, 400, "InvalidRequest"),
         ({"name": "MyToken", "scopeMap": "NoSuchMap"}, 404, "ScopeMapNotFound"),
         ({"name": "x", "scopeMap": "_repositories_pull"}, 400, "InvalidName"),
@@ -94,8 +124,11 @@ def test_non_json_body(api) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_scope_map_routes(api) -> None:  # type: ignore[no-untyped-def]
-    created = api("POST", "/scope-maps", {"name": "MyScopeMap", "repositories": HELLO,
-                                          "description": "Sample scope map"})
+    created = api(
+        "POST",
+        "/scope-maps",
+        {"name": "MyScopeMap", "repositories": HELLO, "description": "Sample scope map"},
+    )
     assert created.status_code == 201
     valid(ScopeMapOut, created.get_json())
     assert created.get_json()["actions"] == [
@@ -107,13 +140,20 @@ def test_scope_map_routes(api) -> None:  # type: ignore[no-untyped-def]
     assert [m["scopeMapType"] for m in listed["value"]].count("SystemDefined") == 5
     api("POST", "/tokens", {"name": "MyToken", "scopeMap": "MyScopeMap"})
     assert api("GET", "/scope-maps/MyScopeMap/tokens").get_json() == {"tokens": ["MyToken"]}
-    patched = api("PATCH", "/scope-maps/MyScopeMap", {
-        "addRepositories": [{"repository": "samples/nginx", "actions": ["content/read"]}],
-        "removeRepositories": [{"repository": "samples/hello-world",
-                                "actions": ["content/write"]}],
-    }).get_json()
-    assert patched["actions"] == ["repositories/samples/hello-world/content/read",
-                                  "repositories/samples/nginx/content/read"]
+    patched = api(
+        "PATCH",
+        "/scope-maps/MyScopeMap",
+        {
+            "addRepositories": [{"repository": "samples/nginx", "actions": ["content/read"]}],
+            "removeRepositories": [
+                {"repository": "samples/hello-world", "actions": ["content/write"]}
+            ],
+        },
+    ).get_json()
+    assert patched["actions"] == [
+        "repositories/samples/hello-world/content/read",
+        "repositories/samples/nginx/content/read",
+    ]
     readonly = api("PATCH", "/scope-maps/_repositories_pull", {"description": "x"})
     assert readonly.status_code == 403
     deleted = api("DELETE", "/scope-maps/MyScopeMap").get_json()

@@ -31,8 +31,9 @@ class Fleet:
 
     def run(self, *args: str, input: str | None = None) -> Result:
         runner = CliRunner()
-        return runner.invoke(cli, list(args), input=input,
-                             env={"FLEET_URL": self.url, "FLEET_API_KEY": self.key})
+        return runner.invoke(
+            cli, list(args), input=input, env={"FLEET_URL": self.url, "FLEET_API_KEY": self.key}
+        )
 
     def ok(self, *args: str, input: str | None = None) -> str:
         result = self.run(*args, input=input)

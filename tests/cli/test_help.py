@@ -23,12 +23,23 @@ ALL = _commands(cli)
 
 
 def test_the_reference_commands_exist() -> None:
-    for expected in [("token", "create"), ("token", "show"), ("token", "list"),
-                     ("token", "update"), ("token", "delete"),
-                     ("token", "credential", "generate"), ("token", "credential", "delete"),
-                     ("scope-map", "create"), ("scope-map", "update"), ("scope-map", "show"),
-                     ("scope-map", "list"), ("scope-map", "delete"), ("init",),
-                     ("admin", "create-key"), ("serve",)]:
+    for expected in [
+        ("token", "create"),
+        ("token", "show"),
+        ("token", "list"),
+        ("token", "update"),
+        ("token", "delete"),
+        ("token", "credential", "generate"),
+        ("token", "credential", "delete"),
+        ("scope-map", "create"),
+        ("scope-map", "update"),
+        ("scope-map", "show"),
+        ("scope-map", "list"),
+        ("scope-map", "delete"),
+        ("init",),
+        ("admin", "create-key"),
+        ("serve",),
+    ]:
         assert expected in ALL
 
 

@@ -11,11 +11,31 @@ from tests.cli.conftest import Fleet
 
 
 def test_create_token_and_specify_repositories(fleet: Fleet) -> None:
-    out = fleet.json("token", "create", "--name", "MyToken", "--registry", "myregistry",
-                     "--repository", "samples/hello-world", "content/write", "content/read",
-                     "--output", "json")
-    assert set(out) >= {"creationDate", "credentials", "id", "name", "objectId",
-                        "provisioningState", "scopeMapId", "status", "type"}
+    out = fleet.json(
+        "token",
+        "create",
+        "--name",
+        "MyToken",
+        "--registry",
+        "myregistry",
+        "--repository",
+        "samples/hello-world",
+        "content/write",
+        "content/read",
+        "--output",
+        "json",
+    )
+    assert set(out) >= {
+        "creationDate",
+        "credentials",
+        "id",
+        "name",
+        "objectId",
+        "provisioningState",
+        "scopeMapId",
+        "status",
+        "type",
+    }
     assert out["name"] == "MyToken" and out["status"] == "enabled"
     assert out["credentials"]["username"] == "MyToken"
     assert out["credentials"]["certificates"] == []
@@ -30,31 +50,91 @@ def test_create_token_and_specify_repositories(fleet: Fleet) -> None:
 
 
 def test_create_token_and_specify_scope_map(fleet: Fleet) -> None:
-    made = fleet.json("scope-map", "create", "--name", "MyScopeMap", "--registry", "myregistry",
-                      "--repository", "samples/hello-world", "content/write", "content/read",
-                      "--description", "Sample scope map")
+    made = fleet.json(
+        "scope-map",
+        "create",
+        "--name",
+        "MyScopeMap",
+        "--registry",
+        "myregistry",
+        "--repository",
+        "samples/hello-world",
+        "content/write",
+        "content/read",
+        "--description",
+        "Sample scope map",
+    )
     assert made["description"] == "Sample scope map"
-    assert made["actions"] == ["repositories/samples/hello-world/content/read",
-                               "repositories/samples/hello-world/content/write"]
-    out = fleet.json("token", "create", "--name", "MyToken", "--registry", "myregistry",
-                     "--scope-map", "MyScopeMap")
+    assert made["actions"] == [
+        "repositories/samples/hello-world/content/read",
+        "repositories/samples/hello-world/content/write",
+    ]
+    out = fleet.json(
+        "token",
+        "create",
+        "--name",
+        "MyToken",
+        "--registry",
+        "myregistry",
+        "--scope-map",
+        "MyScopeMap",
+    )
     assert out["scopeMapId"].endswith("/scopeMaps/MyScopeMap")
     assert len(out["credentials"]["passwords"]) == 2
 
 
 def test_wildcards(fleet: Fleet) -> None:
-    made = fleet.json("scope-map", "create", "--name", "MyScopeMapWildcard", "--registry",
-                      "myregistry", "--repository", "samples/*", "content/write", "content/read",
-                      "--description", "Sample scope map with wildcards")
+    made = fleet.json(
+        "scope-map",
+        "create",
+        "--name",
+        "MyScopeMapWildcard",
+        "--registry",
+        "myregistry",
+        "--repository",
+        "samples/*",
+        "content/write",
+        "content/read",
+        "--description",
+        "Sample scope map with wildcards",
+    )
     assert "repositories/samples/*/content/write" in made["actions"]
-    fleet.json("token", "create", "--name", "MyTokenWildcard", "--registry", "myregistry",
-               "--scope-map", "MyScopeMapWildcard")
+    fleet.json(
+        "token",
+        "create",
+        "--name",
+        "MyTokenWildcard",
+        "--registry",
+        "myregistry",
+        "--scope-map",
+        "MyScopeMapWildcard",
+    )
     fleet.ok("token", "delete", "--name", "MyTokenWildcard", "--yes")
-    direct = fleet.json("token", "create", "--name", "MyTokenWildcard", "--registry",
-                        "myregistry", "--repository", "samples/*", "content/write", "content/read")
+    direct = fleet.json(
+        "token",
+        "create",
+        "--name",
+        "MyTokenWildcard",
+        "--registry",
+        "myregistry",
+        "--repository",
+        "samples/*",
+        "content/write",
+        "content/read",
+    )
     assert direct["scopeMapId"].endswith("MyTokenWildcard-scope-map")
-    root = fleet.json("token", "create", "--name", "MyTokenRoot", "--registry", "myregistry",
-                      "--repository", "*", "content/write", "content/read")
+    root = fleet.json(
+        "token",
+        "create",
+        "--name",
+        "MyTokenRoot",
+        "--registry",
+        "myregistry",
+        "--repository",
+        "*",
+        "content/write",
+        "content/read",
+    )
     assert root["status"] == "enabled"
     root_map = fleet.json("scope-map", "show", "--name", "MyTokenRoot-scope-map")
     assert root_map["actions"] == ["repositories/*/content/read", "repositories/*/content/write"]
@@ -62,8 +142,9 @@ def test_wildcards(fleet: Fleet) -> None:
 
 def test_invalid_wildcards_are_refused_with_the_rule_named(fleet: Fleet) -> None:
     for bad in ["sample/*/teamA", "sample/teamA*", "sample/teamA/*/projectB/*"]:
-        result = fleet.run("scope-map", "create", "--name", "BadScopeMap", "--repository", bad,
-                           "content/read")
+        result = fleet.run(
+            "scope-map", "create", "--name", "BadScopeMap", "--repository", bad, "content/read"
+        )
         assert result.exit_code != 0
         assert bad in result.stderr and "InvalidRule" in result.stderr
         assert result.stdout == ""
@@ -72,46 +153,101 @@ def test_invalid_wildcards_are_refused_with_the_rule_named(fleet: Fleet) -> None
 
 
 def test_update_scope_map_and_delete_and_metadata_actions(fleet: Fleet) -> None:
-    fleet.json("scope-map", "create", "--name", "MyScopeMap", "--registry", "myregistry",
-               "--repository", "samples/hello-world", "content/write", "content/read",
-               "--description", "Sample scope map")
-    out = fleet.json("scope-map", "update", "--name", "MyScopeMap", "--registry", "myregistry",
-                     "--add-repository", "samples/nginx", "content/write", "content/read",
-                     "--remove-repository", "samples/hello-world", "content/write")
-    assert out["actions"] == ["repositories/samples/hello-world/content/read",
-                              "repositories/samples/nginx/content/read",
-                              "repositories/samples/nginx/content/write"]
-    out = fleet.json("scope-map", "update", "--name", "MyScopeMap", "--registry", "myregistry",
-                     "--add-repository", "samples/nginx", "content/delete")
+    fleet.json(
+        "scope-map",
+        "create",
+        "--name",
+        "MyScopeMap",
+        "--registry",
+        "myregistry",
+        "--repository",
+        "samples/hello-world",
+        "content/write",
+        "content/read",
+        "--description",
+        "Sample scope map",
+    )
+    out = fleet.json(
+        "scope-map",
+        "update",
+        "--name",
+        "MyScopeMap",
+        "--registry",
+        "myregistry",
+        "--add-repository",
+        "samples/nginx",
+        "content/write",
+        "content/read",
+        "--remove-repository",
+        "samples/hello-world",
+        "content/write",
+    )
+    assert out["actions"] == [
+        "repositories/samples/hello-world/content/read",
+        "repositories/samples/nginx/content/read",
+        "repositories/samples/nginx/content/write",
+    ]
+    out = fleet.json(
+        "scope-map",
+        "update",
+        "--name",
+        "MyScopeMap",
+        "--registry",
+        "myregistry",
+        "--add-repository",
+        "samples/nginx",
+        "content/delete",
+    )
     assert "repositories/samples/nginx/content/delete" in out["actions"]
-    out = fleet.json("scope-map", "update", "--name", "MyScopeMap", "--registry", "myregistry",
-                     "--add-repository", "samples/hello-world", "metadata/read")
+    out = fleet.json(
+        "scope-map",
+        "update",
+        "--name",
+        "MyScopeMap",
+        "--registry",
+        "myregistry",
+        "--add-repository",
+        "samples/hello-world",
+        "metadata/read",
+    )
     assert "repositories/samples/hello-world/metadata/read" in out["actions"]
 
 
 def test_list_scope_maps_table(fleet: Fleet) -> None:
-    fleet.json("scope-map", "create", "--name", "MyScopeMap", "--repository", "samples/x",
-               "content/read", "--description", "Sample scope map")
-    lines = fleet.ok("scope-map", "list", "--registry", "myregistry", "--output",
-                     "table").splitlines()
+    fleet.json(
+        "scope-map",
+        "create",
+        "--name",
+        "MyScopeMap",
+        "--repository",
+        "samples/x",
+        "content/read",
+        "--description",
+        "Sample scope map",
+    )
+    lines = fleet.ok(
+        "scope-map", "list", "--registry", "myregistry", "--output", "table"
+    ).splitlines()
     assert lines[0].split() == ["NAME", "TYPE", "CREATION", "DATE", "DESCRIPTION"]
     assert set(lines[1]) <= {"-", " "}
     rows = [line.split()[:2] for line in lines[2:]]
-    assert rows[:5] == [["_repositories_admin", "SystemDefined"],
-                        ["_repositories_pull", "SystemDefined"],
-                        ["_repositories_pull_metadata_read", "SystemDefined"],
-                        ["_repositories_push", "SystemDefined"],
-                        ["_repositories_push_metadata_write", "SystemDefined"]]
+    assert rows[:5] == [
+        ["_repositories_admin", "SystemDefined"],
+        ["_repositories_pull", "SystemDefined"],
+        ["_repositories_pull_metadata_read", "SystemDefined"],
+        ["_repositories_push", "SystemDefined"],
+        ["_repositories_push_metadata_write", "SystemDefined"],
+    ]
     assert ["MyScopeMap", "UserDefined"] in rows
     date = lines[-1].split()[2]
     assert len(date) == 20 and date.endswith("Z")  # 2020-01-20T09:44:24Z
 
 
 def test_show_and_list_tokens(fleet: Fleet) -> None:
-    fleet.json("token", "create", "--name", "MyToken", "--repository", "samples/a",
-               "content/read")
-    shown = fleet.json("scope-map", "show", "--name", "MyToken-scope-map", "--registry",
-                       "myregistry")
+    fleet.json("token", "create", "--name", "MyToken", "--repository", "samples/a", "content/read")
+    shown = fleet.json(
+        "scope-map", "show", "--name", "MyToken-scope-map", "--registry", "myregistry"
+    )
     assert shown["scopeMapType"] == "UserDefined"
     table = fleet.ok("token", "list", "--registry", "myregistry", "--output", "table")
     assert table.splitlines()[0].split()[:4] == ["NAME", "SCOPE", "MAP", "STATUS"]
@@ -119,11 +255,23 @@ def test_show_and_list_tokens(fleet: Fleet) -> None:
 
 
 def test_regenerate_password_query_tsv(fleet: Fleet) -> None:
-    fleet.json("token", "create", "--name", "MyToken", "--repository", "samples/a",
-               "content/read")
-    value = fleet.ok("token", "credential", "generate", "--name", "MyToken", "--registry",
-                     "myregistry", "--expiration-in-days", "30", "--password1", "--query",
-                     "passwords[0].value", "--output", "tsv").strip()
+    fleet.json("token", "create", "--name", "MyToken", "--repository", "samples/a", "content/read")
+    value = fleet.ok(
+        "token",
+        "credential",
+        "generate",
+        "--name",
+        "MyToken",
+        "--registry",
+        "myregistry",
+        "--expiration-in-days",
+        "30",
+        "--password1",
+        "--query",
+        "passwords[0].value",
+        "--output",
+        "tsv",
+    ).strip()
     assert value.startswith("fltp_") and "\t" not in value and "\n" not in value
     shown = fleet.json("token", "show", "--name", "MyToken")
     expiries = {p["name"]: p["expiry"] for p in shown["credentials"]["passwords"]}
@@ -131,23 +279,38 @@ def test_regenerate_password_query_tsv(fleet: Fleet) -> None:
 
 
 def test_update_token_scope_map_and_status(fleet: Fleet) -> None:
-    fleet.json("token", "create", "--name", "MyToken", "--repository", "samples/a",
-               "content/read")
-    fleet.json("scope-map", "create", "--name", "MyNewScopeMap", "--repository", "samples/b",
-               "content/read")
-    out = fleet.json("token", "update", "--name", "MyToken", "--registry", "myregistry",
-                     "--scope-map", "MyNewScopeMap")
+    fleet.json("token", "create", "--name", "MyToken", "--repository", "samples/a", "content/read")
+    fleet.json(
+        "scope-map",
+        "create",
+        "--name",
+        "MyNewScopeMap",
+        "--repository",
+        "samples/b",
+        "content/read",
+    )
+    out = fleet.json(
+        "token",
+        "update",
+        "--name",
+        "MyToken",
+        "--registry",
+        "myregistry",
+        "--scope-map",
+        "MyNewScopeMap",
+    )
     assert out["scopeMapId"].endswith("/MyNewScopeMap")
-    out = fleet.json("token", "update", "--name", "MyToken", "--registry", "myregistry",
-                     "--status", "disabled")
+    out = fleet.json(
+        "token", "update", "--name", "MyToken", "--registry", "myregistry", "--status", "disabled"
+    )
     assert out["status"] == "disabled"
 
 
 def test_delete_token_asks_first(fleet: Fleet) -> None:
-    fleet.json("token", "create", "--name", "MyToken", "--repository", "samples/a",
-               "content/read")
-    refused = fleet.run("token", "delete", "--name", "MyToken", "--registry", "myregistry",
-                        input="n\n")
+    fleet.json("token", "create", "--name", "MyToken", "--repository", "samples/a", "content/read")
+    refused = fleet.run(
+        "token", "delete", "--name", "MyToken", "--registry", "myregistry", input="n\n"
+    )
     assert refused.exit_code != 0
     assert fleet.json("token", "show", "--name", "MyToken")["name"] == "MyToken"
     fleet.ok("token", "delete", "--name", "MyToken", "--registry", "myregistry", input="y\n")
@@ -156,8 +319,9 @@ def test_delete_token_asks_first(fleet: Fleet) -> None:
 
 
 def test_scope_map_delete_in_use_warns(fleet: Fleet) -> None:
-    fleet.json("scope-map", "create", "--name", "MyScopeMap", "--repository", "samples/a",
-               "content/read")
+    fleet.json(
+        "scope-map", "create", "--name", "MyScopeMap", "--repository", "samples/a", "content/read"
+    )
     fleet.json("token", "create", "--name", "MyToken", "--scope-map", "MyScopeMap")
     refused = fleet.run("scope-map", "delete", "--name", "MyScopeMap", input="n\n")
     assert "MyToken will be left with no permissions" in refused.stderr
@@ -168,8 +332,15 @@ def test_scope_map_delete_in_use_warns(fleet: Fleet) -> None:
 
 
 def test_credential_delete_and_no_passwords(fleet: Fleet) -> None:
-    out = fleet.json("token", "create", "--name", "MyToken", "--scope-map",
-                     "_repositories_pull", "--no-passwords")
+    out = fleet.json(
+        "token",
+        "create",
+        "--name",
+        "MyToken",
+        "--scope-map",
+        "_repositories_pull",
+        "--no-passwords",
+    )
     assert out["credentials"]["passwords"] == []
     fleet.ok("token", "credential", "generate", "--name", "MyToken")
     out = fleet.json("token", "credential", "delete", "--name", "MyToken", "--password2")
@@ -180,8 +351,17 @@ def test_errors_go_to_stderr_with_nonzero_exit(fleet: Fleet) -> None:
     result = fleet.run("token", "show", "--name", "Missing")
     assert result.exit_code == 1 and result.stdout == ""
     assert "token 'Missing' does not exist" in result.stderr
-    both = fleet.run("token", "create", "--name", "MyToken", "--scope-map", "x",
-                     "--repository", "a", "content/read")
+    both = fleet.run(
+        "token",
+        "create",
+        "--name",
+        "MyToken",
+        "--scope-map",
+        "x",
+        "--repository",
+        "a",
+        "content/read",
+    )
     assert both.exit_code == 2 and "not both" in both.stderr
     noact = fleet.run("scope-map", "create", "--name", "MyScopeMap", "--repository", "a")
     assert noact.exit_code == 2 and "at least one action" in noact.stderr

@@ -27,19 +27,28 @@ def test_init_create_key_and_serve(tmp_path: Path) -> None:
     env.pop("FLEET_DATABASE_URL", None)
     env.pop("FLEET_SECRET_KEY", None)
     for _ in range(2):  # safe to run twice
-        done = subprocess.run([*FLEET, "init"], env=env, capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run([*FLEET, "init"], env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
     key_file = tmp_path / "data" / "secret.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    made = subprocess.run([*FLEET, "admin", "create-key", "--name", "ops"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    made = subprocess.run(
+        [*FLEET, "admin", "create-key", "--name", "ops"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1]
     assert key.startswith("flta_")
     port = _free_port()
-    server = subprocess.Popen([*FLEET, "serve", "--port", str(port), "--workers", "1"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [*FLEET, "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -52,9 +61,13 @@ def test_init_create_key_and_serve(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "fleet serve did not come up"
             assert server.poll() is None, server.stdout.read() if server.stdout else ""
             time.sleep(0.2)
-        listed = subprocess.run([*FLEET, "scope-map", "list", "--output", "tsv", "--query",
-                                 "[].name"], env={**env, "FLEET_URL": url, "FLEET_API_KEY": key},
-                                capture_output=True, text=True, timeout=60)
+        listed = subprocess.run(
+            [*FLEET, "scope-map", "list", "--output", "tsv", "--query", "[].name"],
+            env={**env, "FLEET_URL": url, "FLEET_API_KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert listed.returncode == 0, listed.stderr
         assert "_repositories_pull" in listed.stdout.split()
     finally:
@@ -65,7 +78,12 @@ def test_init_create_key_and_serve(tmp_path: Path) -> None:
 def test_commands_needing_init_say_so(tmp_path: Path) -> None:
     env = {**os.environ, "FLEET_DATA_DIR": str(tmp_path / "empty")}
     env.pop("FLEET_SECRET_KEY", None)
-    done = subprocess.run([*FLEET, "admin", "create-key", "--name", "x"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*FLEET, "admin", "create-key", "--name", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "fleet init" in done.stderr

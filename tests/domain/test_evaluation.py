@@ -1,4 +1,3 @@
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -99,8 +98,10 @@ def test_no_match_across_a_slash_boundary(prefix: str, extra: str) -> None:
 
 def test_evaluation_work_does_not_grow_with_rule_count() -> None:
     """Counted, not timed: the index is consulted once per path component."""
-    many = compile_rules([rule(f"team{i}/app{i}", R) for i in range(500)]
-                         + [rule(f"team{i}/*", W) for i in range(500)])
+    many = compile_rules(
+        [rule(f"team{i}/app{i}", R) for i in range(500)]
+        + [rule(f"team{i}/*", W) for i in range(500)]
+    )
     calls = 0
 
     class CountingDict(dict):

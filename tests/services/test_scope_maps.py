@@ -28,8 +28,9 @@ def test_system_maps_are_present_and_read_only(services: Services) -> None:
     assert admin.type == "SystemDefined"
     assert len(admin.entries) == 5
     with pytest.raises(ReadOnlyError):
-        services.scope_maps.update("_repositories_pull", add=rules(("x", "content/write")),
-                                   actor=ME)
+        services.scope_maps.update(
+            "_repositories_pull", add=rules(("x", "content/write")), actor=ME
+        )
     with pytest.raises(ReadOnlyError):
         services.scope_maps.delete("_repositories_push", actor=ME)
     services.scope_maps.ensure_system_maps()  # idempotent
@@ -38,11 +39,16 @@ def test_system_maps_are_present_and_read_only(services: Services) -> None:
 
 def test_create_show_update(services: Services) -> None:
     created = services.scope_maps.create(
-        "MyScopeMap", rules(("samples/hello-world", "content/write", "content/read")),
-        "Sample scope map", actor=ME)
+        "MyScopeMap",
+        rules(("samples/hello-world", "content/write", "content/read")),
+        "Sample scope map",
+        actor=ME,
+    )
     assert created.type == "UserDefined"
-    assert created.entries == (("samples/hello-world", "content/read"),
-                               ("samples/hello-world", "content/write"))
+    assert created.entries == (
+        ("samples/hello-world", "content/read"),
+        ("samples/hello-world", "content/write"),
+    )
     updated = services.scope_maps.update(
         "MyScopeMap",
         add=rules(("samples/nginx", "content/write", "content/read")),
@@ -71,7 +77,9 @@ def test_create_show_update(services: Services) -> None:
         ("_mine", rules(("samples/x", "content/read")), "ReservedName"),
     ],
 )
-def test_invalid_input_changes_nothing(services: Services, name: str, given: list, code: str) -> None:
+def test_invalid_input_changes_nothing(
+    services: Services, name: str, given: list, code: str
+) -> None:
     before = [m.name for m in services.scope_maps.list()]
     with pytest.raises(ValidationError) as info:
         services.scope_maps.create(name, rules(("ok/one", "content/read")) + given, actor=ME)
@@ -82,11 +90,16 @@ def test_invalid_input_changes_nothing(services: Services, name: str, given: lis
 def test_bad_update_changes_nothing(services: Services) -> None:
     services.scope_maps.create("MyScopeMap", rules(("a/b", "content/read")), actor=ME)
     with pytest.raises(ValidationError):
-        services.scope_maps.update("MyScopeMap", add=rules(("c/d", "content/read")),
-                                   remove=rules(("a/b", "content/write")), actor=ME)
+        services.scope_maps.update(
+            "MyScopeMap",
+            add=rules(("c/d", "content/read")),
+            remove=rules(("a/b", "content/write")),
+            actor=ME,
+        )
     with pytest.raises(ValidationError):
-        services.scope_maps.update("MyScopeMap", add=rules(("c/d", "content/read"),
-                                                            ("x/*/y", "content/read")), actor=ME)
+        services.scope_maps.update(
+            "MyScopeMap", add=rules(("c/d", "content/read"), ("x/*/y", "content/read")), actor=ME
+        )
     assert services.scope_maps.show("MyScopeMap").entries == (("a/b", "content/read"),)
 
 
@@ -100,16 +113,18 @@ def test_duplicate_and_missing(services: Services) -> None:
 
 def test_entry_limit(make_services) -> None:  # type: ignore[no-untyped-def]
     services = make_services(max_scope_map_entries=3)
-    services.scope_maps.create("Limited", rules(("a/b", "content/read", "content/write")),
-                               actor=ME)
+    services.scope_maps.create("Limited", rules(("a/b", "content/read", "content/write")), actor=ME)
     with pytest.raises(LimitExceededError) as info:
-        services.scope_maps.update("Limited", add=rules(("c/d", "content/read",
-                                                          "metadata/read")), actor=ME)
+        services.scope_maps.update(
+            "Limited", add=rules(("c/d", "content/read", "metadata/read")), actor=ME
+        )
     assert "limit is 3" in info.value.message
     with pytest.raises(LimitExceededError):
-        services.scope_maps.create("TooBig", rules(("x", "content/read", "content/write",
-                                                    "content/delete", "metadata/read")),
-                                   actor=ME)
+        services.scope_maps.create(
+            "TooBig",
+            rules(("x", "content/read", "content/write", "content/delete", "metadata/read")),
+            actor=ME,
+        )
     services.scope_maps.update("Limited", add=rules(("c/d", "content/read")), actor=ME)
 
 

@@ -30,7 +30,9 @@ def test_create_with_repository_creates_scope_map_and_two_passwords(services: Se
     shown = services.tokens.show("MyToken")
     assert [p.value for p in shown.passwords] == [None, None]  # never returned twice
     assert services.scope_maps.show("MyToken-scope-map").entries == (
-        ("samples/hello-world", "content/read"), ("samples/hello-world", "content/write"))
+        ("samples/hello-world", "content/read"),
+        ("samples/hello-world", "content/write"),
+    )
 
 
 def test_passwords_are_stored_only_as_keyed_hashes(services: Services) -> None:
@@ -46,12 +48,14 @@ def test_passwords_are_stored_only_as_keyed_hashes(services: Services) -> None:
 def test_create_with_scope_map_and_options(services: Services, clock) -> None:  # type: ignore[no-untyped-def]
     services.scope_maps.create("MyScopeMap", HELLO, "Sample scope map", actor=ME)
     expiry = clock() + timedelta(days=30)
-    token = services.tokens.create("MyToken", scope_map="MyScopeMap", status="disabled",
-                                   expiry=expiry, actor=ME)
+    token = services.tokens.create(
+        "MyToken", scope_map="MyScopeMap", status="disabled", expiry=expiry, actor=ME
+    )
     assert token.scope_map == "MyScopeMap" and token.status == "disabled"
     assert [p.expiry for p in token.passwords] == [expiry, expiry]
-    bare = services.tokens.create("NoPasswords", scope_map="MyScopeMap",
-                                  generate_passwords=False, actor=ME)
+    bare = services.tokens.create(
+        "NoPasswords", scope_map="MyScopeMap", generate_passwords=False, actor=ME
+    )
     assert bare.passwords == ()
 
 
@@ -109,8 +113,9 @@ def test_generate_one_slot_keeps_the_other(services: Services, clock) -> None:  
     old = {p.name: services.ctx.hasher.hash(p.value or "") for p in token.passwords}
     clock.advance(hours=1)
     expiry = clock() + timedelta(days=30)
-    username, fresh = services.tokens.generate_credentials("MyToken", ["password1"],
-                                                           expiry=expiry, actor=ME)
+    username, fresh = services.tokens.generate_credentials(
+        "MyToken", ["password1"], expiry=expiry, actor=ME
+    )
     assert username == "MyToken"
     assert [p.name for p in fresh] == ["password1"] and fresh[0].expiry == expiry
     with services.ctx.db.session() as s:

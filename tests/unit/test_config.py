@@ -1,0 +1,42 @@
+from pathlib import Path
+
+import pytest
+
+from fleet.config import load_settings
+from fleet.domain.errors import ValidationError
+
+
+def test_defaults() -> None:
+    settings = load_settings(environ={})
+    assert settings.data_dir == Path("fleet-data")
+    assert settings.registry_name == "myregistry"
+    assert (settings.max_tokens, settings.max_scope_maps, settings.max_scope_map_entries) == (
+        50_000,
+        50_000,
+        500,
+    )
+    assert settings.resolved_database_url.startswith("sqlite:///")
+    assert settings.resolved_database_url.endswith("fleet-data/fleet.db")
+
+
+def test_environment_and_file(tmp_path: Path) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text('registry_name = "fromfile"\nmax_tokens = 10\ndata_dir = "/srv/fleet"\n')
+    settings = load_settings(
+        environ={
+            "FLEET_CONFIG_FILE": str(config),
+            "FLEET_MAX_TOKENS": "20",
+            "FLEET_DATABASE_URL": "postgresql://u@h/db",
+            "OTHER": "ignored",
+        }
+    )
+    assert settings.registry_name == "fromfile"
+    assert settings.max_tokens == 20  # the environment wins over the file
+    assert settings.data_dir == Path("/srv/fleet")
+    assert settings.resolved_database_url == "postgresql://u@h/db"
+
+
+def test_bad_number_is_a_clear_error() -> None:
+    with pytest.raises(ValidationError) as info:
+        load_settings(environ={"FLEET_MAX_TOKENS": "lots"})
+    assert "FLEET_MAX_TOKENS" in info.value.message
