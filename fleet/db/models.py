@@ -30,6 +30,8 @@ class ScopeMap(ScopeMapBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     type: str = Field(default=USER_DEFINED, max_length=16)
+    # Grows on every change of the map's entries: caches of compiled maps key on it.
+    revision: int = Field(default=1)
     created_at: datetime = _when()  # type: ignore[assignment]
     updated_at: datetime = _when()  # type: ignore[assignment]
 

@@ -80,6 +80,8 @@ class ScopeMapService:
                 assert row.id is not None
                 wanted = {(p, a.value) for p, a in spec.entries}
                 if set(entries_of(s, row.id)) != wanted:
+                    row.revision += 1
+                    s.add(row)
                     s.exec(
                         sql_delete(ScopeMapEntry).where(col(ScopeMapEntry.scope_map_id) == row.id)
                     )
@@ -208,6 +210,8 @@ class ScopeMapService:
             )
             if description is not None:
                 row.description = description
+            if removed or added - removed:
+                row.revision += 1
             row.updated_at = self.ctx.clock()
             s.add(row)
             audit(
