@@ -1,0 +1,231 @@
+"""The token-signing keys on disk: the active key, the next one and the retired ones.
+
+Rotation never breaks a pull:
+
+1. ``rotate()`` creates a key that is *published* at once (in the bundle and the JWKS) but signs
+   only after ``publish_delay`` seconds: time to write the bundle and restart the registries,
+   which read their ``rootcertbundle`` only at start.
+2. The key it replaces keeps its place in the bundle until its last token can have expired:
+   ``retire_after`` = the new key's first signing time + token lifetime + the registry's leeway.
+3. ``prune()`` (also run by ``rotate()``) then drops it; rewrite the bundle afterwards.
+
+Everything lives in one JSON file (mode 0600, written atomically) guarded by an ``flock`` so
+that two processes cannot rotate at once. Processes that only sign (every token endpoint
+worker) call :meth:`KeyRing.refresh` before :meth:`KeyRing.signing_key`: it costs one ``stat``
+and picks up another process's rotation, so no worker signs with a key past its schedule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fleet.domain.errors import ValidationError
+from fleet.registry_auth.atomic import PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, write_atomic
+from fleet.registry_auth.keys import SigningKey, generate_signing_key
+from fleet.registry_auth.tokens import DEFAULT_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME, REGISTRY_LEEWAY
+
+STATE_FILE = "keyring.json"
+LOCK_FILE = ".keyring.lock"
+DIRECTORY_MODE = 0o700
+STATE_VERSION = 1
+DEFAULT_PUBLISH_DELAY = 0
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class RingKey:
+    """A key and its schedule, in seconds since the epoch."""
+
+    key: SigningKey
+    created_at: float
+    signing_from: float
+    retire_after: float | None = None
+
+    def is_published(self, now: float) -> bool:
+        return self.retire_after is None or now < self.retire_after
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kid": self.key.kid,
+            "created_at": self.created_at,
+            "signing_from": self.signing_from,
+            "retire_after": self.retire_after,
+            "certificate": self.key.certificate_pem(),
+            "private_key": self.key.private_key_pem(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> RingKey:
+        retire_after = data["retire_after"]
+        return cls(
+            key=SigningKey.from_pem(str(data["private_key"]), str(data["certificate"])),
+            created_at=float(str(data["created_at"])),
+            signing_from=float(str(data["signing_from"])),
+            retire_after=None if retire_after is None else float(str(retire_after)),
+        )
+
+
+class KeyRing:
+    """Open with :meth:`open`; every method taking ``now`` defaults to the ring's clock."""
+
+    def __init__(
+        self, directory: Path, *, token_lifetime: int, publish_delay: float, clock: Clock
+    ) -> None:
+        if token_lifetime < MIN_TOKEN_LIFETIME:
+            raise ValidationError(
+                f"token lifetime {token_lifetime} s is below {MIN_TOKEN_LIFETIME} s",
+                code="InvalidTokenLifetime",
+            )
+        if publish_delay < 0:
+            raise ValidationError("the publish delay cannot be negative", code="InvalidDelay")
+        self.directory = Path(directory)
+        self.token_lifetime = token_lifetime
+        self.publish_delay = publish_delay
+        self._clock = clock
+        self._entries: tuple[RingKey, ...] = ()
+        self._loaded_stamp: tuple[int, int, int] | None = None
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path | str,
+        *,
+        token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
+        publish_delay: float = DEFAULT_PUBLISH_DELAY,
+        clock: Clock = time.time,
+    ) -> KeyRing:
+        """Load the ring in ``directory``, creating the directory and a first key if needed."""
+        ring = cls(
+            Path(directory), token_lifetime=token_lifetime, publish_delay=publish_delay, clock=clock
+        )
+        ring.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        with ring._locked():
+            if ring._state_path.exists():
+                ring._load()
+            else:
+                now = clock()
+                ring._entries = (ring._new_entry(now, signing_from=now),)
+                ring._save()
+        return ring
+
+    @property
+    def retention(self) -> int:
+        """How long a replaced key stays published after its successor starts signing."""
+        return self.token_lifetime + REGISTRY_LEEWAY
+
+    @property
+    def entries(self) -> tuple[RingKey, ...]:
+        return self._entries
+
+    def signing_key(self, now: float | None = None) -> SigningKey:
+        """The key to sign with: the newest one whose ``signing_from`` has come."""
+        at = self._now(now)
+        ready = [e for e in self._entries if e.signing_from <= at]
+        return (ready[-1] if ready else self._entries[0]).key
+
+    def published_keys(self, now: float | None = None) -> list[SigningKey]:
+        at = self._now(now)
+        return [e.key for e in self._entries if e.is_published(at)]
+
+    def rotate(self, now: float | None = None) -> SigningKey:
+        """Add a key that signs after the publish delay; schedule the current one's retirement."""
+        at = self._now(now)
+        with self._locked():
+            self._load()
+            entry = self._new_entry(at, signing_from=at + self.publish_delay)
+            *older, newest = self._entries
+            retiring = replace(newest, retire_after=entry.signing_from + self.retention)
+            self._entries = (*older, retiring, entry)
+            self._drop_retired(at)
+            self._save()
+        return entry.key
+
+    def prune(self, now: float | None = None) -> list[str]:
+        """Drop keys whose last token has expired; return their key ids."""
+        at = self._now(now)
+        with self._locked():
+            self._load()
+            dropped = self._drop_retired(at)
+            if dropped:
+                self._save()
+        return dropped
+
+    def refresh(self) -> bool:
+        """Reload if another process changed the ring; return whether it did."""
+        if self._stamp() == self._loaded_stamp:
+            return False
+        with self._locked():
+            self._load()
+        return True
+
+    def write_bundle(self, path: Path | str, now: float | None = None) -> None:
+        """Write every published certificate as PEM: the registry's ``rootcertbundle``."""
+        pems = "".join(key.certificate_pem() for key in self.published_keys(now))
+        write_atomic(Path(path), pems.encode("ascii"), mode=PUBLIC_FILE_MODE)
+
+    def jwks(self, now: float | None = None) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [key.jwk() for key in self.published_keys(now)]}
+
+    @property
+    def _state_path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
+
+    def _new_entry(self, now: float, *, signing_from: float) -> RingKey:
+        key = generate_signing_key(datetime.fromtimestamp(now, UTC))
+        return RingKey(key, created_at=now, signing_from=signing_from)
+
+    def _drop_retired(self, now: float) -> list[str]:
+        kept = tuple(e for e in self._entries if e.is_published(now))
+        dropped = [e.key.kid for e in self._entries if not e.is_published(now)]
+        self._entries = kept
+        return dropped
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            status = self._state_path.stat()
+        except FileNotFoundError:
+            return None
+        return (status.st_ino, status.st_mtime_ns, status.st_size)
+
+    def _load(self) -> None:
+        stamp = self._stamp()
+        try:
+            state = json.loads(self._state_path.read_text(encoding="utf-8"))
+            if state.get("version") != STATE_VERSION:
+                raise ValueError(f"unknown version {state.get('version')!r}")
+            entries = tuple(RingKey.from_json(item) for item in state["keys"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValidationError(
+                f"key ring {self._state_path} is unreadable: {error}", code="InvalidKeyRing"
+            ) from error
+        if not entries:
+            raise ValidationError(f"key ring {self._state_path} has no keys", code="InvalidKeyRing")
+        self._entries = entries
+        self._loaded_stamp = stamp
+
+    def _save(self) -> None:
+        state = {"version": STATE_VERSION, "keys": [e.to_json() for e in self._entries]}
+        data = json.dumps(state, indent=2).encode("utf-8")
+        write_atomic(self._state_path, data, mode=PRIVATE_FILE_MODE)
+        self._loaded_stamp = self._stamp()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)

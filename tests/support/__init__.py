@@ -1,0 +1,1 @@
+"""Helpers that start and drive the real parts (registry, broker, skopeo) for tests."""
