@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import os
 import secrets
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from device_agent.atomic import write_atomic
 from fleet.config import Settings
 from fleet.credentials import MIN_SECRET_KEY_BYTES, SecretHasher
 from fleet.db.engine import Database
@@ -23,24 +22,6 @@ PRIVATE_FILE_MODE = 0o600
 
 class NotInitialisedError(FleetError):
     code = "NotInitialised"
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the start, durably (temp, fsync, rename, dir fsync)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _decode_key(text: str) -> bytes:
@@ -59,7 +40,8 @@ def load_secret_key(settings: Settings, *, create: bool = False) -> bytes:
         key = _decode_key(settings.secret_key_file.read_text())
     elif create:
         key = secrets.token_bytes(MIN_SECRET_KEY_BYTES)
-        write_private_file(settings.secret_key_file, base64.b64encode(key) + b"\n")
+        settings.secret_key_file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(settings.secret_key_file, base64.b64encode(key) + b"\n", PRIVATE_FILE_MODE)
     else:
         raise NotInitialisedError(
             f"no secret key: run `fleet init` (it writes {settings.secret_key_file}) "
@@ -101,4 +83,6 @@ def initialise(settings: Settings) -> Services:
     services = build_services(settings, initialising=True)
     upgrade(services.ctx.db.engine)
     services.scope_maps.ensure_system_maps()
+    services.signing.ring.prune()
+    services.signing.write_bundle()
     return services

@@ -16,6 +16,7 @@ from typing import Any
 from fleet.domain.errors import ValidationError
 
 ENV_PREFIX = "FLEET_"
+MIN_TOKEN_LIFETIME = 60  # the registry's clock-skew leeway; shorter tokens gain nothing
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,14 @@ class Settings:
     # A 32+ byte secret for the keyed hashes of passwords and API keys; from the data
     # directory's secret.key when not given (every server of a cluster must share it).
     secret_key: str = ""
+    # The registry's token authentication (Distribution's auth.token section).
+    registry_service: str = "fleet-registry"
+    token_issuer: str = "fleet"  # noqa: S105 (an issuer name)
+    token_lifetime: int = 300
+    key_publish_delay: int = 300
+    # Soft limit on failed registry logins, per token name and per client address.
+    login_failure_burst: int = 10
+    login_failure_refill_per_min: int = 12
     max_tokens: int = 50_000
     max_scope_maps: int = 50_000
     max_scope_map_entries: int = 500
@@ -38,6 +47,15 @@ class Settings:
     @property
     def secret_key_file(self) -> Path:
         return self.data_dir / "secret.key"
+
+    @property
+    def signing_key_dir(self) -> Path:
+        return self.data_dir / "signing-keys"
+
+    @property
+    def registry_bundle_file(self) -> Path:
+        """The certificates a registry trusts (its ``rootcertbundle``)."""
+        return self.data_dir / "registry-bundle.pem"
 
 
 def _convert(name: str, raw: Any, kind: Any) -> Any:
@@ -72,4 +90,11 @@ def load_settings(
     values.update(overrides or {})
     extra = {k: str(v) for k, v in values.items() if k not in known and k != "config_file"}
     kwargs = {k: _convert(k, v, known[k]) for k, v in values.items() if k in known}
-    return Settings(**kwargs, extra=extra)
+    settings = Settings(**kwargs, extra=extra)
+    if settings.token_lifetime < MIN_TOKEN_LIFETIME:
+        raise ValidationError(
+            f"{ENV_PREFIX}TOKEN_LIFETIME={settings.token_lifetime} is below the minimum of "
+            f"{MIN_TOKEN_LIFETIME} s",
+            code="InvalidConfiguration",
+        )
+    return settings

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from fleet.cli.keys import keys, registry
 from fleet.cli.scope_map import scope_map
 from fleet.cli.server import admin, init, serve
 from fleet.cli.token import token
@@ -19,11 +20,12 @@ def cli() -> None:
 
     \b
     Operator commands talk to the server's REST API: set FLEET_URL and FLEET_API_KEY.
-    Server-host commands (init, admin, serve) use FLEET_DATA_DIR / FLEET_DATABASE_URL.
+    Server-host commands (init, admin, serve, keys, registry) use FLEET_DATA_DIR and
+    FLEET_DATABASE_URL.
     """
 
 
-for command in (token, scope_map, init, admin, serve):
+for command in (token, scope_map, init, admin, serve, keys, registry):
     cli.add_command(command)
 
 

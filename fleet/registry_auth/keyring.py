@@ -27,11 +27,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from device_agent.atomic import write_atomic
 from fleet.domain.errors import ValidationError
-from fleet.registry_auth.atomic import PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, write_atomic
 from fleet.registry_auth.keys import SigningKey, generate_signing_key
 from fleet.registry_auth.tokens import DEFAULT_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME, REGISTRY_LEEWAY
 
+PRIVATE_FILE_MODE = 0o600
+PUBLIC_FILE_MODE = 0o644
 STATE_FILE = "keyring.json"
 LOCK_FILE = ".keyring.lock"
 DIRECTORY_MODE = 0o700

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hmac
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import bindparam, select
 
@@ -19,6 +21,7 @@ from fleet.db.models import ENABLED, ScopeMap, ScopeMapEntry, Token, TokenPasswo
 from fleet.domain.actions import Action
 from fleet.domain.evaluation import EMPTY_SCOPE_MAP, CompiledScopeMap, compile_entries
 from fleet.services.context import ServiceContext
+from fleet.services.signing import RefreshClaims, credential_fingerprint
 
 COMPILED_CACHE_SIZE = 4096
 # Compared against when the name is unknown, so that costs the same work as a wrong password.
@@ -57,6 +60,8 @@ class Principal:
     token: str
     slot: str
     scope: CompiledScopeMap
+    fingerprint: str  # of the stored password hash, for refresh tokens
+    expiry: datetime | None
 
     def allowed(self, repository: str) -> frozenset[Action]:
         return self.scope.evaluate(repository)
@@ -91,24 +96,44 @@ class RegistryAuthService:
     def authenticate(self, name: str, password: str) -> Principal | None:
         """The principal when ``password`` is a live password of an enabled token."""
         offered = self.ctx.hasher.hash(password)
+        return self._match(name, lambda slot, stored: hmac.compare_digest(offered, stored))
+
+    def authenticate_refresh(self, claims: RefreshClaims) -> Principal | None:
+        """The principal when the refresh token's password is still the slot's live one."""
+        return self._match(
+            claims.token,
+            lambda slot, stored: (
+                slot == claims.slot
+                and hmac.compare_digest(credential_fingerprint(stored), claims.fingerprint)
+            ),
+        )
+
+    def _match(self, name: str, proves: Callable[[str, str], bool]) -> Principal | None:
         now = self.ctx.clock()
         with self.ctx.db.engine.connect() as conn:
             rows = conn.execute(_LOOKUP, {"name": name}).all()
-        matched: str | None = None
+        matched = None
         checked = 0
         for status, _map_id, _revision, slot, stored, expiry in rows:
             if slot is None:
                 continue
             checked += 1
             live = status == ENABLED and (expiry is None or expiry > now)
-            if hmac.compare_digest(offered, stored) and live and matched is None:
-                matched = slot
+            if proves(slot, stored) and live and matched is None:
+                matched = (slot, stored, expiry)
         for _ in range(2 - checked):  # unknown names and empty slots cost the same
-            hmac.compare_digest(offered, _NO_HASH)
+            proves("", _NO_HASH)
         if matched is None:
             return None
+        slot, stored, expiry = matched
         map_id, revision = rows[0][1], rows[0][2]
-        return Principal(token=name, slot=matched, scope=self._scope(map_id, revision))
+        return Principal(
+            token=name,
+            slot=slot,
+            scope=self._scope(map_id, revision),
+            fingerprint=credential_fingerprint(stored),
+            expiry=expiry,
+        )
 
     def _scope(self, map_id: int | None, revision: int | None) -> CompiledScopeMap:
         if map_id is None or revision is None:

@@ -1,0 +1,103 @@
+"""Server-host commands for registry token signing: the key ring and the registry's config."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from fleet.bootstrap import build_services
+from fleet.config import load_settings
+from fleet.registry_auth.config import render_auth_config
+from fleet.services import Services
+
+
+def _help(text: str, example: str) -> str:
+    return f"{text}\n\n\b\nExample:\n{example}"
+
+
+def _iso(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _print_ring(services: Services) -> None:
+    for entry in services.signing.ring.entries:
+        click.echo(
+            f"{entry.key.kid}  signs from {_iso(entry.signing_from)}  "
+            f"retires {_iso(entry.retire_after)}"
+        )
+
+
+@click.group("keys")
+def keys() -> None:
+    """Registry token signing keys (run on the server host)."""
+
+
+@keys.command("list", help=_help("Show the signing keys and their schedule.", "  fleet keys list"))
+def list_keys() -> None:
+    _print_ring(build_services(load_settings()))
+
+
+@keys.command(
+    "rotate",
+    help=_help(
+        "Add a new signing key. It is published at once (bundle and JWKS) and signs only after "
+        "the publish delay; the old key stays in the bundle until its last token has expired. "
+        "Restart the registries within the delay: they read the bundle only when they start.",
+        "  fleet keys rotate --publish-delay 600",
+    ),
+)
+@click.option(
+    "--publish-delay",
+    type=click.IntRange(0),
+    help="Seconds before the new key signs [default: FLEET_KEY_PUBLISH_DELAY, 300].",
+)
+def rotate(publish_delay: int | None) -> None:
+    overrides = {} if publish_delay is None else {"key_publish_delay": publish_delay}
+    settings = load_settings(overrides=overrides)
+    services = build_services(settings)
+    services.signing.ring.rotate()
+    services.signing.write_bundle()
+    _print_ring(services)
+    click.echo(
+        f"wrote {settings.registry_bundle_file}; copy it to every registry and restart them "
+        f"within {settings.key_publish_delay} s",
+        err=True,
+    )
+
+
+@click.group("registry")
+def registry() -> None:
+    """Connect a CNCF Distribution registry to this server."""
+
+
+@registry.command(
+    "auth-config",
+    help=_help(
+        "Print the auth: section of a Distribution config and write the certificate bundle "
+        "it names.",
+        "  fleet registry auth-config --realm https://fleet.example.com/oauth2/token \\\n"
+        "    --bundle /etc/docker/registry/fleet-bundle.pem",
+    ),
+)
+@click.option("--realm", required=True, help="This server's /oauth2/token URL, as clients see it.")
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the bundle [default: registry-bundle.pem in the data directory].",
+)
+def auth_config(realm: str, bundle: Path | None) -> None:
+    settings = load_settings()
+    services = build_services(settings)
+    target = bundle or settings.registry_bundle_file
+    services.signing.ring.prune()
+    services.signing.ring.write_bundle(target)
+    click.echo(
+        render_auth_config(
+            realm, settings.registry_service, settings.token_issuer, str(target.resolve())
+        ),
+        nl=False,
+    )

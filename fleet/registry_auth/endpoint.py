@@ -1,0 +1,175 @@
+"""``/oauth2/token``: the Docker registry token endpoint, and the JWKS beside it.
+
+GET follows the Docker token authentication spec (HTTP Basic, ``service``, repeated ``scope``,
+``account``, ``offline_token``); POST follows its OAuth2 form (``grant_type=password`` or
+``refresh_token``). Asking for more than a token allows is not an error: the JWT carries the
+allowed subset and the registry itself answers "requested access to the resource is denied".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from fleet.domain.errors import ValidationError
+from fleet.domain.throttle import FailureLimiter
+from fleet.registry_auth.grants import access_claim
+from fleet.registry_auth.scopes import parse_scopes
+from fleet.services import Services
+from fleet.services.registry_auth import Principal
+from fleet.services.signing import RefreshClaims
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("registry_token", __name__)
+REALM = "fleet"
+LIMITER_EXTENSION = "fleet.login_limiter"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    principal: Principal | None
+    refresh: bool
+
+
+def _services() -> Services:
+    found: Services = current_app.extensions["fleet"]
+    return found
+
+
+def _limiter() -> FailureLimiter:
+    limiter = current_app.extensions.get(LIMITER_EXTENSION)
+    if limiter is None:
+        settings = _services().ctx.settings
+        limiter = FailureLimiter(
+            time.monotonic,
+            burst=settings.login_failure_burst,
+            refill_per_s=settings.login_failure_refill_per_min / 60,
+        )
+        current_app.extensions[LIMITER_EXTENSION] = limiter
+    return limiter
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    response = jsonify({"errors": [{"code": code, "message": message, "detail": None}]})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+    return response
+
+
+def _basic_auth() -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        name, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (name, password) if sep else None
+
+
+def _refused(name: str) -> Response:
+    """A failed login: 401, or 429 once the name or the address has failed too often."""
+    limiter = _limiter()
+    keys = (f"name:{name}", f"addr:{request.remote_addr}")
+    wait = max(limiter.retry_after(k) for k in keys)
+    for key in keys:
+        limiter.record_failure(key)
+    if wait > 0:
+        log.warning("registry login throttled for %r from %s", name, request.remote_addr)
+        response = _error(429, "TOOMANYREQUESTS", "too many failed logins; retry later")
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    return _error(401, "UNAUTHORIZED", "authentication required: wrong name or password")
+
+
+def _issue(principal: Principal, scopes: list[str], offline: bool) -> Response:
+    services = _services()
+    parsed = parse_scopes(scopes)
+    access = access_claim(parsed, principal.allowed)
+    minted = services.signing.registry_token(principal.token, access)
+    body: dict[str, Any] = {
+        "token": minted.token,
+        "access_token": minted.token,
+        "expires_in": minted.expires_in,
+        "issued_at": minted.issued_at,
+    }
+    if scopes:
+        body["scope"] = " ".join(scopes)
+    if offline:
+        body["refresh_token"] = services.signing.refresh_token(
+            RefreshClaims(principal.token, principal.slot, principal.fingerprint),
+            principal.expiry.timestamp() if principal.expiry else None,
+        )
+    return jsonify(body)
+
+
+def _check_service(service: str | None) -> None:
+    expected = _services().ctx.settings.registry_service
+    if service and service != expected:
+        raise ValidationError(f"unknown service {service!r}: this endpoint serves {expected!r}")
+
+
+@blueprint.get("/oauth2/token")
+def token_get() -> Response:
+    try:
+        _check_service(request.args.get("service"))
+        scopes = request.args.getlist("scope")
+        parse_scopes(scopes)  # a malformed scope is a 400 before any password is checked
+    except ValidationError as exc:
+        return _error(400, "INVALID_REQUEST", exc.message)
+    credentials = _basic_auth()
+    if credentials is None:
+        return _error(
+            401,
+            "UNAUTHORIZED",
+            "authentication required: use HTTP Basic auth "
+            "with the token name and one of its passwords",
+        )
+    name, password = credentials
+    principal = _services().registry_auth.authenticate(name, password)
+    if principal is None:
+        return _refused(name)
+    offline = request.args.get("offline_token", "").lower() == "true"
+    return _issue(principal, scopes, offline)
+
+
+@blueprint.post("/oauth2/token")
+def token_post() -> Response:
+    form = request.form
+    grant = form.get("grant_type", "")
+    try:
+        _check_service(form.get("service"))
+        scopes = form.get("scope", "").split()
+        parse_scopes(scopes)
+    except ValidationError as exc:
+        return _error(400, "INVALID_REQUEST", exc.message)
+    services = _services()
+    if grant == "password":
+        name = form.get("username", "")
+        principal = services.registry_auth.authenticate(name, form.get("password", ""))
+    elif grant == "refresh_token":
+        claims = services.signing.read_refresh_token(form.get("refresh_token", ""))
+        name = claims.token if claims else ""
+        principal = services.registry_auth.authenticate_refresh(claims) if claims else None
+    else:
+        return _error(
+            400, "UNSUPPORTED_GRANT_TYPE", "grant_type must be 'password' or 'refresh_token'"
+        )
+    if principal is None:
+        return _refused(name)
+    offline = grant == "password" and form.get("access_type") == "offline"
+    return _issue(principal, scopes, offline or grant == "refresh_token")
+
+
+@blueprint.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    return jsonify(_services().signing.jwks())

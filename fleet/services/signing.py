@@ -1,0 +1,111 @@
+"""Signing registry tokens and refresh tokens with the key ring, for every worker."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from fleet.config import Settings
+from fleet.registry_auth.keyring import KeyRing
+from fleet.registry_auth.keys import SigningKey
+from fleet.registry_auth.tokens import JWT_ALGORITHM, MintedToken, mint
+
+REFRESH_AUDIENCE_SUFFIX = "#refresh"
+REFRESH_LIFETIME = 90 * 24 * 3600  # at most; never past the password's own expiry
+
+
+def credential_fingerprint(secret_hash: str) -> str:
+    """Names one stored password without revealing anything about it."""
+    return hashlib.sha256(secret_hash.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshClaims:
+    token: str
+    slot: str
+    fingerprint: str
+
+
+class SigningService:
+    def __init__(self, settings: Settings, ring: KeyRing) -> None:
+        self.settings = settings
+        self.ring = ring
+
+    @classmethod
+    def open(cls, settings: Settings) -> SigningService:
+        ring = KeyRing.open(
+            settings.signing_key_dir,
+            token_lifetime=settings.token_lifetime,
+            publish_delay=settings.key_publish_delay,
+        )
+        return cls(settings, ring)
+
+    def _key(self) -> SigningKey:
+        self.ring.refresh()
+        return self.ring.signing_key()
+
+    def registry_token(self, subject: str, access: list[dict[str, Any]]) -> MintedToken:
+        return mint(
+            self.settings.token_issuer,
+            self.settings.registry_service,
+            subject,
+            access,
+            self._key(),
+            lifetime=self.settings.token_lifetime,
+        )
+
+    def refresh_token(self, claims: RefreshClaims, password_expiry: float | None) -> str:
+        now = int(time.time())
+        exp = now + REFRESH_LIFETIME
+        if password_expiry is not None:
+            exp = min(exp, int(password_expiry))
+        key = self._key()
+        body = {
+            "iss": self.settings.token_issuer,
+            "aud": self.settings.registry_service + REFRESH_AUDIENCE_SUFFIX,
+            "sub": claims.token,
+            "slot": claims.slot,
+            "pfp": claims.fingerprint,
+            "iat": now,
+            "exp": exp,
+            "jti": secrets.token_urlsafe(12),
+        }
+        return jwt.encode(body, key.private_key, algorithm=JWT_ALGORITHM, headers={"kid": key.kid})
+
+    def read_refresh_token(self, value: str) -> RefreshClaims | None:
+        """The claims of a refresh token this server signed and that is still valid."""
+        try:
+            kid = jwt.get_unverified_header(value).get("kid")
+        except jwt.PyJWTError:
+            return None
+        self.ring.refresh()
+        key = next((k for k in self.ring.published_keys() if k.kid == kid), None)
+        if key is None:
+            return None
+        try:
+            body = jwt.decode(
+                value,
+                key.public_key,
+                algorithms=[JWT_ALGORITHM],
+                audience=self.settings.registry_service + REFRESH_AUDIENCE_SUFFIX,
+                issuer=self.settings.token_issuer,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        sub, slot, fp = body.get("sub"), body.get("slot"), body.get("pfp")
+        if not all(isinstance(v, str) for v in (sub, slot, fp)):
+            return None
+        return RefreshClaims(token=sub, slot=slot, fingerprint=fp)
+
+    def jwks(self) -> dict[str, Any]:
+        self.ring.refresh()
+        return self.ring.jwks()
+
+    def write_bundle(self) -> None:
+        self.ring.write_bundle(self.settings.registry_bundle_file)
