@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import secrets
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -66,6 +68,27 @@ def check_schema(db: Database) -> None:
         )
 
 
+def load_envelope_key(settings: Settings, *, create: bool = False) -> Ed25519PrivateKey:
+    """The Ed25519 key that signs envelopes; every server of a cluster must share it."""
+    path = settings.envelope_key_file
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise FleetError(f"{path} does not hold an Ed25519 private key")
+        return key
+    if not create:
+        raise NotInitialisedError(f"no envelope signing key: run `fleet init` (it writes {path})")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, pem, PRIVATE_FILE_MODE)
+    return key
+
+
 def build_services(settings: Settings, *, initialising: bool = False) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ctx = ServiceContext(
@@ -75,7 +98,7 @@ def build_services(settings: Settings, *, initialising: bool = False) -> Service
     )
     if not initialising:
         check_schema(ctx.db)
-    return Services.build(ctx)
+    return Services.build(ctx, load_envelope_key(settings, create=initialising))
 
 
 def initialise(settings: Settings) -> Services:

@@ -29,12 +29,19 @@ class Settings:
     secret_key: str = ""
     # The registry's token authentication (Distribution's auth.token section).
     registry_service: str = "fleet-registry"
-    token_issuer: str = "fleet"  # noqa: S105 (an issuer name)
+    token_issuer: str = "fleet"
     token_lifetime: int = 300
     key_publish_delay: int = 300
     # Soft limit on failed registry logins, per token name and per client address.
     login_failure_burst: int = 10
     login_failure_refill_per_min: int = 12
+    # Devices: the registry they pull from and the broker that carries their credentials.
+    registry_login_server: str = "127.0.0.1:5000"
+    public_url: str = "http://127.0.0.1:8080"  # this server, as devices reach it
+    mqtt_url: str = ""  # the server's own connection, e.g. mqtt://127.0.0.1:1883
+    mqtt_device_url: str = ""  # what devices are told; defaults to mqtt_url
+    mqtt_admin_username: str = ""
+    mqtt_admin_password: str = ""
     max_tokens: int = 50_000
     max_scope_maps: int = 50_000
     max_scope_map_entries: int = 500
@@ -51,6 +58,11 @@ class Settings:
     @property
     def signing_key_dir(self) -> Path:
         return self.data_dir / "signing-keys"
+
+    @property
+    def envelope_key_file(self) -> Path:
+        """The Ed25519 key that signs every envelope sent to devices."""
+        return self.data_dir / "envelope-signing.key"
 
     @property
     def registry_bundle_file(self) -> Path:

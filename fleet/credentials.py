@@ -14,8 +14,11 @@ import zlib
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 RANDOM_CHARS = 36  # 36 * log2(62) ~ 214 bits of entropy
 CHECKSUM_CHARS = 6
-PASSWORD_PREFIX = "fltp_"  # noqa: S105 (a prefix, not a password)
+PASSWORD_PREFIX = "fltp_"
 API_KEY_PREFIX = "flta_"
+ENROLLMENT_SECRET_PREFIX = "flte_"
+ENROLLMENT_CODE_PREFIX = "fltc_"
+MQTT_PASSWORD_PREFIX = "fltm_"
 MIN_SECRET_KEY_BYTES = 32
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlmodel import SQLModel
 
 from fleet.bootstrap import initialise
 from fleet.config import Settings, load_settings
@@ -82,15 +83,8 @@ def make_settings(data_dir: Path, database_url: str = "", **overrides: object) -
 
 def _truncate_all(services: Services) -> None:
     engine = services.ctx.db.engine
+    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
     with engine.begin() as conn:
-        tables = [
-            "token_passwords",
-            "tokens",
-            "scope_map_entries",
-            "scope_maps",
-            "api_keys",
-            "audit_events",
-        ]
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
@@ -134,7 +128,7 @@ def make_services(settings_factory, clock: FakeClock):  # type: ignore[no-untype
 
     yield make
     for services in built:
-        services.ctx.db.dispose()
+        services.close()
 
 
 @pytest.fixture

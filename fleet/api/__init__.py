@@ -10,7 +10,7 @@ from fleet.api.auth import require_api_key
 from fleet.api.openapi import Api
 
 PREFIX = "/api/v1"
-PUBLIC_ENDPOINTS = {"api_v1.openapi_document"}
+PUBLIC_ENDPOINTS = {"api_v1.openapi_document", "api_v1.enroll_post"}
 
 blueprint = Blueprint("api_v1", __name__, url_prefix=PREFIX)
 api = Api(blueprint, title="fleet", version="1")
@@ -28,6 +28,6 @@ def openapi_document() -> Any:
 
 
 # Routes register themselves on `api` when imported.
-from fleet.api import scope_maps, tokens  # noqa: E402
+from fleet.api import devices, scope_maps, tokens  # noqa: E402
 
-__all__ = ["api", "blueprint", "scope_maps", "tokens"]
+__all__ = ["api", "blueprint", "devices", "scope_maps", "tokens"]

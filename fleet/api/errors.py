@@ -17,10 +17,13 @@ from fleet.domain.errors import (
     ReadOnlyError,
     ValidationError,
 )
+from fleet.mqtt.errors import BrokerError, BrokerUnavailableError
 
 log = logging.getLogger(__name__)
 
 STATUS_OF: tuple[tuple[type[FleetError], int], ...] = (
+    (BrokerUnavailableError, 503),
+    (BrokerError, 502),
     (ValidationError, 400),
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from fleet.cli.device import device
+from fleet.cli.group import group
 from fleet.cli.keys import keys, registry
 from fleet.cli.scope_map import scope_map
 from fleet.cli.server import admin, init, serve
@@ -25,7 +27,7 @@ def cli() -> None:
     """
 
 
-for command in (token, scope_map, init, admin, serve, keys, registry):
+for command in (token, scope_map, group, device, init, admin, serve, keys, registry):
     cli.add_command(command)
 
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from fleet.services.api_keys import ApiKeyService
+from fleet.services.broker import Broker, MosquittoBroker, NoBroker
 from fleet.services.context import ServiceContext
+from fleet.services.delivery import DeliveryService
+from fleet.services.devices import DeviceService
+from fleet.services.groups import GroupService
 from fleet.services.registry_auth import RegistryAuthService
 from fleet.services.scope_maps import ScopeMapService
 from fleet.services.signing import SigningService
+from fleet.services.status_intake import StatusIntake
 from fleet.services.tokens import TokenService
 
 
@@ -20,15 +27,51 @@ class Services:
     api_keys: ApiKeyService
     registry_auth: RegistryAuthService
     signing: SigningService
+    groups: GroupService
+    delivery: DeliveryService
+    devices: DeviceService
+    status_intake: StatusIntake
+    broker: Broker | None = None
 
     @classmethod
-    def build(cls, ctx: ServiceContext) -> Services:
+    def build(
+        cls, ctx: ServiceContext, envelope_key: Ed25519PrivateKey, broker: Broker | None = None
+    ) -> Services:
         scope_maps = ScopeMapService(ctx)
-        return cls(
+        tokens = TokenService(ctx, scope_maps)
+        holder: list[Services] = []
+        delivery = DeliveryService(ctx, lambda: holder[0].connected_broker(), envelope_key)
+        services = cls(
             ctx=ctx,
             scope_maps=scope_maps,
-            tokens=TokenService(ctx, scope_maps),
+            tokens=tokens,
             api_keys=ApiKeyService(ctx),
             registry_auth=RegistryAuthService(ctx),
             signing=SigningService.open(ctx.settings),
+            groups=GroupService(ctx),
+            delivery=delivery,
+            devices=DeviceService(ctx, tokens, delivery),
+            status_intake=StatusIntake(delivery.handle_status),
+            broker=broker,
         )
+        holder.append(services)
+        return services
+
+    def connected_broker(self) -> Broker:
+        """The broker, created on first use (no connection is opened before it is needed)."""
+        if self.broker is None:
+            settings = self.ctx.settings
+            if settings.mqtt_url:
+                self.broker = MosquittoBroker(settings, self.ctx.hasher, self.status_intake.submit)
+            else:
+                self.broker = NoBroker(
+                    "no MQTT broker is configured: set FLEET_MQTT_URL, "
+                    "FLEET_MQTT_ADMIN_USERNAME and FLEET_MQTT_ADMIN_PASSWORD"
+                )
+        return self.broker
+
+    def close(self) -> None:
+        if self.broker is not None:
+            self.broker.close()
+        self.status_intake.stop()
+        self.ctx.db.dispose()

@@ -188,6 +188,7 @@ class ScopeMapService:
                 )
             removed = {(p, a.value) for p, a in to_remove}
             added = {(p, a.value) for p, a in to_add} - current
+            self._keep_read_only_for_groups(s, row, {a for _, a in added - removed})
             total = len(current - removed) + len(added - removed)
             limit = self.ctx.settings.max_scope_map_entries
             if total > limit:
@@ -249,6 +250,22 @@ class ScopeMapService:
             s.delete(row)
             audit(s, self.ctx, actor, "scope-map.delete", name, tokens_left_without_access=affected)
         return affected
+
+    @staticmethod
+    def _keep_read_only_for_groups(s: Session, row: ScopeMap, adding: set[str]) -> None:
+        from fleet.db.devices import DeviceGroup
+        from fleet.domain.actions import READ_ONLY_ACTIONS
+
+        extra = sorted(adding - {a.value for a in READ_ONLY_ACTIONS})
+        if not extra:
+            return
+        group = s.exec(select(DeviceGroup.name).where(DeviceGroup.scope_map_id == row.id)).first()
+        if group is not None:
+            raise ValidationError(
+                f"scope map {row.name!r} serves device group {group!r}, whose devices may only "
+                f"read: it cannot grant {', '.join(extra)}",
+                code="ScopeMapNotReadOnly",
+            )
 
     @staticmethod
     def _writable(row: ScopeMap) -> None:

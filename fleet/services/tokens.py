@@ -69,6 +69,16 @@ def _view(session: Session, token: Token, fresh: Sequence[PasswordView] = ()) ->
     )
 
 
+def _refuse_for_device(session: Session, token: Token, why: str) -> None:
+    from fleet.db.devices import Device
+
+    owner = session.exec(select(Device.device_id).where(Device.token_id == token.id)).first()
+    if owner is not None:
+        raise ConflictError(
+            f"token {token.name!r} belongs to device {owner!r}: {why}", code="DeviceToken"
+        )
+
+
 class TokenService:
     def __init__(self, ctx: ServiceContext, scope_maps: ScopeMapService) -> None:
         self.ctx = ctx
@@ -133,7 +143,7 @@ class TokenService:
             )
             s.add(token)
             s.flush()
-            fresh = self._generate(s, token, SLOTS, expiry) if generate_passwords else []
+            fresh = self.generate_in(s, token, SLOTS, expiry) if generate_passwords else []
             audit(
                 s,
                 self.ctx,
@@ -155,6 +165,7 @@ class TokenService:
             token = get_token(s, name)
             changes: dict[str, object] = {}
             if scope_map is not None:
+                _refuse_for_device(s, token, "its scope map comes from the device's group")
                 token.scope_map_id = get_map(s, scope_map).id
                 changes["scope_map"] = scope_map
             if status is not None and status != token.status:
@@ -169,6 +180,7 @@ class TokenService:
     def delete(self, name: str, *, actor: str) -> None:
         with self.ctx.db.session() as s:
             token = get_token(s, name)
+            _refuse_for_device(s, token, "delete the device instead (fleet device delete)")
             s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == token.id))
             s.delete(token)
             audit(s, self.ctx, actor, "token.delete", name)
@@ -181,7 +193,7 @@ class TokenService:
         self._check_expiry(expiry)
         with self.ctx.db.session() as s:
             token = get_token(s, name)
-            fresh = self._generate(s, token, chosen, expiry)
+            fresh = self.generate_in(s, token, chosen, expiry)
             audit(
                 s,
                 self.ctx,
@@ -211,9 +223,10 @@ class TokenService:
             s.flush()
             return _view(s, token)
 
-    def _generate(
+    def generate_in(
         self, s: Session, token: Token, slots: Iterable[str], expiry: datetime | None
     ) -> list[PasswordView]:
+        """New values for ``slots`` inside the caller's transaction, each returned once."""
         now = self.ctx.clock()
         fresh: list[PasswordView] = []
         for slot in slots:

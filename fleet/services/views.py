@@ -44,3 +44,51 @@ class ApiKeyView:
     hint: str
     created_at: datetime
     revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretView:
+    id: int
+    kind: str  # secret or code
+    hint: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    used_at: datetime | None
+    used_by: str | None
+    value: str | None = None  # present exactly once
+
+    def __repr__(self) -> str:
+        return f"SecretView(id={self.id}, kind={self.kind!r}, hint={self.hint!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    name: str
+    scope_map: str | None
+    password_lifetime_days: int
+    rotation_window_days: int
+    inactivity_limit_days: int | None
+    require_approval: bool
+    created_at: datetime
+    devices: int
+    secrets: tuple[SecretView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    device_id: str
+    group: str
+    status: str
+    token: str | None
+    mqtt_username: str
+    enrolled_at: datetime
+    approved_at: datetime | None
+    last_seen_at: datetime | None
+    last_version: int
+    acked_credentials_version: int
+    active_slot: str | None
+    pending_deliveries: int
+    last_pull_at: datetime | None
+    last_pull_ok: bool | None
+    last_pull_detail: str | None

@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import fleet.db.models  # noqa: F401  (registers the tables)
+import fleet.db.devices
+import fleet.db.models  # noqa: F401
 from fleet.db.engine import make_engine
 
 config = context.config

@@ -1,0 +1,124 @@
+"""What enters and leaves the device, group and enrollment routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, model_validator
+
+from fleet.api.schemas import ApiModel
+
+
+class GroupCreate(ApiModel):
+    name: str
+    scope_map: str = Field(description="A map holding only content/read and metadata/read")
+    password_lifetime_days: int = 30
+    rotation_window_days: int = 7
+    inactivity_limit_days: int | None = None
+    require_approval: bool = False
+
+
+class GroupUpdate(ApiModel):
+    scope_map: str | None = None
+    password_lifetime_days: int | None = None
+    rotation_window_days: int | None = None
+    inactivity_limit_days: int | None = None
+    require_approval: bool | None = None
+
+
+class SecretCreate(ApiModel):
+    one_time: bool = Field(default=False, description="A code for one device, usable once")
+    expiry: datetime | None = None
+    expiration_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class SecretOut(ApiModel):
+    id: int
+    kind: str
+    hint: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    used_at: datetime | None
+    used_by: str | None
+    value: str | None = Field(default=None, description="Present only in the creating answer")
+
+
+class GroupOut(ApiModel):
+    name: str
+    scope_map: str | None
+    password_lifetime_days: int
+    rotation_window_days: int
+    inactivity_limit_days: int | None
+    require_approval: bool
+    created_at: datetime
+    devices: int
+    secrets: list[SecretOut]
+
+
+class GroupList(ApiModel):
+    value: list[GroupOut]
+
+
+class DeviceOut(ApiModel):
+    device_id: str
+    group: str
+    status: str
+    token: str | None
+    mqtt_username: str
+    enrolled_at: datetime
+    approved_at: datetime | None
+    last_seen_at: datetime | None
+    last_version: int
+    acked_credentials_version: int
+    active_slot: str | None
+    pending_deliveries: int
+    last_pull_at: datetime | None
+    last_pull_ok: bool | None
+    last_pull_detail: str | None
+
+
+class DeviceList(ApiModel):
+    value: list[DeviceOut]
+
+
+class EnrollRequest(ApiModel):
+    device_id: str
+    enrollment_secret: str | None = None
+    enrollment_code: str | None = None
+    x25519_public_key: str
+    ed25519_public_key: str
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> EnrollRequest:
+        if bool(self.enrollment_secret) == bool(self.enrollment_code):
+            raise ValueError("give enrollmentSecret or enrollmentCode, exactly one")
+        return self
+
+
+class MqttTopics(ApiModel):
+    credentials: str
+    commands: str
+    status: str
+
+
+class MqttLogin(ApiModel):
+    url: str
+    username: str
+    password: str
+    topics: MqttTopics
+
+
+class RegistryInfo(ApiModel):
+    login_server: str
+    username: str
+    token_endpoint: str
+    service: str
+
+
+class EnrollResponse(ApiModel):
+    device_id: str
+    status: str
+    mqtt: MqttLogin
+    server_signing_key: str
+    registry: RegistryInfo

@@ -1,0 +1,102 @@
+"""``fleet device ...``: enrolled devices."""
+
+from __future__ import annotations
+
+import click
+
+from fleet.cli.base import Invocation, az_command
+from fleet.cli.output import Column
+
+DEVICE_COLUMNS = [
+    Column("DEVICE", "deviceId"),
+    Column("GROUP", "group"),
+    Column("STATUS", "status"),
+    Column("SLOT", "activeSlot"),
+    Column("VERSION", "ackedCredentialsVersion"),
+    Column("PENDING", "pendingDeliveries"),
+    Column("LAST SEEN", "lastSeenAt"),
+    Column("LAST PULL OK", "lastPullOk"),
+]
+
+
+@click.group("device")
+def device() -> None:
+    """Enrolled devices: approve, disable, enable, delete, redeliver, rotate."""
+
+
+@click.option("--status", type=click.Choice(["pending", "active", "disabled"]))
+@click.option("--group", help="Only this group's devices.")
+@az_command(device, "list", help="List devices.", example="  fleet device list -o table")
+def list_(inv: Invocation, group: str | None, status: str | None) -> None:
+    query = "&".join(f"{k}={v}" for k, v in (("group", group), ("status", status)) if v)
+    inv.show(
+        inv.client.call("GET", "/devices" + (f"?{query}" if query else ""))["value"], DEVICE_COLUMNS
+    )
+
+
+@click.option("--name", "-n", "device_id", required=True, help="Device id.")
+@az_command(device, "show", help="Show a device.", example="  fleet device show --name rpi-0001")
+def show(inv: Invocation, device_id: str) -> None:
+    inv.show(inv.client.call("GET", f"/devices/{device_id}"), DEVICE_COLUMNS)
+
+
+def _action(name: str, help: str) -> None:
+    @click.option("--name", "-n", "device_id", required=True, help="Device id.")
+    @az_command(device, name, help=help, example=f"  fleet device {name} --name rpi-0001")
+    def run(inv: Invocation, device_id: str) -> None:
+        inv.show(inv.client.call("POST", f"/devices/{device_id}/{name}"), DEVICE_COLUMNS)
+
+    run.__name__ = name.replace("-", "_")
+
+
+_action("approve", "Approve a pending device: its credentials are delivered.")
+_action(
+    "disable",
+    "Disable a device: its registry token and broker login stop at once, and it "
+    "is told to wipe its credentials.",
+)
+_action("enable", "Enable a disabled device and deliver it a fresh password.")
+_action(
+    "redeliver",
+    "Publish again what the device has not acknowledged; with nothing "
+    "pending, rotate its password.",
+)
+_action(
+    "allow-reenroll", "Let this device id enroll once more (new keys; no takeover without this)."
+)
+
+
+@click.option(
+    "--now",
+    is_flag=True,
+    required=True,
+    help="Rotate now (the scheduler rotates on its own before expiry).",
+)
+@click.option("--name", "-n", "device_id", required=True, help="Device id.")
+@az_command(
+    device,
+    "rotate",
+    help="Put a new password in the device's other slot and "
+    "deliver it; the old one works until the device acknowledges the new one.",
+    example="  fleet device rotate --name rpi-0001 --now",
+)
+def rotate(inv: Invocation, device_id: str, now: bool) -> None:
+    inv.show(inv.client.call("POST", f"/devices/{device_id}/rotate"), DEVICE_COLUMNS)
+
+
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--name", "-n", "device_id", required=True, help="Device id.")
+@az_command(
+    device,
+    "delete",
+    help="Delete a device, its registry token and its broker login.",
+    example="  fleet device delete --name rpi-0001 --yes",
+)
+def delete(inv: Invocation, device_id: str, yes: bool) -> None:
+    if not yes:
+        click.confirm(
+            f"Delete device {device_id!r}? Its credentials stop working at once",
+            abort=True,
+            err=True,
+        )
+    inv.client.call("DELETE", f"/devices/{device_id}")

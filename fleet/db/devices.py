@@ -1,0 +1,122 @@
+"""Device tables: groups, enrollment secrets, devices and the delivery outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from fleet.db.types import UTCDateTime, utcnow
+
+PENDING = "pending"
+ACTIVE = "active"
+DISABLED = "disabled"
+DEVICE_STATUSES = (PENDING, ACTIVE, DISABLED)
+
+SECRET = "secret"  # reusable, revocable
+CODE = "code"  # one device, once
+
+DELIVERY_PENDING = "pending"
+DELIVERY_ACKED = "acked"
+DELIVERY_SUPERSEDED = "superseded"
+
+
+def _when(**kw: object) -> object:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, **kw)  # type: ignore[arg-type]
+
+
+def _maybe_when(**kw: object) -> object:
+    return Field(default=None, sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
+
+
+def _fk(target: str, ondelete: str, *, nullable: bool) -> object:
+    return Field(
+        default=None,
+        sa_column=Column(
+            Integer, ForeignKey(target, ondelete=ondelete), nullable=nullable, index=True
+        ),
+    )
+
+
+class DeviceGroup(SQLModel, table=True):
+    __tablename__ = "device_groups"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    scope_map_id: int | None = _fk("scope_maps.id", "SET NULL", nullable=True)  # type: ignore[assignment]
+    password_lifetime_days: int = Field(default=30)
+    rotation_window_days: int = Field(default=7)
+    inactivity_limit_days: int | None = Field(default=None)
+    require_approval: bool = Field(default=False)
+    created_at: datetime = _when()  # type: ignore[assignment]
+    updated_at: datetime = _when()  # type: ignore[assignment]
+
+
+class EnrollmentSecret(SQLModel, table=True):
+    __tablename__ = "enrollment_secrets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    group_id: int = _fk("device_groups.id", "CASCADE", nullable=False)  # type: ignore[assignment]
+    kind: str = Field(max_length=8)
+    secret_hash: str = Field(max_length=128, unique=True, index=True)
+    hint: str = Field(max_length=16)
+    created_at: datetime = _when()  # type: ignore[assignment]
+    expires_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    revoked_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    used_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    used_by: str | None = Field(default=None, max_length=64)
+
+
+class Device(SQLModel, table=True):
+    __tablename__ = "devices"
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=64, unique=True, index=True)
+    group_id: int = _fk("device_groups.id", "RESTRICT", nullable=False)  # type: ignore[assignment]
+    token_id: int | None = _fk("tokens.id", "SET NULL", nullable=True)  # type: ignore[assignment]
+    status: str = Field(default=PENDING, max_length=16, index=True)
+    x25519_public: str = Field(max_length=64)
+    ed25519_public: str = Field(max_length=64)
+    mqtt_username: str = Field(max_length=64)
+    allow_reenroll: bool = Field(default=False)
+    # The newest envelope version issued, and the newest credentials version acknowledged.
+    last_version: int = Field(default=0)
+    acked_credentials_version: int = Field(default=0)
+    # The password slot the device uses now (after its last acknowledgement).
+    active_slot: str | None = Field(default=None, max_length=16)
+    enrolled_at: datetime = _when()  # type: ignore[assignment]
+    approved_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    last_seen_at: datetime | None = _maybe_when(index=True)  # type: ignore[assignment]
+    last_pull_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    last_pull_ok: bool | None = Field(default=None)
+    last_pull_detail: str | None = Field(default=None, max_length=512)
+
+
+class Delivery(SQLModel, table=True):
+    """One sealed envelope for one device: the outbox the broker is fed from.
+
+    The database, not the broker, is the record: a pending delivery is published again until
+    the device acknowledges it. Sealed bytes are dropped once acknowledged or superseded.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("device_pk", "version"),
+        Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_pk: int = _fk("devices.id", "CASCADE", nullable=False)  # type: ignore[assignment]
+    version: int
+    kind: str = Field(max_length=16)
+    topic: str = Field(max_length=256)
+    envelope: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # For credentials: which slot it fills, so an acknowledgement can move the device to it.
+    slot: str | None = Field(default=None, max_length=16)
+    state: str = Field(default=DELIVERY_PENDING, max_length=16)
+    created_at: datetime = _when()  # type: ignore[assignment]
+    published_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    acked_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = _maybe_when()  # type: ignore[assignment]

@@ -1,0 +1,133 @@
+"""The service layer's view of the MQTT broker: device logins and publishing.
+
+:class:`MosquittoBroker` is the real one (mosquitto's dynamic security plus one publisher
+connection per process); it connects lazily, on first use. Without ``FLEET_MQTT_URL`` every
+call raises :class:`BrokerUnavailableError` with a message saying what to configure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from fleet.config import Settings
+from fleet.credentials import SecretHasher
+from fleet.mqtt import provisioning
+from fleet.mqtt.broker_url import parse_broker_url
+from fleet.mqtt.dynsec import DynsecAdmin
+from fleet.mqtt.errors import BrokerUnavailableError
+from fleet.mqtt.publisher import Publication, Publisher
+
+log = logging.getLogger(__name__)
+
+SERVER_USERNAME = "fleet-server"
+STATUS_SHARE_GROUP = "fleet-server"
+StatusHandler = Callable[[str, bytes], None]
+
+__all__ = ["Broker", "BrokerUnavailableError", "MosquittoBroker", "Publication"]
+
+
+class Broker(Protocol):
+    device_url: str
+
+    def provision_device(self, device_id: str, username: str, password: str) -> None: ...
+    def disable_device(self, username: str) -> None: ...
+    def enable_device(self, username: str) -> None: ...
+    def delete_device(self, device_id: str, username: str) -> None: ...
+    def publish(self, publications: Sequence[Publication]) -> None: ...
+    def close(self) -> None: ...
+
+
+def server_password(hasher: SecretHasher) -> str:
+    """The server's own broker password, derived so every server of a cluster agrees on it."""
+    return hasher.hash("fleet mqtt server login v1")
+
+
+class MosquittoBroker:
+    def __init__(self, settings: Settings, hasher: SecretHasher, on_status: StatusHandler) -> None:
+        if not settings.mqtt_url:
+            raise BrokerUnavailableError(
+                "no MQTT broker is configured: set FLEET_MQTT_URL, FLEET_MQTT_ADMIN_USERNAME "
+                "and FLEET_MQTT_ADMIN_PASSWORD"
+            )
+        self.settings = settings
+        self.address = parse_broker_url(settings.mqtt_url)
+        self.device_url = settings.mqtt_device_url or settings.mqtt_url
+        self._password = server_password(hasher)
+        self._on_status = on_status
+        self._lock = threading.Lock()
+        self._admin: DynsecAdmin | None = None
+        self._publisher: Publisher | None = None
+
+    def _connected(self) -> tuple[DynsecAdmin, Publisher]:
+        with self._lock:
+            if self._admin is None:
+                admin = DynsecAdmin(
+                    self.address,
+                    self.settings.mqtt_admin_username,
+                    self.settings.mqtt_admin_password,
+                ).start()
+                provisioning.provision_server_login(admin, SERVER_USERNAME, self._password)
+                self._admin = admin
+            if self._publisher is None:
+                self._publisher = Publisher(
+                    self.address,
+                    SERVER_USERNAME,
+                    self._password,
+                    on_status=self._on_status,
+                    share_group=STATUS_SHARE_GROUP,
+                ).start()
+            return self._admin, self._publisher
+
+    def start(self) -> None:
+        self._connected()
+
+    def provision_device(self, device_id: str, username: str, password: str) -> None:
+        admin, _ = self._connected()
+        provisioning.provision_device(admin, device_id, username, password)
+
+    def disable_device(self, username: str) -> None:
+        admin, _ = self._connected()
+        provisioning.disable_device(admin, username)
+
+    def enable_device(self, username: str) -> None:
+        admin, _ = self._connected()
+        provisioning.enable_device(admin, username)
+
+    def delete_device(self, device_id: str, username: str) -> None:
+        admin, _ = self._connected()
+        provisioning.delete_device(admin, device_id, username)
+
+    def publish(self, publications: Sequence[Publication]) -> None:
+        if publications:
+            _, publisher = self._connected()
+            publisher.publish_many(publications)
+
+    def close(self) -> None:
+        with self._lock:
+            for part in (self._publisher, self._admin):
+                if part is not None:
+                    try:
+                        part.stop() if isinstance(part, Publisher) else part.close()
+                    except Exception:  # closing is best effort
+                        log.debug("error closing the broker connection", exc_info=True)
+            self._admin = self._publisher = None
+
+
+class NoBroker:
+    """Stands in when no broker is configured; says so on use."""
+
+    device_url = ""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def _refuse(self, *_: object) -> None:
+        raise BrokerUnavailableError(self.reason)
+
+    provision_device = disable_device = enable_device = delete_device = publish = _refuse
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,248 @@
+"""The outbox of sealed envelopes, and what devices say back on their status topics.
+
+The database is the record of what each device holds: a delivery stays pending until the
+device acknowledges it, is published again when the device says hello with an older version,
+and is retried with backoff by the reconciler. Publishing happens after the transaction that
+queued it has committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlmodel import Session, col, select
+
+from device_agent.envelope import Kind, seal
+from device_agent.keys import x25519_public_from_b64
+from fleet.db.devices import (
+    DELIVERY_ACKED,
+    DELIVERY_PENDING,
+    DELIVERY_SUPERSEDED,
+    Delivery,
+    Device,
+)
+from fleet.mqtt import topics
+from fleet.mqtt.errors import BrokerError
+from fleet.services.broker import Broker, Publication
+from fleet.services.context import ServiceContext, audit
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(hours=1)
+PUBLISH_BATCH = 500
+MAX_STATUS_BYTES = 4096
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return min(RETRY_CAP, RETRY_BASE * (2 ** max(0, attempts - 1)))
+
+
+class DeliveryService:
+    def __init__(
+        self, ctx: ServiceContext, broker: Callable[[], Broker], envelope_key: Ed25519PrivateKey
+    ) -> None:
+        self.ctx = ctx
+        self._broker = broker
+        self.envelope_key = envelope_key
+
+    # -- queueing (inside the caller's transaction) ---------------------------------------
+    def _queue(
+        self,
+        s: Session,
+        device: Device,
+        kind: Kind,
+        payload: dict[str, Any],
+        slot: str | None = None,
+    ) -> Delivery:
+        now = self.ctx.clock()
+        device.last_version += 1
+        sealed = seal(
+            payload,
+            device_id=device.device_id,
+            version=device.last_version,
+            kind=kind,
+            device_public_key=x25519_public_from_b64(device.x25519_public),
+            server_private_key=self.envelope_key,
+            now=now,
+        )
+        topic = (topics.credentials_topic if kind is Kind.CREDENTIALS else topics.commands_topic)(
+            device.device_id
+        )
+        if kind is Kind.CREDENTIALS:
+            self._supersede(s, device, kind)
+        row = Delivery(
+            device_pk=device.id,
+            version=device.last_version,
+            kind=kind.value,
+            topic=topic,
+            envelope=sealed,
+            slot=slot,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        s.add(device)
+        s.add(row)
+        return row
+
+    def _supersede(self, s: Session, device: Device, kind: Kind) -> None:
+        older = s.exec(
+            select(Delivery).where(
+                Delivery.device_pk == device.id,
+                Delivery.kind == kind.value,
+                Delivery.state == DELIVERY_PENDING,
+            )
+        ).all()
+        for row in older:
+            row.state, row.envelope = DELIVERY_SUPERSEDED, None
+            s.add(row)
+
+    def queue_credentials(
+        self,
+        s: Session,
+        device: Device,
+        *,
+        login_server: str,
+        username: str,
+        password: str,
+        slot: str,
+        expiry: datetime | None,
+    ) -> Delivery:
+        payload = {
+            "kind": Kind.CREDENTIALS.value,
+            "login_server": login_server,
+            "username": username,
+            "password": password,
+            "slot": slot,
+            "expiry": expiry.isoformat() if expiry else None,
+        }
+        return self._queue(s, device, Kind.CREDENTIALS, payload, slot)
+
+    def queue_command(self, s: Session, device: Device, command: str, **args: Any) -> Delivery:
+        return self._queue(
+            s, device, Kind.COMMAND, {"kind": Kind.COMMAND.value, "command": command, **args}
+        )
+
+    # -- publishing ----------------------------------------------------------------------
+    def publish_pending(
+        self, device_pks: Iterable[int] | None = None, *, due_only: bool = False
+    ) -> int:
+        """Publish pending deliveries (of these devices, or every due one); returns how many
+        the broker acknowledged. A failure leaves them pending, to be retried with backoff."""
+        now = self.ctx.clock()
+        query = select(Delivery).where(Delivery.state == DELIVERY_PENDING)
+        if device_pks is not None:
+            query = query.where(col(Delivery.device_pk).in_(list(device_pks)))
+        if due_only:
+            query = query.where(col(Delivery.next_attempt_at) <= now)
+        with self.ctx.db.session() as s:
+            rows = s.exec(query.order_by(col(Delivery.id)).limit(PUBLISH_BATCH)).all()
+            if not rows:
+                return 0
+            batch = [Publication(r.topic, r.envelope or b"") for r in rows]
+            try:
+                self._broker().publish(batch)
+                ok = True
+            except BrokerError as exc:
+                log.warning("publishing %d deliveries failed: %s", len(rows), exc.message)
+                ok = False
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = now + retry_delay(row.attempts)
+                if ok:
+                    row.published_at = now
+                s.add(row)
+            return len(rows) if ok else 0
+
+    def clear_retained(self, device_id: str) -> None:
+        """Empty retained messages on a device's topics (an empty retained message deletes)."""
+        self._broker().publish(
+            [
+                Publication(topics.credentials_topic(device_id), b""),
+                Publication(topics.commands_topic(device_id), b""),
+            ]
+        )
+
+    # -- what devices say ------------------------------------------------------------------
+    def handle_status(self, device_id: str, raw: bytes) -> None:
+        """One message from ``fleet/v1/devices/{id}/status``; bad ones are dropped, logged."""
+        if len(raw) > MAX_STATUS_BYTES:
+            log.warning("dropped an oversized status message from %s", device_id)
+            return
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            log.warning("dropped a status message from %s that is not JSON", device_id)
+            return
+        if not isinstance(message, dict):
+            return
+        kind = message.get("type")
+        republish: list[int] = []
+        with self.ctx.db.session() as s:
+            device = s.exec(select(Device).where(Device.device_id == device_id)).first()
+            if device is None:
+                return
+            device.last_seen_at = self.ctx.clock()
+            s.add(device)
+            if kind == "hello":
+                if self._hello(s, device, message.get("versions")):
+                    republish.append(device.id)  # type: ignore[arg-type]
+            elif kind == "ack":
+                self._ack(s, device, message)
+            elif kind == "reject":
+                audit(
+                    s,
+                    self.ctx,
+                    f"device:{device_id}",
+                    "device.envelope.reject",
+                    device_id,
+                    version=message.get("version"),
+                    reason=str(message.get("reason"))[:100],
+                )
+            elif kind == "pull":
+                device.last_pull_at = self.ctx.clock()
+                device.last_pull_ok = bool(message.get("ok"))
+                detail = message.get("image") if device.last_pull_ok else message.get("error")
+                device.last_pull_detail = str(detail)[:500] if detail else None
+        if republish:
+            self.publish_pending(republish)
+
+    def _hello(self, s: Session, device: Device, versions: Any) -> bool:
+        """Acknowledge what the device holds; True when something newer is pending."""
+        held = versions if isinstance(versions, dict) else {}
+        pending = s.exec(
+            select(Delivery).where(
+                Delivery.device_pk == device.id, Delivery.state == DELIVERY_PENDING
+            )
+        ).all()
+        newer = False
+        for row in pending:
+            have = held.get(row.kind)
+            if isinstance(have, int) and have >= row.version:
+                self._mark_acked(s, device, row)
+            else:
+                newer = True
+        return newer
+
+    def _ack(self, s: Session, device: Device, message: dict[str, Any]) -> None:
+        version = message.get("version")
+        if not isinstance(version, int):
+            return
+        row = s.exec(
+            select(Delivery).where(Delivery.device_pk == device.id, Delivery.version == version)
+        ).first()
+        if row is not None and row.state != DELIVERY_ACKED:
+            self._mark_acked(s, device, row)
+
+    def _mark_acked(self, s: Session, device: Device, row: Delivery) -> None:
+        row.state, row.envelope, row.acked_at = DELIVERY_ACKED, None, self.ctx.clock()
+        s.add(row)
+        if row.kind == Kind.CREDENTIALS.value and row.version > device.acked_credentials_version:
+            device.acked_credentials_version = row.version
+            device.active_slot = row.slot
+            s.add(device)

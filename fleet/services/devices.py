@@ -1,0 +1,384 @@
+"""Devices: enrollment, approval, disable and enable, delete, rotation and redelivery.
+
+Broker calls (logins, publishing) happen outside database transactions: logins are created or
+repaired idempotently before the rows that need them, and envelopes are published after the
+transaction that queued them has committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from fleet.credentials import MQTT_PASSWORD_PREFIX, generate_secret
+from fleet.db.devices import (
+    ACTIVE,
+    CODE,
+    DELIVERY_PENDING,
+    DISABLED,
+    PENDING,
+    Delivery,
+    Device,
+    DeviceGroup,
+    EnrollmentSecret,
+)
+from fleet.db.models import DISABLED as TOKEN_DISABLED
+from fleet.db.models import ENABLED as TOKEN_ENABLED
+from fleet.db.models import ScopeMap, Token
+from fleet.domain.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
+from fleet.domain.names import device_token_name, validate_device_id
+from fleet.services.context import ServiceContext, audit
+from fleet.services.delivery import DeliveryService
+from fleet.services.tokens import TokenService
+from fleet.services.views import DeviceView
+
+KEY_BYTES = 32
+SLOTS = ("password1", "password2")
+
+
+def _public_key(value: str, kind: type, label: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+        if len(raw) != KEY_BYTES:
+            raise ValueError
+        kind.from_public_bytes(raw)
+    except (binascii.Error, ValueError):
+        raise ValidationError(
+            f"{label} must be the base64 of a {KEY_BYTES}-byte public key", code="InvalidKey"
+        ) from None
+    return value
+
+
+def get_device(s: Session, device_id: str) -> Device:
+    row = s.exec(select(Device).where(Device.device_id == device_id)).first()
+    if row is None:
+        raise NotFoundError(f"device {device_id!r} does not exist", code="DeviceNotFound")
+    return row
+
+
+def _view(s: Session, d: Device) -> DeviceView:
+    group = s.get(DeviceGroup, d.group_id)
+    token = s.get(Token, d.token_id) if d.token_id else None
+    pending = s.exec(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.device_pk == d.id, Delivery.state == DELIVERY_PENDING)
+    ).one()
+    return DeviceView(
+        device_id=d.device_id,
+        group=group.name if group else "",
+        status=d.status,
+        token=token.name if token else None,
+        mqtt_username=d.mqtt_username,
+        enrolled_at=d.enrolled_at,
+        approved_at=d.approved_at,
+        last_seen_at=d.last_seen_at,
+        last_version=d.last_version,
+        acked_credentials_version=d.acked_credentials_version,
+        active_slot=d.active_slot,
+        pending_deliveries=pending,
+        last_pull_at=d.last_pull_at,
+        last_pull_ok=d.last_pull_ok,
+        last_pull_detail=d.last_pull_detail,
+    )
+
+
+class DeviceService:
+    def __init__(
+        self, ctx: ServiceContext, tokens: TokenService, delivery: DeliveryService
+    ) -> None:
+        self.ctx = ctx
+        self.tokens = tokens
+        self.delivery = delivery
+
+    def _broker(self):  # type: ignore[no-untyped-def]
+        return self.delivery._broker()
+
+    # -- enrollment ----------------------------------------------------------------------
+    def _find_secret(self, s: Session, value: str) -> EnrollmentSecret:
+        row = s.exec(
+            select(EnrollmentSecret).where(
+                EnrollmentSecret.secret_hash == self.ctx.hasher.hash(value)
+            )
+        ).first()
+        now = self.ctx.clock()
+        if (
+            row is None
+            or row.revoked_at is not None
+            or (row.expires_at is not None and row.expires_at <= now)
+            or (row.kind == CODE and row.used_at is not None)
+        ):
+            raise AuthenticationError(
+                "the enrollment secret or code is not valid", code="InvalidEnrollmentSecret"
+            )
+        return row
+
+    def enroll(
+        self, device_id: str, secret: str, x25519_public: str, ed25519_public: str
+    ) -> tuple[DeviceView, str]:
+        """Enroll a device; returns its view and its MQTT password (shown this once)."""
+        validate_device_id(device_id)
+        _public_key(x25519_public, X25519PublicKey, "x25519PublicKey")
+        _public_key(ed25519_public, Ed25519PublicKey, "ed25519PublicKey")
+        with self.ctx.db.session() as s:  # read-only checks before touching the broker
+            self._find_secret(s, secret)
+            existing = s.exec(select(Device).where(Device.device_id == device_id)).first()
+            if existing is not None and not existing.allow_reenroll:
+                raise ConflictError(
+                    f"device {device_id!r} is already enrolled; an operator must allow it to "
+                    "enroll again (fleet device allow-reenroll)",
+                    code="DeviceExists",
+                )
+        mqtt_password = generate_secret(MQTT_PASSWORD_PREFIX)
+        self._broker().provision_device(device_id, device_id, mqtt_password)
+        with self.ctx.db.session() as s:
+            entry = self._find_secret(s, secret)
+            group = s.get(DeviceGroup, entry.group_id)
+            assert group is not None
+            now = self.ctx.clock()
+            if entry.kind == CODE:
+                entry.used_at, entry.used_by = now, device_id
+                s.add(entry)
+            device = s.exec(select(Device).where(Device.device_id == device_id)).first()
+            if device is not None and not device.allow_reenroll:
+                raise ConflictError(
+                    f"device {device_id!r} is already enrolled", code="DeviceExists"
+                )
+            if device is None:
+                device = Device(
+                    device_id=device_id,
+                    group_id=group.id,
+                    x25519_public="",
+                    ed25519_public="",
+                    mqtt_username=device_id,
+                )
+            device.group_id = group.id  # type: ignore[assignment]
+            device.x25519_public, device.ed25519_public = x25519_public, ed25519_public
+            device.allow_reenroll = False
+            device.enrolled_at = now
+            device.status = PENDING if group.require_approval else ACTIVE
+            device.approved_at = None if group.require_approval else now
+            device.acked_credentials_version, device.active_slot = device.last_version, None
+            s.add(device)
+            s.flush()
+            token = self._device_token(s, device, group)
+            if device.status == ACTIVE:
+                self._issue(s, device, group, token, "password1")
+            audit(
+                s,
+                self.ctx,
+                f"device:{device_id}",
+                "device.enroll",
+                device_id,
+                group=group.name,
+                status=device.status,
+                via=entry.kind,
+            )
+            view = _view(s, device)
+            pk = device.id
+        self.delivery.publish_pending([pk])  # type: ignore[list-item]
+        return view, mqtt_password
+
+    def _device_token(self, s: Session, device: Device, group: DeviceGroup) -> Token:
+        name = device_token_name(device.device_id)
+        token = s.exec(select(Token).where(Token.name == name)).first()
+        if token is None:
+            now = self.ctx.clock()
+            token = Token(
+                name=name, scope_map_id=group.scope_map_id, created_at=now, updated_at=now
+            )
+            s.add(token)
+            s.flush()
+        elif token.id != device.token_id:
+            raise ConflictError(
+                f"a token named {name!r} exists and is not this device's", code="TokenExists"
+            )
+        token.status = TOKEN_ENABLED if device.status == ACTIVE else TOKEN_DISABLED
+        token.scope_map_id = group.scope_map_id
+        s.add(token)
+        device.token_id = token.id
+        s.add(device)
+        return token
+
+    def _issue(
+        self, s: Session, device: Device, group: DeviceGroup, token: Token, slot: str
+    ) -> None:
+        """A new password in ``slot`` with the group's lifetime, sealed to the device."""
+        expiry = self.ctx.clock() + timedelta(days=group.password_lifetime_days)
+        (fresh,) = self.tokens.generate_in(s, token, [slot], expiry)
+        self.delivery.queue_credentials(
+            s,
+            device,
+            login_server=self.ctx.settings.registry_login_server,
+            username=token.name,
+            password=fresh.value or "",
+            slot=slot,
+            expiry=expiry,
+        )
+
+    # -- reads -----------------------------------------------------------------------------
+    def show(self, device_id: str) -> DeviceView:
+        with self.ctx.db.session() as s:
+            return _view(s, get_device(s, device_id))
+
+    def list(self, *, group: str | None = None, status: str | None = None) -> list[DeviceView]:
+        with self.ctx.db.session() as s:
+            query = select(Device).order_by(col(Device.device_id))
+            if group is not None:
+                query = query.join(DeviceGroup).where(DeviceGroup.name == group)
+            if status is not None:
+                query = query.where(Device.status == status)
+            return [_view(s, d) for d in s.exec(query).all()]
+
+    def scope_map_of(self, device_id: str) -> str | None:
+        with self.ctx.db.session() as s:
+            group = s.get(DeviceGroup, get_device(s, device_id).group_id)
+            mapped = s.get(ScopeMap, group.scope_map_id) if group and group.scope_map_id else None
+            return mapped.name if mapped else None
+
+    # -- operator actions ------------------------------------------------------------------
+    def approve(self, device_id: str, *, actor: str) -> DeviceView:
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            if device.status != PENDING:
+                raise ConflictError(
+                    f"device {device_id!r} is {device.status}, not pending", code="NotPending"
+                )
+            group = s.get(DeviceGroup, device.group_id)
+            device.status, device.approved_at = ACTIVE, self.ctx.clock()
+            token = self._device_token(s, device, group)  # type: ignore[arg-type]
+            self._issue(s, device, group, token, "password1")  # type: ignore[arg-type]
+            audit(s, self.ctx, actor, "device.approve", device_id)
+            pk = device.id
+        self.delivery.publish_pending([pk])  # type: ignore[list-item]
+        return self.show(device_id)
+
+    def disable(self, device_id: str, *, actor: str) -> DeviceView:
+        """Cut the registry token and the broker login at once, and tell the device to wipe."""
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            device.status = DISABLED
+            if device.token_id is not None:
+                token = s.get(Token, device.token_id)
+                if token is not None:
+                    token.status, token.updated_at = TOKEN_DISABLED, self.ctx.clock()
+                    s.add(token)
+            self.delivery.queue_command(s, device, "wipe")
+            audit(s, self.ctx, actor, "device.disable", device_id)
+            pk, username = device.id, device.mqtt_username
+        try:
+            self.delivery.publish_pending([pk])  # type: ignore[list-item]
+        finally:
+            self._broker().disable_device(username)
+        return self.show(device_id)
+
+    def enable(self, device_id: str, *, actor: str) -> DeviceView:
+        """Open the broker login and the token again, and deliver a fresh password."""
+        with self.ctx.db.session() as s:
+            username = get_device(s, device_id).mqtt_username
+        self._broker().enable_device(username)
+        self.delivery.clear_retained(device_id)  # drop the retained wipe before new credentials
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            if device.status != DISABLED:
+                raise ConflictError(
+                    f"device {device_id!r} is {device.status}, not disabled", code="NotDisabled"
+                )
+            group = s.get(DeviceGroup, device.group_id)
+            device.status = ACTIVE
+            pending = s.exec(
+                select(Delivery).where(
+                    Delivery.device_pk == device.id, Delivery.state == DELIVERY_PENDING
+                )
+            ).all()
+            for row in pending:  # the wipe is no longer wanted
+                row.state, row.envelope = "superseded", None
+                s.add(row)
+            token = self._device_token(s, device, group)  # type: ignore[arg-type]
+            self._issue(s, device, group, token, self._next_slot(device))  # type: ignore[arg-type]
+            audit(s, self.ctx, actor, "device.enable", device_id)
+            pk = device.id
+        self.delivery.publish_pending([pk])  # type: ignore[list-item]
+        return self.show(device_id)
+
+    def delete(self, device_id: str, *, actor: str) -> None:
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            username = device.mqtt_username
+        self._broker().delete_device(device_id, username)
+        self.delivery.clear_retained(device_id)
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            token = s.get(Token, device.token_id) if device.token_id else None
+            s.exec(
+                Delivery.__table__.delete().where(  # type: ignore[attr-defined]
+                    Delivery.__table__.c.device_pk == device.id
+                )
+            )  # type: ignore[attr-defined]
+            s.delete(device)
+            s.flush()
+            if token is not None:
+                from sqlalchemy import delete as sql_delete
+
+                from fleet.db.models import TokenPassword
+
+                s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == token.id))
+                s.delete(token)
+            audit(s, self.ctx, actor, "device.delete", device_id)
+
+    def allow_reenroll(self, device_id: str, *, actor: str) -> DeviceView:
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            device.allow_reenroll = True
+            s.add(device)
+            audit(s, self.ctx, actor, "device.allow-reenroll", device_id)
+        return self.show(device_id)
+
+    @staticmethod
+    def _next_slot(device: Device) -> str:
+        return "password2" if device.active_slot == "password1" else "password1"
+
+    def rotate(self, device_id: str, *, actor: str) -> DeviceView:
+        """A new password in the slot the device does not use, delivered; the old one stays
+        valid until the device acknowledges the new one (and its own expiry)."""
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            if device.status != ACTIVE:
+                raise ConflictError(
+                    f"device {device_id!r} is {device.status}, not active", code="NotActive"
+                )
+            group = s.get(DeviceGroup, device.group_id)
+            token = self._device_token(s, device, group)  # type: ignore[arg-type]
+            self._issue(s, device, group, token, self._next_slot(device))  # type: ignore[arg-type]
+            audit(s, self.ctx, actor, "device.rotate", device_id)
+            pk = device.id
+        self.delivery.publish_pending([pk])  # type: ignore[list-item]
+        return self.show(device_id)
+
+    def redeliver(self, device_id: str, *, actor: str) -> DeviceView:
+        """Publish again what the device has not acknowledged; with nothing pending, rotate
+        (the server never keeps a password it could send twice)."""
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            pending = s.exec(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.device_pk == device.id, Delivery.state == DELIVERY_PENDING)
+            ).one()
+            pk = device.id
+        if not pending:
+            return self.rotate(device_id, actor=actor)
+        self.delivery.publish_pending([pk])  # type: ignore[list-item]
+        return self.show(device_id)
+
+    def touch(self, device_id: str, when: datetime) -> None:
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            device.last_seen_at = when
+            s.add(device)

@@ -1,0 +1,239 @@
+"""Device groups: a read-only scope map, password lifetimes, and enrollment secrets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from fleet.credentials import ENROLLMENT_CODE_PREFIX, ENROLLMENT_SECRET_PREFIX, generate_secret
+from fleet.db.devices import CODE, SECRET, Device, DeviceGroup, EnrollmentSecret
+from fleet.db.models import ScopeMap
+from fleet.domain.actions import READ_ONLY_ACTIONS, Action
+from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
+from fleet.domain.names import validate_resource_name
+from fleet.services.context import ServiceContext, audit
+from fleet.services.scope_maps import entries_of, get_map
+from fleet.services.views import GroupView, SecretView
+
+MAX_LIFETIME_DAYS = 3650
+HINT_CHARS = 4
+
+
+def check_read_only(session: Session, scope_map: ScopeMap) -> None:
+    """A device group's map may hold only content/read and metadata/read."""
+    assert scope_map.id is not None
+    extra = sorted({a for _, a in entries_of(session, scope_map.id)} - set(READ_ONLY_ACTIONS))
+    if extra:
+        raise ValidationError(
+            f"scope map {scope_map.name!r} grants {', '.join(extra)}: a device group's map may "
+            f"hold only {Action.CONTENT_READ} and {Action.METADATA_READ}",
+            code="ScopeMapNotReadOnly",
+        )
+
+
+def get_group(session: Session, name: str) -> DeviceGroup:
+    row = session.exec(select(DeviceGroup).where(DeviceGroup.name == name)).first()
+    if row is None:
+        raise NotFoundError(f"device group {name!r} does not exist", code="GroupNotFound")
+    return row
+
+
+def _view(session: Session, g: DeviceGroup) -> GroupView:
+    scope_map = session.get(ScopeMap, g.scope_map_id) if g.scope_map_id else None
+    devices = session.exec(
+        select(func.count()).select_from(Device).where(Device.group_id == g.id)
+    ).one()
+    secrets = session.exec(
+        select(EnrollmentSecret)
+        .where(EnrollmentSecret.group_id == g.id)
+        .order_by(col(EnrollmentSecret.id))
+    ).all()
+    return GroupView(
+        name=g.name,
+        scope_map=scope_map.name if scope_map else None,
+        password_lifetime_days=g.password_lifetime_days,
+        rotation_window_days=g.rotation_window_days,
+        inactivity_limit_days=g.inactivity_limit_days,
+        require_approval=g.require_approval,
+        created_at=g.created_at,
+        devices=devices,
+        secrets=tuple(_secret_view(s) for s in secrets),
+    )
+
+
+def _secret_view(row: EnrollmentSecret, value: str | None = None) -> SecretView:
+    assert row.id is not None
+    return SecretView(
+        id=row.id,
+        kind=row.kind,
+        hint=row.hint,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        used_at=row.used_at,
+        used_by=row.used_by,
+        value=value,
+    )
+
+
+def _check_durations(lifetime: int, window: int, inactivity: int | None) -> None:
+    if not 1 <= lifetime <= MAX_LIFETIME_DAYS:
+        raise ValidationError(f"the password lifetime must be 1 to {MAX_LIFETIME_DAYS} days")
+    if not 1 <= window < lifetime:
+        raise ValidationError(
+            f"the rotation window must be at least 1 day and shorter than the password "
+            f"lifetime ({lifetime} days)"
+        )
+    if inactivity is not None and inactivity < 1:
+        raise ValidationError("the inactivity limit must be at least 1 day (or none)")
+
+
+class GroupService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def create(
+        self,
+        name: str,
+        *,
+        scope_map: str,
+        password_lifetime_days: int = 30,
+        rotation_window_days: int = 7,
+        inactivity_limit_days: int | None = None,
+        require_approval: bool = False,
+        actor: str,
+    ) -> GroupView:
+        validate_resource_name(name, "device group")
+        _check_durations(password_lifetime_days, rotation_window_days, inactivity_limit_days)
+        with self.ctx.db.session() as s:
+            if s.exec(select(DeviceGroup.id).where(DeviceGroup.name == name)).first():
+                raise ConflictError(f"device group {name!r} already exists", code="GroupExists")
+            mapped = get_map(s, scope_map)
+            check_read_only(s, mapped)
+            now = self.ctx.clock()
+            row = DeviceGroup(
+                name=name,
+                scope_map_id=mapped.id,
+                password_lifetime_days=password_lifetime_days,
+                rotation_window_days=rotation_window_days,
+                inactivity_limit_days=inactivity_limit_days,
+                require_approval=require_approval,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            s.flush()
+            audit(s, self.ctx, actor, "group.create", name, scope_map=scope_map)
+            return _view(s, row)
+
+    def list(self) -> list[GroupView]:
+        with self.ctx.db.session() as s:
+            rows = s.exec(select(DeviceGroup).order_by(col(DeviceGroup.name))).all()
+            return [_view(s, g) for g in rows]
+
+    def show(self, name: str) -> GroupView:
+        with self.ctx.db.session() as s:
+            return _view(s, get_group(s, name))
+
+    def update(self, name: str, *, actor: str, **changes: Any) -> GroupView:
+        allowed = {
+            "scope_map",
+            "password_lifetime_days",
+            "rotation_window_days",
+            "inactivity_limit_days",
+            "require_approval",
+        }
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")
+        with self.ctx.db.session() as s:
+            row = get_group(s, name)
+            lifetime = changes.get("password_lifetime_days", row.password_lifetime_days)
+            window = changes.get("rotation_window_days", row.rotation_window_days)
+            inactivity = changes.get("inactivity_limit_days", row.inactivity_limit_days)
+            _check_durations(lifetime, window, inactivity)
+            if "scope_map" in changes:
+                mapped = get_map(s, changes["scope_map"])
+                check_read_only(s, mapped)
+                row.scope_map_id = mapped.id
+                self._move_device_tokens(s, row, mapped)
+            row.password_lifetime_days = lifetime
+            row.rotation_window_days = window
+            row.inactivity_limit_days = inactivity
+            if "require_approval" in changes:
+                row.require_approval = bool(changes["require_approval"])
+            row.updated_at = self.ctx.clock()
+            s.add(row)
+            audit(s, self.ctx, actor, "group.update", name, **changes)
+            s.flush()
+            return _view(s, row)
+
+    def _move_device_tokens(self, s: Session, group: DeviceGroup, mapped: ScopeMap) -> None:
+        from fleet.db.models import Token
+
+        token_ids = select(Device.token_id).where(Device.group_id == group.id)
+        for token in s.exec(select(Token).where(col(Token.id).in_(token_ids))).all():
+            token.scope_map_id = mapped.id
+            token.updated_at = self.ctx.clock()
+            s.add(token)
+
+    def delete(self, name: str, *, actor: str) -> None:
+        with self.ctx.db.session() as s:
+            row = get_group(s, name)
+            count = s.exec(
+                select(func.count()).select_from(Device).where(Device.group_id == row.id)
+            ).one()
+            if count:
+                raise ConflictError(
+                    f"device group {name!r} still has {count} device(s): delete them first",
+                    code="GroupNotEmpty",
+                )
+            s.delete(row)
+            audit(s, self.ctx, actor, "group.delete", name)
+
+    # -- enrollment secrets and codes -----------------------------------------------------
+    def create_secret(
+        self,
+        name: str,
+        *,
+        one_time: bool = False,
+        expires_at: datetime | None = None,
+        actor: str,
+    ) -> SecretView:
+        """A new enrollment secret (reusable) or code (one device, once), shown only here."""
+        if expires_at is not None and expires_at <= self.ctx.clock():
+            raise ValidationError("the expiry is not in the future", code="InvalidExpiry")
+        kind = CODE if one_time else SECRET
+        value = generate_secret(ENROLLMENT_CODE_PREFIX if one_time else ENROLLMENT_SECRET_PREFIX)
+        with self.ctx.db.session() as s:
+            group = get_group(s, name)
+            row = EnrollmentSecret(
+                group_id=group.id,
+                kind=kind,
+                secret_hash=self.ctx.hasher.hash(value),
+                hint=value[-HINT_CHARS:],
+                created_at=self.ctx.clock(),
+                expires_at=expires_at,
+            )
+            s.add(row)
+            s.flush()
+            audit(s, self.ctx, actor, f"group.{kind}.create", name, hint=row.hint)
+            return _secret_view(row, value)
+
+    def revoke_secret(self, name: str, secret_id: int, *, actor: str) -> SecretView:
+        with self.ctx.db.session() as s:
+            group = get_group(s, name)
+            row = s.get(EnrollmentSecret, secret_id)
+            if row is None or row.group_id != group.id:
+                raise NotFoundError(
+                    f"device group {name!r} has no enrollment secret {secret_id}",
+                    code="SecretNotFound",
+                )
+            if row.revoked_at is None:
+                row.revoked_at = self.ctx.clock()
+                s.add(row)
+                audit(s, self.ctx, actor, f"group.{row.kind}.revoke", name, hint=row.hint)
+            return _secret_view(row)

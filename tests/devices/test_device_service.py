@@ -1,0 +1,225 @@
+from datetime import timedelta
+
+import pytest
+
+from device_agent.envelope import StaleVersion, WrongDevice
+from fleet.domain.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+)
+from fleet.domain.rules import RepositoryActions
+from fleet.mqtt import topics
+from fleet.services import Services
+from tests.devices.conftest import new_device, status
+from tests.support.fake_broker import FakeBroker
+
+ME = "test"
+
+
+def test_group_scope_map_must_be_read_only(fleet: Services) -> None:
+    with pytest.raises(ValidationError) as info:
+        fleet.groups.create("writers", scope_map="_repositories_push", actor=ME)
+    assert info.value.code == "ScopeMapNotReadOnly"
+    fleet.groups.create("readers", scope_map="_repositories_pull_metadata_read", actor=ME)
+    with pytest.raises(ValidationError) as info:  # nor can the map gain write later
+        fleet.scope_maps.update(
+            "devices-read", add=[RepositoryActions("edge/x", ("content/write",))], actor=ME
+        )
+    assert info.value.code == "ScopeMapNotReadOnly"
+    fleet.scope_maps.update(
+        "devices-read", add=[RepositoryActions("more/*", ("content/read",))], actor=ME
+    )
+    with pytest.raises(ValidationError):
+        fleet.groups.create(
+            "bad-window",
+            scope_map="devices-read",
+            password_lifetime_days=7,
+            rotation_window_days=7,
+            actor=ME,
+        )
+
+
+def test_enroll_creates_token_login_and_sealed_delivery(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    dev = new_device("rpi-0001")
+    view, mqtt_password = fleet.devices.enroll("rpi-0001", secret, *dev.keys)
+    assert view.status == "active" and view.token == "dev-rpi-0001"
+    assert broker.logins["rpi-0001"]["password"] == mqtt_password
+    assert mqtt_password.startswith("fltm_")
+    token = fleet.tokens.show("dev-rpi-0001")
+    assert token.scope_map == "devices-read" and token.status == "enabled"
+    assert [p.name for p in token.passwords] == ["password1"]
+    assert token.passwords[0].expiry == fleet.ctx.clock() + timedelta(days=30)
+    envelope = broker.retained[topics.credentials_topic("rpi-0001")]
+    opened = dev.open(fleet, envelope)
+    assert opened.version == 1
+    payload = opened.payload
+    assert payload["username"] == "dev-rpi-0001" and payload["slot"] == "password1"
+    principal = fleet.registry_auth.authenticate("dev-rpi-0001", payload["password"])
+    assert principal is not None
+    assert principal.allowed("edge/app") == {"content/read", "metadata/read"}
+    # only that device can open it
+    with pytest.raises(WrongDevice):
+        new_device("rpi-0002").open(fleet, envelope)
+    assert fleet.devices.show("rpi-0001").pending_deliveries == 1
+
+
+def test_enrollment_refusals_change_nothing(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    dev = new_device("rpi-0001")
+    with pytest.raises(AuthenticationError):
+        fleet.devices.enroll("rpi-0001", "flte_wrong", *dev.keys)
+    with pytest.raises(ValidationError):
+        fleet.devices.enroll("bad id!", secret, *dev.keys)
+    with pytest.raises(ValidationError):
+        fleet.devices.enroll("rpi-0001", secret, "bm90IGEga2V5", dev.keys[1])
+    assert fleet.devices.list() == [] and broker.logins == {}
+    fleet.devices.enroll("rpi-0001", secret, *dev.keys)
+    with pytest.raises(ConflictError):  # no takeover
+        fleet.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
+    fleet.devices.allow_reenroll("rpi-0001", actor=ME)
+    again = new_device("rpi-0001")
+    view, _ = fleet.devices.enroll("rpi-0001", secret, *again.keys)
+    assert view.last_version == 2
+    opened = again.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")])
+    assert opened.version == 2
+
+
+def test_one_time_codes_revoked_and_expired_secrets(fleet: Services, clock) -> None:  # type: ignore[no-untyped-def]
+    code = fleet.groups.create_secret("pilots", one_time=True, actor=ME)
+    fleet.devices.enroll("dev-a1", code.value or "", *new_device("dev-a1").keys)
+    with pytest.raises(AuthenticationError):
+        fleet.devices.enroll("dev-a2", code.value or "", *new_device("dev-a2").keys)
+    used = fleet.groups.show("pilots").secrets[0]
+    assert used.used_by == "dev-a1" and used.value is None
+    revoked = fleet.groups.create_secret("pilots", actor=ME)
+    fleet.groups.revoke_secret("pilots", revoked.id, actor=ME)
+    with pytest.raises(AuthenticationError):
+        fleet.devices.enroll("dev-a3", revoked.value or "", *new_device("dev-a3").keys)
+    short = fleet.groups.create_secret("pilots", expires_at=clock() + timedelta(hours=1), actor=ME)
+    clock.advance(hours=2)
+    with pytest.raises(AuthenticationError):
+        fleet.devices.enroll("dev-a4", short.value or "", *new_device("dev-a4").keys)
+
+
+def test_approval_flow(fleet: Services, broker: FakeBroker) -> None:
+    fleet.groups.create("careful", scope_map="devices-read", require_approval=True, actor=ME)
+    value = fleet.groups.create_secret("careful", actor=ME).value or ""
+    dev = new_device("rpi-0009")
+    view, _ = fleet.devices.enroll("rpi-0009", value, *dev.keys)
+    assert view.status == "pending" and view.pending_deliveries == 0
+    assert topics.credentials_topic("rpi-0009") not in broker.retained
+    assert fleet.tokens.show("dev-rpi-0009").status == "disabled"
+    approved = fleet.devices.approve("rpi-0009", actor=ME)
+    assert approved.status == "active"
+    assert fleet.tokens.show("dev-rpi-0009").status == "enabled"
+    assert dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0009")]).version == 1
+    with pytest.raises(ConflictError):
+        fleet.devices.approve("rpi-0009", actor=ME)
+
+
+def test_hello_and_ack(fleet: Services, broker: FakeBroker, secret: str) -> None:
+    dev = new_device("rpi-0001")
+    fleet.devices.enroll("rpi-0001", secret, *dev.keys)
+    before = len(broker.published)
+    status(fleet, "rpi-0001", type="hello", versions={"credentials": 0, "command": 0})
+    assert len(broker.published) == before + 1  # sent again: the device holds nothing newer
+    status(fleet, "rpi-0001", type="ack", kind="credentials", version=1, slot="password1")
+    view = fleet.devices.show("rpi-0001")
+    assert view.pending_deliveries == 0 and view.active_slot == "password1"
+    assert view.acked_credentials_version == 1 and view.last_seen_at is not None
+    status(fleet, "rpi-0001", type="hello", versions={"credentials": 1})
+    assert len(broker.published) == before + 1  # nothing newer to send
+    for junk in (b"not json", b"[1]", b'{"type": "ack", "version": "x"}', b"{" * 10_000):
+        fleet.delivery.handle_status("rpi-0001", junk)
+    fleet.delivery.handle_status("nobody", b'{"type": "hello"}')
+
+
+def test_rotation_uses_the_other_slot_and_old_one_keeps_working(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    dev = new_device("rpi-0001")
+    fleet.devices.enroll("rpi-0001", secret, *dev.keys)
+    first = dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")])
+    status(fleet, "rpi-0001", type="ack", kind="credentials", version=1)
+    fleet.devices.rotate("rpi-0001", actor=ME)
+    second = dev.open(
+        fleet, broker.retained[topics.credentials_topic("rpi-0001")], last_version=first.version
+    )
+    assert second.payload["slot"] == "password2" and second.version == 2
+    for opened in (first, second):
+        assert fleet.registry_auth.authenticate("dev-rpi-0001", opened.payload["password"])
+    with pytest.raises(StaleVersion):  # a replay of the first never replaces the second
+        dev.open(fleet, fleet_envelope_v1 := broker.published[0].payload, last_version=2)
+    assert fleet_envelope_v1
+
+
+def test_disable_cuts_token_and_login_and_sends_wipe(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    dev = new_device("rpi-0001")
+    fleet.devices.enroll("rpi-0001", secret, *dev.keys)
+    creds = dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")])
+    fleet.devices.disable("rpi-0001", actor=ME)
+    assert fleet.registry_auth.authenticate("dev-rpi-0001", creds.payload["password"]) is None
+    assert broker.logins["rpi-0001"]["enabled"] is False
+    wipe = dev.open(fleet, broker.retained[topics.commands_topic("rpi-0001")])
+    assert wipe.payload == {"kind": "command", "command": "wipe"}
+    enabled = fleet.devices.enable("rpi-0001", actor=ME)
+    assert enabled.status == "active" and broker.logins["rpi-0001"]["enabled"] is True
+    assert topics.commands_topic("rpi-0001") not in broker.retained  # the wipe is cleared
+    fresh = dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")])
+    assert fresh.version > wipe.version
+    assert fleet.registry_auth.authenticate("dev-rpi-0001", fresh.payload["password"])
+
+
+def test_device_tokens_are_guarded(fleet: Services, secret: str) -> None:
+    fleet.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
+    with pytest.raises(ConflictError):
+        fleet.tokens.update("dev-rpi-0001", scope_map="_repositories_admin", actor=ME)
+    with pytest.raises(ConflictError):
+        fleet.tokens.delete("dev-rpi-0001", actor=ME)
+    with pytest.raises(ConflictError):
+        fleet.groups.delete("pilots", actor=ME)
+
+
+def test_delete_device(fleet: Services, broker: FakeBroker, secret: str) -> None:
+    dev = new_device("rpi-0001")
+    fleet.devices.enroll("rpi-0001", secret, *dev.keys)
+    creds = dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")])
+    fleet.devices.delete("rpi-0001", actor=ME)
+    assert "rpi-0001" not in broker.logins
+    assert topics.credentials_topic("rpi-0001") not in broker.retained
+    assert fleet.registry_auth.authenticate("dev-rpi-0001", creds.payload["password"]) is None
+    with pytest.raises(NotFoundError):
+        fleet.devices.show("rpi-0001")
+    fleet.groups.delete("pilots", actor=ME)
+
+
+def test_broker_down_at_enrollment_changes_nothing(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    from fleet.mqtt.errors import BrokerUnavailableError
+
+    broker.down = True
+    with pytest.raises(BrokerUnavailableError):
+        fleet.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
+    assert fleet.devices.list() == []
+    broker.down = False
+    fleet.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
+
+
+def test_publish_failure_leaves_delivery_pending_for_retry(
+    fleet: Services, broker: FakeBroker, secret: str, clock
+) -> None:  # type: ignore[no-untyped-def]
+    fleet.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
+    broker.down = True
+    fleet.devices.rotate("rpi-0001", actor=ME)  # queued, not published
+    broker.down = False
+    assert fleet.delivery.publish_pending(due_only=True) == 0  # backoff: not due yet
+    clock.advance(seconds=31)
+    assert fleet.delivery.publish_pending(due_only=True) == 1
