@@ -43,7 +43,9 @@ def _camel(value: Any) -> Any:
 
 
 def group_json(view: GroupView) -> dict[str, Any]:
-    return _camel(asdict(view))
+    out = _camel(asdict(view))
+    out["secrets"] = [secret_json(s) for s in view.secrets]
+    return out
 
 
 def secret_json(view: SecretView) -> dict[str, Any]:
