@@ -32,5 +32,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def healthz() -> Any:
         return jsonify({"status": "ok"})
 
+    if settings.scheduler_enabled.lower() in ("1", "true", "yes", "on"):
+        from fleet.scheduler import FleetScheduler
+
+        scheduler = FleetScheduler(services)
+        scheduler.start()
+        app.extensions["fleet.scheduler"] = scheduler
     logging.getLogger("fleet").setLevel(logging.INFO)
     return app

@@ -42,6 +42,12 @@ class Settings:
     mqtt_device_url: str = ""  # what devices are told; defaults to mqtt_url
     mqtt_admin_username: str = ""
     mqtt_admin_password: str = ""
+    # The scheduler (reconciler) and what it watches for.
+    scheduler_enabled: str = "true"
+    scheduler_interval_seconds: int = 60
+    retire_grace_seconds: int = 300  # keep the old slot this long after the new one is acked
+    expiry_warning_days: int = 3
+    warning_webhook_url: str = ""
     max_tokens: int = 50_000
     max_scope_maps: int = 50_000
     max_scope_map_entries: int = 500

@@ -76,6 +76,7 @@ def make_settings(data_dir: Path, database_url: str = "", **overrides: object) -
             "data_dir": data_dir,
             "database_url": database_url,
             "secret_key": TEST_SECRET_KEY,
+            "scheduler_enabled": "false",  # tests drive the reconciler themselves
             **overrides,
         },
     )

@@ -49,6 +49,9 @@ class TokenCreate(Expiring):
 class TokenUpdate(ApiModel):
     scope_map: str | None = None
     status: Status | None = None
+    disable_at: datetime | None = Field(
+        default=None, description="Planned disable (ISO 8601); null cancels a planned disable"
+    )
 
 
 class CredentialGenerate(Expiring):
@@ -87,6 +90,7 @@ class TokenCredentialsOut(CredentialsOut):
 class TokenOut(ApiModel):
     creation_date: datetime
     credentials: TokenCredentialsOut
+    disable_at: datetime | None = None
     id: str
     name: str
     object_id: None = None

@@ -33,6 +33,7 @@ def token_json(registry: str, t: TokenView) -> dict[str, Any]:
     return {
         "creationDate": t.created_at.isoformat(),
         "credentials": {"certificates": [], **credentials_json(t.name, t.passwords)},
+        "disableAt": t.disable_at.isoformat() if t.disable_at else None,
         "id": resource_id(registry, "tokens", t.name),
         "name": t.name,
         "objectId": None,

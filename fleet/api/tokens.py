@@ -67,8 +67,9 @@ def show_token(name: str) -> Any:
     response=TokenOut,
 )
 def update_token(name: str, body: TokenUpdate) -> Any:
+    extra = {"disable_at": body.disable_at} if "disable_at" in body.model_fields_set else {}
     token = services().tokens.update(
-        name, scope_map=body.scope_map, status=body.status, actor=actor()
+        name, scope_map=body.scope_map, status=body.status, actor=actor(), **extra
     )
     return token_json(_registry(), token)
 

@@ -9,6 +9,7 @@ import click
 from fleet.cli.device import device
 from fleet.cli.group import group
 from fleet.cli.keys import keys, registry
+from fleet.cli.scheduler import scheduler
 from fleet.cli.scope_map import scope_map
 from fleet.cli.server import admin, init, serve
 from fleet.cli.token import token
@@ -27,7 +28,7 @@ def cli() -> None:
     """
 
 
-for command in (token, scope_map, group, device, init, admin, serve, keys, registry):
+for command in (token, scope_map, group, device, scheduler, init, admin, serve, keys, registry):
     cli.add_command(command)
 
 

@@ -83,8 +83,17 @@ class Device(SQLModel, table=True):
     # The newest envelope version issued, and the newest credentials version acknowledged.
     last_version: int = Field(default=0)
     acked_credentials_version: int = Field(default=0)
-    # The password slot the device uses now (after its last acknowledgement).
+    # The password slot the device uses now (after its last acknowledgement) and its expiry.
     active_slot: str | None = Field(default=None, max_length=16)
+    active_expiry: datetime | None = _maybe_when()  # type: ignore[assignment]
+    # Scheduler work, each indexed so a pass reads only what is due:
+    # rotate when the newest issued password enters its rotation window,
+    rotate_due_at: datetime | None = _maybe_when(index=True)  # type: ignore[assignment]
+    # retire the previous slot after the new one was acknowledged (plus a grace period),
+    retire_slot: str | None = Field(default=None, max_length=16)
+    retire_due_at: datetime | None = _maybe_when(index=True)  # type: ignore[assignment]
+    # warn when the password in use nears expiry with no acknowledged replacement.
+    warn_due_at: datetime | None = _maybe_when(index=True)  # type: ignore[assignment]
     enrolled_at: datetime = _when()  # type: ignore[assignment]
     approved_at: datetime | None = _maybe_when()  # type: ignore[assignment]
     last_seen_at: datetime | None = _maybe_when(index=True)  # type: ignore[assignment]

@@ -69,6 +69,8 @@ class Token(TokenBase, table=True):
     )
     created_at: datetime = _when()  # type: ignore[assignment]
     updated_at: datetime = _when()  # type: ignore[assignment]
+    # A planned disable, carried out by the scheduler.
+    disable_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
 
 
 class TokenPassword(SQLModel, table=True):
@@ -111,3 +113,16 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=64, index=True)
     target: str = Field(max_length=256)
     detail: str = Field(default="{}", max_length=4096)
+
+
+class SchedulerRun(SQLModel, table=True):
+    """One reconciler pass: when, where, and what it did."""
+
+    __tablename__ = "scheduler_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = _when(index=True)  # type: ignore[assignment]
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    node: str = Field(max_length=128)
+    summary: str = Field(default="{}", max_length=4096)
+    error: str | None = Field(default=None, max_length=1024)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from device_agent.envelope import Kind, seal
@@ -26,6 +27,7 @@ from fleet.db.devices import (
     Delivery,
     Device,
 )
+from fleet.db.models import TokenPassword
 from fleet.mqtt import topics
 from fleet.mqtt.errors import BrokerError
 from fleet.services.broker import Broker, Publication
@@ -74,8 +76,6 @@ class DeliveryService:
         topic = (topics.credentials_topic if kind is Kind.CREDENTIALS else topics.commands_topic)(
             device.device_id
         )
-        if kind is Kind.CREDENTIALS:
-            self._supersede(s, device, kind)
         row = Delivery(
             device_pk=device.id,
             version=device.last_version,
@@ -90,17 +90,17 @@ class DeliveryService:
         s.add(row)
         return row
 
-    def _supersede(self, s: Session, device: Device, kind: Kind) -> None:
-        older = s.exec(
-            select(Delivery).where(
-                Delivery.device_pk == device.id,
-                Delivery.kind == kind.value,
-                Delivery.state == DELIVERY_PENDING,
+    def supersede_pending_credentials(self, s: Session, device_pks: list[int]) -> None:
+        """Pending credentials of these devices will never be wanted: a newer one follows."""
+        s.exec(
+            update(Delivery)
+            .where(
+                col(Delivery.device_pk).in_(device_pks),
+                col(Delivery.kind) == Kind.CREDENTIALS.value,
+                col(Delivery.state) == DELIVERY_PENDING,
             )
-        ).all()
-        for row in older:
-            row.state, row.envelope = DELIVERY_SUPERSEDED, None
-            s.add(row)
+            .values(state=DELIVERY_SUPERSEDED, envelope=None)
+        )
 
     def queue_credentials(
         self,
@@ -240,9 +240,27 @@ class DeliveryService:
             self._mark_acked(s, device, row)
 
     def _mark_acked(self, s: Session, device: Device, row: Delivery) -> None:
-        row.state, row.envelope, row.acked_at = DELIVERY_ACKED, None, self.ctx.clock()
+        now = self.ctx.clock()
+        row.state, row.envelope, row.acked_at = DELIVERY_ACKED, None, now
         s.add(row)
-        if row.kind == Kind.CREDENTIALS.value and row.version > device.acked_credentials_version:
-            device.acked_credentials_version = row.version
-            device.active_slot = row.slot
-            s.add(device)
+        if row.kind != Kind.CREDENTIALS.value or row.version <= device.acked_credentials_version:
+            return
+        settings = self.ctx.settings
+        previous = device.active_slot
+        device.acked_credentials_version = row.version
+        device.active_slot = row.slot
+        in_use = s.exec(
+            select(TokenPassword).where(
+                TokenPassword.token_id == device.token_id, TokenPassword.slot == row.slot
+            )
+        ).first()
+        device.active_expiry = in_use.expiry if in_use else None
+        device.warn_due_at = (
+            device.active_expiry - timedelta(days=settings.expiry_warning_days)
+            if device.active_expiry
+            else None
+        )
+        if previous and previous != row.slot:  # the old slot goes after a grace period
+            device.retire_slot = previous
+            device.retire_due_at = now + timedelta(seconds=settings.retire_grace_seconds)
+        s.add(device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -35,6 +35,7 @@ from fleet.domain.errors import AuthenticationError, ConflictError, NotFoundErro
 from fleet.domain.names import device_token_name, validate_device_id
 from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
+from fleet.services.rotation import RotationService, other_slot
 from fleet.services.tokens import TokenService
 from fleet.services.views import DeviceView
 
@@ -96,6 +97,7 @@ class DeviceService:
         self.ctx = ctx
         self.tokens = tokens
         self.delivery = delivery
+        self.rotation = RotationService(ctx, delivery)
 
     def _broker(self):  # type: ignore[no-untyped-def]
         return self.delivery._broker()
@@ -167,9 +169,9 @@ class DeviceService:
             device.acked_credentials_version, device.active_slot = device.last_version, None
             s.add(device)
             s.flush()
-            token = self._device_token(s, device, group)
+            self._device_token(s, device, group)
             if device.status == ACTIVE:
-                self._issue(s, device, group, token, "password1")
+                self._issue(s, device, "password1")
             audit(
                 s,
                 self.ctx,
@@ -206,21 +208,9 @@ class DeviceService:
         s.add(device)
         return token
 
-    def _issue(
-        self, s: Session, device: Device, group: DeviceGroup, token: Token, slot: str
-    ) -> None:
+    def _issue(self, s: Session, device: Device, slot: str) -> None:
         """A new password in ``slot`` with the group's lifetime, sealed to the device."""
-        expiry = self.ctx.clock() + timedelta(days=group.password_lifetime_days)
-        (fresh,) = self.tokens.generate_in(s, token, [slot], expiry)
-        self.delivery.queue_credentials(
-            s,
-            device,
-            login_server=self.ctx.settings.registry_login_server,
-            username=token.name,
-            password=fresh.value or "",
-            slot=slot,
-            expiry=expiry,
-        )
+        self.rotation.issue(s, [device], lambda _: slot)
 
     # -- reads -----------------------------------------------------------------------------
     def show(self, device_id: str) -> DeviceView:
@@ -252,14 +242,14 @@ class DeviceService:
                 )
             group = s.get(DeviceGroup, device.group_id)
             device.status, device.approved_at = ACTIVE, self.ctx.clock()
-            token = self._device_token(s, device, group)  # type: ignore[arg-type]
-            self._issue(s, device, group, token, "password1")  # type: ignore[arg-type]
+            self._device_token(s, device, group)  # type: ignore[arg-type]
+            self._issue(s, device, "password1")
             audit(s, self.ctx, actor, "device.approve", device_id)
             pk = device.id
         self.delivery.publish_pending([pk])  # type: ignore[list-item]
         return self.show(device_id)
 
-    def disable(self, device_id: str, *, actor: str) -> DeviceView:
+    def disable(self, device_id: str, *, actor: str, reason: str = "operator") -> DeviceView:
         """Cut the registry token and the broker login at once, and tell the device to wipe."""
         with self.ctx.db.session() as s:
             device = get_device(s, device_id)
@@ -268,9 +258,11 @@ class DeviceService:
                 token = s.get(Token, device.token_id)
                 if token is not None:
                     token.status, token.updated_at = TOKEN_DISABLED, self.ctx.clock()
+                    token.disable_at = None
                     s.add(token)
             self.delivery.queue_command(s, device, "wipe")
-            audit(s, self.ctx, actor, "device.disable", device_id)
+            device.rotate_due_at = device.warn_due_at = None
+            audit(s, self.ctx, actor, "device.disable", device_id, reason=reason)
             pk, username = device.id, device.mqtt_username
         try:
             self.delivery.publish_pending([pk])  # type: ignore[list-item]
@@ -300,8 +292,8 @@ class DeviceService:
             for row in pending:  # the wipe is no longer wanted
                 row.state, row.envelope = "superseded", None
                 s.add(row)
-            token = self._device_token(s, device, group)  # type: ignore[arg-type]
-            self._issue(s, device, group, token, self._next_slot(device))  # type: ignore[arg-type]
+            self._device_token(s, device, group)  # type: ignore[arg-type]
+            self._issue(s, device, other_slot(device))
             audit(s, self.ctx, actor, "device.enable", device_id)
             pk = device.id
         self.delivery.publish_pending([pk])  # type: ignore[list-item]
@@ -340,10 +332,6 @@ class DeviceService:
             audit(s, self.ctx, actor, "device.allow-reenroll", device_id)
         return self.show(device_id)
 
-    @staticmethod
-    def _next_slot(device: Device) -> str:
-        return "password2" if device.active_slot == "password1" else "password1"
-
     def rotate(self, device_id: str, *, actor: str) -> DeviceView:
         """A new password in the slot the device does not use, delivered; the old one stays
         valid until the device acknowledges the new one (and its own expiry)."""
@@ -353,9 +341,7 @@ class DeviceService:
                 raise ConflictError(
                     f"device {device_id!r} is {device.status}, not active", code="NotActive"
                 )
-            group = s.get(DeviceGroup, device.group_id)
-            token = self._device_token(s, device, group)  # type: ignore[arg-type]
-            self._issue(s, device, group, token, self._next_slot(device))  # type: ignore[arg-type]
+            self._issue(s, device, other_slot(device))
             audit(s, self.ctx, actor, "device.rotate", device_id)
             pk = device.id
         self.delivery.publish_pending([pk])  # type: ignore[list-item]

@@ -2,8 +2,10 @@
 
 This is on every pull's path, so it avoids the ORM: one indexed Core query fetches the token,
 its password slots and its scope map's revision; compiled scope maps are cached per
-``(map id, revision)``, so any change to a map is seen by the very next request, on every
-worker and every server, without a per-request scan.
+``(map id, map creation time, revision)``, so any change to a map is seen by the very next
+request, on every worker and every server, without a per-request scan. The creation time is in
+the key because an id alone does not name one map for ever: SQLite hands a deleted map's id to
+the next map created, whose revision starts again at 1.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ _LOOKUP = (
     select(
         _tokens.c.status,
         _tokens.c.scope_map_id,
+        _maps.c.created_at,
         _maps.c.revision,
         _passwords.c.slot,
         _passwords.c.secret_hash,
@@ -67,20 +70,24 @@ class Principal:
         return self.scope.evaluate(repository)
 
 
+# (map id, map creation time, revision): one version of one map, never reused.
+_MapVersion = tuple[int, datetime, int]
+
+
 class _CompiledCache:
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[tuple[int, int], CompiledScopeMap] = OrderedDict()
+        self._items: OrderedDict[_MapVersion, CompiledScopeMap] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[int, int]) -> CompiledScopeMap | None:
+    def get(self, key: _MapVersion) -> CompiledScopeMap | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[int, int], value: CompiledScopeMap) -> None:
+    def put(self, key: _MapVersion, value: CompiledScopeMap) -> None:
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
@@ -114,7 +121,7 @@ class RegistryAuthService:
             rows = conn.execute(_LOOKUP, {"name": name}).all()
         matched = None
         checked = 0
-        for status, _map_id, _revision, slot, stored, expiry in rows:
+        for status, _map_id, _map_created, _revision, slot, stored, expiry in rows:
             if slot is None:
                 continue
             checked += 1
@@ -126,19 +133,21 @@ class RegistryAuthService:
         if matched is None:
             return None
         slot, stored, expiry = matched
-        map_id, revision = rows[0][1], rows[0][2]
+        map_id, map_created, revision = rows[0][1], rows[0][2], rows[0][3]
         return Principal(
             token=name,
             slot=slot,
-            scope=self._scope(map_id, revision),
+            scope=self._scope(map_id, map_created, revision),
             fingerprint=credential_fingerprint(stored),
             expiry=expiry,
         )
 
-    def _scope(self, map_id: int | None, revision: int | None) -> CompiledScopeMap:
-        if map_id is None or revision is None:
+    def _scope(
+        self, map_id: int | None, map_created: datetime | None, revision: int | None
+    ) -> CompiledScopeMap:
+        if map_id is None or map_created is None or revision is None:
             return EMPTY_SCOPE_MAP
-        key = (map_id, revision)
+        key = (map_id, map_created, revision)
         compiled = self._compiled.get(key)
         if compiled is None:
             with self.ctx.db.engine.connect() as conn:

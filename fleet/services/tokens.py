@@ -19,6 +19,13 @@ from fleet.services.scope_maps import ScopeMapService, get_map
 from fleet.services.views import PasswordView, TokenView
 
 SCOPE_MAP_SUFFIX = "-scope-map"
+
+
+class _Unset:
+    """Marks an argument that was not given (``None`` means "clear it")."""
+
+
+UNSET = _Unset()
 STATUSES = (ENABLED, DISABLED)
 
 
@@ -63,6 +70,7 @@ def _view(session: Session, token: Token, fresh: Sequence[PasswordView] = ()) ->
     return TokenView(
         name=token.name,
         status=token.status,
+        disable_at=token.disable_at,
         scope_map=scope_map.name if scope_map else None,
         created_at=token.created_at,
         passwords=passwords,
@@ -157,8 +165,15 @@ class TokenService:
             return _view(s, token, fresh)
 
     def update(
-        self, name: str, *, scope_map: str | None = None, status: str | None = None, actor: str
+        self,
+        name: str,
+        *,
+        scope_map: str | None = None,
+        status: str | None = None,
+        disable_at: datetime | _Unset | None = UNSET,
+        actor: str,
     ) -> TokenView:
+        """Change the scope map or status, or plan (``None``: cancel) a disable."""
         if status is not None:
             validate_status(status)
         with self.ctx.db.session() as s:
@@ -171,6 +186,14 @@ class TokenService:
             if status is not None and status != token.status:
                 token.status = status
                 changes["status"] = status
+            if not isinstance(disable_at, _Unset):
+                if disable_at is not None and disable_at <= self.ctx.clock():
+                    raise ValidationError(
+                        f"the disable time {disable_at.isoformat()} is not in the future",
+                        code="InvalidDisableTime",
+                    )
+                token.disable_at = disable_at
+                changes["disable_at"] = disable_at
             token.updated_at = self.ctx.clock()
             s.add(token)
             audit(s, self.ctx, actor, "token.update", name, **changes)

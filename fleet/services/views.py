@@ -33,6 +33,7 @@ class PasswordView:
 class TokenView:
     name: str
     status: str
+    disable_at: datetime | None
     scope_map: str | None
     created_at: datetime
     passwords: tuple[PasswordView, ...]

@@ -1,0 +1,63 @@
+"""What the scheduler did last, and when it runs next."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field
+
+from fleet.api import api
+from fleet.api.auth import services
+from fleet.api.schemas import ApiModel
+from fleet.db.models import SchedulerRun
+from fleet.scheduler import recent_runs
+
+
+class RunOut(ApiModel):
+    started_at: datetime
+    finished_at: datetime | None
+    node: str
+    summary: dict[str, int]
+    error: str | None
+
+
+class SchedulerStatus(ApiModel):
+    enabled: bool
+    interval_seconds: int
+    last_run: RunOut | None
+    next_run: datetime | None = Field(description="Estimated: the last start plus the interval")
+    recent_runs: list[RunOut]
+
+
+def run_json(run: SchedulerRun) -> dict[str, Any]:
+    return {
+        "startedAt": run.started_at.isoformat(),
+        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+        "node": run.node,
+        "summary": json.loads(run.summary or "{}"),
+        "error": run.error,
+    }
+
+
+@api.operation(
+    "/scheduler",
+    "GET",
+    summary="The scheduler's last runs and its next one",
+    tag="scheduler",
+    response=SchedulerStatus,
+)
+def scheduler_status() -> Any:
+    svc = services()
+    settings = svc.ctx.settings
+    runs = recent_runs(svc)
+    interval = settings.scheduler_interval_seconds
+    last = runs[0] if runs else None
+    return {
+        "enabled": settings.scheduler_enabled.lower() in ("1", "true", "yes", "on"),
+        "intervalSeconds": interval,
+        "lastRun": run_json(last) if last else None,
+        "nextRun": (last.started_at + timedelta(seconds=interval)).isoformat() if last else None,
+        "recentRuns": [run_json(r) for r in runs],
+    }

@@ -1,0 +1,65 @@
+"""``fleet scheduler ...``: what the reconciler did, and a pass on demand."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from fleet.cli.base import Invocation, az_command
+from fleet.cli.output import Column
+
+RUN_COLUMNS = [
+    Column("STARTED", "startedAt"),
+    Column("FINISHED", "finishedAt"),
+    Column("NODE", "node"),
+    Column("ROTATED", "summary.rotated"),
+    Column("RETIRED", "summary.retired"),
+    Column("DISABLED", "summary.tokens_disabled"),
+    Column("INACTIVE", "summary.devices_disabled_inactive"),
+    Column("WARNINGS", "summary.warnings"),
+    Column("PUBLISHED", "summary.published"),
+    Column("ERROR", "error"),
+]
+
+
+@click.group("scheduler")
+def scheduler() -> None:
+    """The reconciler that rotates passwords and carries out planned disables."""
+
+
+@az_command(
+    scheduler,
+    "status",
+    help="Last run, next run and what the recent runs did.",
+    example="  fleet scheduler status --output table",
+)
+def status(inv: Invocation) -> None:
+    result = inv.client.call("GET", "/scheduler")
+    if inv.output == "table" and not inv.query:
+        inv.show(result["recentRuns"], RUN_COLUMNS)
+    else:
+        inv.show(result)
+
+
+@scheduler.command(
+    "run-once",
+    help="Run one reconciler pass now, on the server host (it waits "
+    "for the scheduler lock: no other pass runs at the same time).\n\n\b\n"
+    "Example:\n  fleet scheduler run-once",
+)
+def run_once() -> None:
+    from fleet.bootstrap import build_services
+    from fleet.config import load_settings
+    from fleet.scheduler import FleetScheduler
+
+    services = build_services(load_settings())
+    runner = FleetScheduler(services)
+    try:
+        summary = runner.tick()
+    finally:
+        runner.stop()
+        services.close()
+    if summary is None:
+        raise click.ClickException("another scheduler holds the lock; try again later")
+    click.echo(json.dumps(json.loads(summary.as_json()), indent=2))

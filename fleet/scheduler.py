@@ -1,0 +1,100 @@
+"""APScheduler drives the reconciler: one interval job, run at start to catch up.
+
+Every server may start a scheduler; the leadership lock lets one of them act per pass. The job
+is never a one-shot: work is found from the database on each pass, so nothing is lost while
+no scheduler runs and nothing is done twice when two try.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlmodel import col, select
+
+from fleet.db.models import SchedulerRun
+from fleet.services import Services
+from fleet.services.leadership import Leadership, leadership_for
+from fleet.services.reconciler import PassSummary, Reconciler
+
+log = logging.getLogger(__name__)
+JOB_ID = "fleet-reconciler"
+MAX_ERROR = 1000
+
+
+def node_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class FleetScheduler:
+    def __init__(self, services: Services, leadership: Leadership | None = None) -> None:
+        self.services = services
+        ctx = services.ctx
+        self.leadership = leadership or leadership_for(ctx.db.engine, ctx.settings.data_dir)
+        self.reconciler = Reconciler(ctx, services.devices, services.delivery)
+        self._scheduler: BackgroundScheduler | None = None
+
+    def tick(self) -> PassSummary | None:
+        """One pass if this process leads; ``None`` when another one does."""
+        if not self.leadership.acquire():
+            return None
+        ctx = self.services.ctx
+        with ctx.db.session() as s:
+            run = SchedulerRun(started_at=ctx.clock(), node=node_name())
+            s.add(run)
+        try:
+            summary = self.reconciler.run_pass()
+        except Exception as exc:
+            log.exception("reconciler pass failed")
+            self._finish(run.id, None, f"{exc.__class__.__name__}: {exc}"[:MAX_ERROR])
+            raise
+        self._finish(run.id, summary, None)
+        return summary
+
+    def _finish(self, run_id: int | None, summary: PassSummary | None, error: str | None) -> None:
+        ctx = self.services.ctx
+        with ctx.db.session() as s:
+            run = s.get(SchedulerRun, run_id)
+            if run is not None:
+                run.finished_at = ctx.clock()
+                run.summary = summary.as_json() if summary else "{}"
+                run.error = error
+                s.add(run)
+
+    def start(self) -> None:
+        interval = self.services.ctx.settings.scheduler_interval_seconds
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._safe_tick,
+            "interval",
+            seconds=interval,
+            id=JOB_ID,
+            next_run_time=datetime.now(UTC),
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # logged in tick; the next interval tries again
+            return
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        self.leadership.release()
+
+
+def recent_runs(services: Services, limit: int = 10) -> list[SchedulerRun]:
+    with services.ctx.db.session() as s:
+        return list(
+            s.exec(select(SchedulerRun).order_by(col(SchedulerRun.id).desc()).limit(limit)).all()
+        )

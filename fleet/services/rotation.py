@@ -1,0 +1,81 @@
+"""Issuing device passwords, one device or a whole batch in a handful of queries.
+
+Every issue writes a new password into a slot, seals it to the device, queues the delivery and
+sets when the scheduler should rotate again (the new expiry less the group's rotation window),
+all in the caller's transaction: a crash either keeps all of it or none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from sqlmodel import Session, col, select
+
+from fleet.credentials import PASSWORD_PREFIX, generate_secret
+from fleet.db.devices import Device, DeviceGroup
+from fleet.db.models import Token, TokenPassword
+from fleet.services.context import ServiceContext
+from fleet.services.delivery import DeliveryService
+
+SLOTS = ("password1", "password2")
+
+
+def other_slot(device: Device) -> str:
+    """The slot the device does not use now (password1 for a device that has none yet)."""
+    return "password2" if device.active_slot == "password1" else "password1"
+
+
+class RotationService:
+    def __init__(self, ctx: ServiceContext, delivery: DeliveryService) -> None:
+        self.ctx = ctx
+        self.delivery = delivery
+
+    def issue(
+        self, s: Session, devices: Sequence[Device], slot_of: Callable[[Device], str] = other_slot
+    ) -> int:
+        """A fresh password for each device in ``slot_of(device)``, sealed and queued."""
+        devices = [d for d in devices if d.token_id is not None]
+        if not devices:
+            return 0
+        now = self.ctx.clock()
+        group_ids = {d.group_id for d in devices}
+        groups = {
+            g.id: g
+            for g in s.exec(select(DeviceGroup).where(col(DeviceGroup.id).in_(group_ids))).all()
+        }
+        token_ids = [d.token_id for d in devices]
+        tokens = {t.id: t for t in s.exec(select(Token).where(col(Token.id).in_(token_ids)))}
+        stored = {
+            (p.token_id, p.slot): p
+            for p in s.exec(
+                select(TokenPassword).where(col(TokenPassword.token_id).in_(token_ids))
+            ).all()
+        }
+        self.delivery.supersede_pending_credentials(s, [d.id for d in devices])  # type: ignore[misc]
+        login_server = self.ctx.settings.registry_login_server
+        for device in devices:
+            group = groups[device.group_id]
+            token = tokens[device.token_id]
+            slot = slot_of(device)
+            expiry = now + timedelta(days=group.password_lifetime_days)
+            value = generate_secret(PASSWORD_PREFIX)
+            row = stored.get((token.id, slot)) or TokenPassword(
+                token_id=token.id, slot=slot, secret_hash=""
+            )  # type: ignore[arg-type]
+            row.secret_hash = self.ctx.hasher.hash(value)
+            row.created_at, row.expiry = now, expiry
+            s.add(row)
+            device.rotate_due_at = expiry - timedelta(days=group.rotation_window_days)
+            if device.retire_slot == slot:  # never retire the slot just refilled
+                device.retire_slot = device.retire_due_at = None
+            self.delivery.queue_credentials(
+                s,
+                device,
+                login_server=login_server,
+                username=token.name,
+                password=value,
+                slot=slot,
+                expiry=expiry,
+            )
+        return len(devices)
