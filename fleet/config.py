@@ -42,6 +42,7 @@ class Settings:
     mqtt_device_url: str = ""  # what devices are told; defaults to mqtt_url
     mqtt_admin_username: str = ""
     mqtt_admin_password: str = ""
+    mqtt_ca_file: str = ""  # CA bundle for mqtts:// brokers
     # The scheduler (reconciler) and what it watches for.
     scheduler_enabled: str = "true"
     scheduler_interval_seconds: int = 60

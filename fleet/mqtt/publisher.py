@@ -98,6 +98,7 @@ class Publisher:
         password: str,
         *,
         on_status: StatusCallback | None = None,
+        on_reconnect: Callable[[], None] | None = None,
         share_group: str | None = None,
         receive_retained_status: bool = False,
         client_id: str | None = None,
@@ -108,8 +109,12 @@ class Publisher:
         status stream between them (``$share/{group}/...``) instead of each getting all of it.
         ``receive_retained_status``: also get the retained status of every device on each
         (re)subscribe; off by default, as with many devices that is a flood on every reconnect.
+        ``on_reconnect``: called (on a thread of its own) after every reconnection: a broker
+        that restarted may have lost its retained messages and the hellos sent meanwhile.
         """
         self._on_status = on_status
+        self._on_reconnect = on_reconnect
+        self._connects = 0
         self._status_filter = (
             f"$share/{share_group}/{topics.ALL_STATUS_TOPICS}"
             if share_group
@@ -228,10 +233,23 @@ class Publisher:
     # -- status -----------------------------------------------------------------------------
 
     def _subscribe(self, client: mqtt.Client) -> None:
+        self._connects += 1
+        if self._connects > 1 and self._on_reconnect is not None:
+            # Not on the network thread: the callback publishes and waits for PUBACKs.
+            threading.Thread(
+                target=self._reconnected, name="fleet-reconnected", daemon=True
+            ).start()
         if self._on_status is None:
             return
         options = SubscribeOptions(qos=STATUS_QOS, retainHandling=self._retain_handling)
         client.subscribe(self._status_filter, options=options)
+
+    def _reconnected(self) -> None:
+        try:
+            if self._on_reconnect is not None:
+                self._on_reconnect()
+        except Exception:
+            log.exception("the reconnect callback failed")
 
     def _handle_subscribe(
         self,

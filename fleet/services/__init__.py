@@ -62,7 +62,12 @@ class Services:
         if self.broker is None:
             settings = self.ctx.settings
             if settings.mqtt_url:
-                self.broker = MosquittoBroker(settings, self.ctx.hasher, self.status_intake.submit)
+                self.broker = MosquittoBroker(
+                    settings,
+                    self.ctx.hasher,
+                    self.status_intake.submit,
+                    on_reconnect=self.delivery.republish_all_pending,
+                )
             else:
                 self.broker = NoBroker(
                     "no MQTT broker is configured: set FLEET_MQTT_URL, "

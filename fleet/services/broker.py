@@ -46,17 +46,24 @@ def server_password(hasher: SecretHasher) -> str:
 
 
 class MosquittoBroker:
-    def __init__(self, settings: Settings, hasher: SecretHasher, on_status: StatusHandler) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        hasher: SecretHasher,
+        on_status: StatusHandler,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
         if not settings.mqtt_url:
             raise BrokerUnavailableError(
                 "no MQTT broker is configured: set FLEET_MQTT_URL, FLEET_MQTT_ADMIN_USERNAME "
                 "and FLEET_MQTT_ADMIN_PASSWORD"
             )
         self.settings = settings
-        self.address = parse_broker_url(settings.mqtt_url)
+        self.address = parse_broker_url(settings.mqtt_url, ca_file=settings.mqtt_ca_file or None)
         self.device_url = settings.mqtt_device_url or settings.mqtt_url
         self._password = server_password(hasher)
         self._on_status = on_status
+        self._on_reconnect = on_reconnect
         self._lock = threading.Lock()
         self._admin: DynsecAdmin | None = None
         self._publisher: Publisher | None = None
@@ -77,6 +84,7 @@ class MosquittoBroker:
                     SERVER_USERNAME,
                     self._password,
                     on_status=self._on_status,
+                    on_reconnect=self._on_reconnect,
                     share_group=STATUS_SHARE_GROUP,
                 ).start()
             return self._admin, self._publisher

@@ -159,6 +159,22 @@ class DeliveryService:
                 s.add(row)
             return len(rows) if ok else 0
 
+    def republish_all_pending(self) -> int:
+        """After the broker came back: everything unacknowledged is due now (it may have lost
+        its retained messages, and hellos sent while we were away)."""
+        with self.ctx.db.session() as s:
+            s.exec(
+                update(Delivery)
+                .where(col(Delivery.state) == DELIVERY_PENDING)
+                .values(next_attempt_at=self.ctx.clock())
+            )
+        total = 0
+        while True:
+            done = self.publish_pending(due_only=True)
+            total += done
+            if done < PUBLISH_BATCH:
+                return total
+
     def clear_retained(self, device_id: str) -> None:
         """Empty retained messages on a device's topics (an empty retained message deletes)."""
         self._broker().publish(

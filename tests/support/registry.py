@@ -56,9 +56,10 @@ class Registry:
         issuer: str,
         rootcertbundle: Path,
         directory: Path | None = None,
+        port: int | None = None,
     ) -> None:
         self.host = LOOPBACK
-        self.port = free_port()
+        self.port = port or free_port()
         self._owns_directory = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="fleet-registry-"))
         self.directory.mkdir(parents=True, exist_ok=True)

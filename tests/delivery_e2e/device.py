@@ -1,0 +1,143 @@
+"""A test device over the real network: HTTP enrollment, a real MQTT session, real envelopes.
+
+It does what docs/protocol.md says an agent does, in the fewest lines, so that these tests
+prove the server side against the real broker and registry (the agent itself has its own
+end-to-end tests).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion
+
+from device_agent.envelope import EnvelopeError, Opened, open_envelope
+from device_agent.keys import ed25519_public_from_b64, public_key_b64
+
+WAIT_S = 10.0
+
+
+@dataclass
+class WireDevice:
+    device_id: str
+    server_url: str
+    x25519: X25519PrivateKey = field(default_factory=X25519PrivateKey.generate)
+    ed25519: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    enrollment: dict[str, Any] = field(default_factory=dict)
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    credentials: dict[str, Any] | None = None
+    versions: dict[str, int] = field(default_factory=lambda: {"credentials": 0, "command": 0})
+
+    def enroll(self, secret: str) -> requests.Response:
+        answer = requests.post(
+            f"{self.server_url}/api/v1/enroll",
+            timeout=30,
+            json={
+                "deviceId": self.device_id,
+                "enrollmentSecret": secret,
+                "x25519PublicKey": public_key_b64(self.x25519.public_key()),
+                "ed25519PublicKey": public_key_b64(self.ed25519.public_key()),
+            },
+        )
+        if answer.status_code == 201:
+            self.enrollment = answer.json()
+        return answer
+
+    # -- MQTT ------------------------------------------------------------------------------
+    def connect(self, *, auto_ack: bool = True) -> mqtt.ReasonCode:
+        self.auto_ack = auto_ack
+        login = self.enrollment["mqtt"]
+        host, port = login["url"].removeprefix("mqtt://").split(":")
+        self._cond = threading.Condition()
+        self._connack: Any = None
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{self.device_id}-{secrets.token_hex(3)}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.username_pw_set(login["username"], login["password"])
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        self.client = client
+        client.connect(host, int(port))
+        client.loop_start()
+        with self._cond:
+            self._cond.wait_for(lambda: self._connack is not None, WAIT_S)
+        if self._connack is not None and not self._connack.is_failure:
+            topics = login["topics"]
+            client.subscribe(topics["credentials"], qos=1)
+            client.subscribe(topics["commands"], qos=1)
+            self.say(type="hello", versions=self.versions)
+        return self._connack
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        with self._cond:
+            self._connack = reason
+            self._cond.notify_all()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+            if msg.payload:
+                self._accept(bytes(msg.payload))
+            self._cond.notify_all()
+
+    def disconnect(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def say(self, **message: Any) -> None:
+        topic = self.enrollment["mqtt"]["topics"]["status"]
+        self.client.publish(topic, json.dumps(message).encode(), qos=1)
+
+    def open(self, data: bytes, kind: str = "credentials") -> Opened:
+        return open_envelope(
+            data,
+            device_id=self.device_id,
+            device_private_key=self.x25519,
+            server_public_key=ed25519_public_from_b64(self.enrollment["serverSigningKey"]),
+            last_version=self.versions[kind],
+        )
+
+    def _accept(self, data: bytes) -> None:
+        try:
+            opened = open_envelope(
+                data,
+                device_id=self.device_id,
+                device_private_key=self.x25519,
+                server_public_key=ed25519_public_from_b64(self.enrollment["serverSigningKey"]),
+                last_version=0,
+            )
+        except EnvelopeError as exc:
+            self.refused.append(type(exc).__name__)
+            return
+        kind = opened.kind.value
+        if opened.version <= self.versions[kind]:
+            self.refused.append("StaleVersion")
+            return
+        self.versions[kind] = opened.version
+        if kind == "credentials":
+            self.credentials = opened.payload
+        elif opened.payload.get("command") == "wipe":
+            self.credentials = None
+        if self.auto_ack:
+            self.say(type="ack", kind=kind, version=opened.version)
+
+    def wait_for(self, predicate: Any, what: str, timeout: float = WAIT_S) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.device_id}: no {what} within {timeout} s")
+                self._cond.wait(left)
