@@ -56,39 +56,88 @@ def populate(services, devices: int, now: datetime) -> None:  # type: ignore[no-
     with engine.begin() as conn:
         map_id = conn.execute(text("SELECT id FROM scope_maps WHERE name='_repositories_pull'"))
         map_id = map_id.scalar()
-        group_id = conn.execute(insert(DeviceGroup.__table__).values(  # type: ignore[attr-defined]
-            name="bench", scope_map_id=map_id, password_lifetime_days=30, rotation_window_days=7,
-            require_approval=False, created_at=now, updated_at=now)).inserted_primary_key[0]
+        group_id = conn.execute(
+            insert(DeviceGroup.__table__).values(  # type: ignore[attr-defined]
+                name="bench",
+                scope_map_id=map_id,
+                password_lifetime_days=30,
+                rotation_window_days=7,
+                require_approval=False,
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key[0]
         expiry = now + timedelta(days=20)
         for start in range(0, devices, CHUNK):
             ids = range(start, min(devices, start + CHUNK))
-            conn.execute(insert(Token.__table__), [  # type: ignore[attr-defined]
-                {"name": f"dev-b{i:07d}", "status": "enabled", "scope_map_id": map_id,
-                 "created_at": now, "updated_at": now} for i in ids])
-            first = conn.execute(text("SELECT id FROM tokens WHERE name = :n"),
-                                 {"n": f"dev-b{start:07d}"}).scalar()
-            conn.execute(insert(TokenPassword.__table__), [  # type: ignore[attr-defined]
-                {"token_id": first + k, "slot": "password1", "secret_hash": "0" * 64,
-                 "created_at": now, "expiry": expiry} for k in range(len(ids))])
-            conn.execute(insert(Device.__table__), [  # type: ignore[attr-defined]
-                {"device_id": f"b{i:07d}", "group_id": group_id, "token_id": first + k,
-                 "status": "active", "x25519_public": key, "ed25519_public": key,
-                 "mqtt_username": f"b{i:07d}", "allow_reenroll": False, "last_version": 1,
-                 "acked_credentials_version": 1, "active_slot": "password1",
-                 "active_expiry": expiry, "rotate_due_at": now + timedelta(days=13),
-                 "enrolled_at": now, "last_seen_at": now}
-                for k, i in enumerate(ids)])
+            conn.execute(
+                insert(Token.__table__),
+                [  # type: ignore[attr-defined]
+                    {
+                        "name": f"dev-b{i:07d}",
+                        "status": "enabled",
+                        "scope_map_id": map_id,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in ids
+                ],
+            )
+            first = conn.execute(
+                text("SELECT id FROM tokens WHERE name = :n"), {"n": f"dev-b{start:07d}"}
+            ).scalar()
+            conn.execute(
+                insert(TokenPassword.__table__),
+                [  # type: ignore[attr-defined]
+                    {
+                        "token_id": first + k,
+                        "slot": "password1",
+                        "secret_hash": "0" * 64,
+                        "created_at": now,
+                        "expiry": expiry,
+                    }
+                    for k in range(len(ids))
+                ],
+            )
+            conn.execute(
+                insert(Device.__table__),
+                [  # type: ignore[attr-defined]
+                    {
+                        "device_id": f"b{i:07d}",
+                        "group_id": group_id,
+                        "token_id": first + k,
+                        "status": "active",
+                        "x25519_public": key,
+                        "ed25519_public": key,
+                        "mqtt_username": f"b{i:07d}",
+                        "allow_reenroll": False,
+                        "last_version": 1,
+                        "acked_credentials_version": 1,
+                        "active_slot": "password1",
+                        "active_expiry": expiry,
+                        "rotate_due_at": now + timedelta(days=13),
+                        "enrolled_at": now,
+                        "last_seen_at": now,
+                    }
+                    for k, i in enumerate(ids)
+                ],
+            )
     _ = ScopeMap
 
 
 def make_due(services, count: int, now: datetime) -> None:  # type: ignore[no-untyped-def]
     table = Device.__table__  # type: ignore[attr-defined]
     with services.ctx.db.engine.begin() as conn:
-        ids = [r[0] for r in conn.execute(
-            text("SELECT id FROM devices ORDER BY id LIMIT :n"), {"n": count})]
+        ids = [
+            r[0]
+            for r in conn.execute(text("SELECT id FROM devices ORDER BY id LIMIT :n"), {"n": count})
+        ]
         if ids:
-            conn.execute(update(table).where(table.c.id.in_(ids)).values(
-                rotate_due_at=now - timedelta(minutes=1)))
+            conn.execute(
+                update(table)
+                .where(table.c.id.in_(ids))
+                .values(rotate_due_at=now - timedelta(minutes=1))
+            )
 
 
 def measure_pass(services, reconciler: Reconciler) -> tuple[float, int]:  # type: ignore[no-untyped-def]
@@ -110,8 +159,9 @@ def measure_pass(services, reconciler: Reconciler) -> tuple[float, int]:  # type
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--due", type=float, nargs="+", default=[0.0, 0.001, 0.01])
     parser.add_argument("--postgres", action="store_true")
@@ -127,29 +177,44 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    settings = load_settings(environ={}, overrides={
-        "data_dir": workdir, "database_url": url, "scheduler_enabled": "false"})
+    settings = load_settings(
+        environ={},
+        overrides={"data_dir": workdir, "database_url": url, "scheduler_enabled": "false"},
+    )
     services = initialise(settings)
     broker = AcceptingBroker()
     services.broker = broker  # type: ignore[assignment]
     now = datetime.now(UTC)
     t0 = time.perf_counter()
     populate(services, args.devices, now)
-    print(f"populated {args.devices:,} devices in {time.perf_counter() - t0:.1f} s "
-          f"({services.ctx.db.engine.dialect.name})")
+    print(
+        f"populated {args.devices:,} devices in {time.perf_counter() - t0:.1f} s "
+        f"({services.ctx.db.engine.dialect.name})"
+    )
     reconciler = Reconciler(services.ctx, services.devices, services.delivery)
     rows = []
     for fraction in args.due:
         due = int(args.devices * fraction)
         make_due(services, due, now)
         seconds, statements = measure_pass(services, reconciler)
-        rows.append({"devices": args.devices, "due": due, "seconds": round(seconds, 3),
-                     "statements": statements, "published": broker.published})
+        rows.append(
+            {
+                "devices": args.devices,
+                "due": due,
+                "seconds": round(seconds, 3),
+                "statements": statements,
+                "published": broker.published,
+            }
+        )
         broker.published = 0
         print(f"  due {due:>6,}: pass {seconds:6.3f} s, {statements:5,} SQL statements")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"database": services.ctx.db.engine.dialect.name,
-                                     "at": now.isoformat(), "rows": rows}, indent=2))
+    args.json.write_text(
+        json.dumps(
+            {"database": services.ctx.db.engine.dialect.name, "at": now.isoformat(), "rows": rows},
+            indent=2,
+        )
+    )
     services.close()
     if schema:
         with admin.connect() as conn:

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from fleet.domain.errors import ValidationError
 from fleet.domain.throttle import FailureLimiter
 from fleet.registry_auth.grants import access_claim
-from fleet.registry_auth.scopes import parse_scopes
+from fleet.registry_auth.scopes import Scope, parse_scopes
 from fleet.services import Services
 from fleet.services.registry_auth import Principal
 from fleet.services.signing import RefreshClaims
@@ -91,9 +91,8 @@ def _refused(name: str) -> Response:
     return _error(401, "UNAUTHORIZED", "authentication required: wrong name or password")
 
 
-def _issue(principal: Principal, scopes: list[str], offline: bool) -> Response:
+def _issue(principal: Principal, scopes: list[str], parsed: list[Scope], offline: bool) -> Response:
     services = _services()
-    parsed = parse_scopes(scopes)
     access = access_claim(parsed, principal.allowed)
     minted = services.signing.registry_token(principal.token, access)
     body: dict[str, Any] = {
@@ -123,7 +122,7 @@ def token_get() -> Response:
     try:
         _check_service(request.args.get("service"))
         scopes = request.args.getlist("scope")
-        parse_scopes(scopes)  # a malformed scope is a 400 before any password is checked
+        parsed = parse_scopes(scopes)  # a malformed scope is a 400 before any password is checked
     except ValidationError as exc:
         return _error(400, "INVALID_REQUEST", exc.message)
     credentials = _basic_auth()
@@ -139,7 +138,7 @@ def token_get() -> Response:
     if principal is None:
         return _refused(name)
     offline = request.args.get("offline_token", "").lower() == "true"
-    return _issue(principal, scopes, offline)
+    return _issue(principal, scopes, parsed, offline)
 
 
 @blueprint.post("/oauth2/token")
@@ -149,7 +148,7 @@ def token_post() -> Response:
     try:
         _check_service(form.get("service"))
         scopes = form.get("scope", "").split()
-        parse_scopes(scopes)
+        parsed = parse_scopes(scopes)
     except ValidationError as exc:
         return _error(400, "INVALID_REQUEST", exc.message)
     services = _services()
@@ -167,7 +166,7 @@ def token_post() -> Response:
     if principal is None:
         return _refused(name)
     offline = grant == "password" and form.get("access_type") == "offline"
-    return _issue(principal, scopes, offline or grant == "refresh_token")
+    return _issue(principal, scopes, parsed, offline or grant == "refresh_token")
 
 
 @blueprint.get("/.well-known/jwks.json")

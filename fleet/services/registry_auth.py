@@ -1,7 +1,8 @@
 """Checking a token's name and password for the registry token endpoint.
 
 This is on every pull's path, so it avoids the ORM: one indexed Core query fetches the token,
-its password slots and its scope map's revision; compiled scope maps are cached per
+its password slots and its scope map's revision, on an autocommit connection kept open between
+requests (see :class:`_KeptConnections`); compiled scope maps are cached per
 ``(map id, map creation time, revision)``, so any change to a map is seen by the very next
 request, on every worker and every server, without a per-request scan. The creation time is in
 the key because an id alone does not name one map for ever: SQLite hands a deleted map's id to
@@ -10,14 +11,19 @@ the next map created, whose revision starts again at 1.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, Engine, Row, bindparam, event, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Select
 
 from fleet.db.models import ENABLED, ScopeMap, ScopeMapEntry, Token, TokenPassword
 from fleet.domain.actions import Action
@@ -26,6 +32,8 @@ from fleet.services.context import ServiceContext
 from fleet.services.signing import RefreshClaims, credential_fingerprint
 
 COMPILED_CACHE_SIZE = 4096
+# Idle look-up connections kept per process: one per request served at the same time.
+KEPT_CONNECTIONS = 4
 # Compared against when the name is unknown, so that costs the same work as a wrong password.
 _NO_HASH = "0" * 64
 
@@ -95,10 +103,76 @@ class _CompiledCache:
                 self._items.popitem(last=False)
 
 
+class _KeptConnections:
+    """Autocommit connections kept open between the endpoint's look-ups.
+
+    Checking a connection out of the engine's pool for each request costs PostgreSQL two round
+    trips besides the query (the pre-ping, and the rollback when it is checked back in): more
+    than the query itself. A kept autocommit connection costs neither, holds no transaction,
+    snapshot or lock between queries, and sees every commit at once. At most ``keep`` stay idle;
+    all are closed when the engine is disposed. A query that fails because the connection was
+    lost is retried once on a fresh one from the pool, as the pre-ping would have done.
+    """
+
+    def __init__(self, engine: Engine, keep: int = KEPT_CONNECTIONS) -> None:
+        self._engine = engine
+        self._keep = keep
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        # Connections made before a fork belong to the parent: never used nor closed here.
+        self._inherited: list[Connection] = []
+        event.listen(engine, "engine_disposed", self._on_dispose)
+
+    def rows(self, statement: Select[Any], params: Mapping[str, object]) -> Sequence[Row[Any]]:
+        try:
+            return self._run(statement, params)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return self._run(statement, params)  # once more, on a fresh connection
+
+    def _run(self, statement: Select[Any], params: Mapping[str, object]) -> Sequence[Row[Any]]:
+        conn = self._take()
+        try:
+            rows = conn.execute(statement, params).all()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        self._give_back(conn)
+        return rows
+
+    def _take(self) -> Connection:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._inherited.extend(self._idle)
+                self._idle = []
+                self._pid = os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _give_back(self, conn: Connection) -> None:
+        with self._lock:
+            if len(self._idle) < self._keep and self._pid == os.getpid():
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _on_dispose(self, _engine: Engine) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
 class RegistryAuthService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self._compiled = _CompiledCache(COMPILED_CACHE_SIZE)
+        self._connections = _KeptConnections(ctx.db.engine)
 
     def authenticate(self, name: str, password: str) -> Principal | None:
         """The principal when ``password`` is a live password of an enabled token."""
@@ -117,8 +191,7 @@ class RegistryAuthService:
 
     def _match(self, name: str, proves: Callable[[str, str], bool]) -> Principal | None:
         now = self.ctx.clock()
-        with self.ctx.db.engine.connect() as conn:
-            rows = conn.execute(_LOOKUP, {"name": name}).all()
+        rows = self._connections.rows(_LOOKUP, {"name": name})
         matched = None
         checked = 0
         for status, _map_id, _map_created, _revision, slot, stored, expiry in rows:
@@ -150,8 +223,7 @@ class RegistryAuthService:
         key = (map_id, map_created, revision)
         compiled = self._compiled.get(key)
         if compiled is None:
-            with self.ctx.db.engine.connect() as conn:
-                entries = conn.execute(_ENTRIES, {"map_id": map_id}).all()
+            entries = self._connections.rows(_ENTRIES, {"map_id": map_id})
             compiled = compile_entries((r, Action(a)) for r, a in entries)
             self._compiled.put(key, compiled)
         return compiled

@@ -1,0 +1,86 @@
+"""Signing-key rotation, the operator's way, while a real registry keeps serving pushes.
+
+``fleet keys rotate`` publishes a new key; ``fleet registry auth-config`` writes the bundle the
+registry trusts; the registry reads that bundle only when it starts. This test shares the
+session's server and registry, so whatever happens it leaves them with a fresh bundle and a
+restarted registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+import yaml
+
+from tests.e2e.stack import HTTP_TIMEOUT_S, ISSUER, SERVICE, Stack, ok
+
+pytestmark = pytest.mark.e2e
+
+REPOSITORY = "rotation/app"
+PULL = f"repository:{REPOSITORY}:pull"
+
+
+def _kid(stack: Stack, creds: str) -> str:
+    answer = stack.ask_token(creds, PULL)
+    assert answer.status_code == 200, answer.text
+    return str(jwt.get_unverified_header(answer.json()["token"])["kid"])
+
+
+def _auth_config(stack: Stack) -> dict[str, str]:
+    printed = stack.server.cli_ok("registry", "auth-config", "--realm", stack.server.realm).stdout
+    section: dict[str, str] = yaml.safe_load(printed)["auth"]["token"]
+    return section
+
+
+def _tags_with(stack: Stack, token: str) -> int:
+    answer = requests.get(
+        f"{stack.registry.url}/v2/{REPOSITORY}/tags/list",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=HTTP_TIMEOUT_S,
+    )
+    return answer.status_code
+
+
+def test_pushes_keep_working_across_a_key_rotation(stack: Stack) -> None:
+    creds = stack.given_token("RotationToken", REPOSITORY, "content/write", "content/read")
+    ok(stack.push(REPOSITORY, creds))
+    first_kid = _kid(stack, creds)
+    old_jwt = stack.ask_token(creds, PULL).json()["token"]
+    try:
+        # With a publish delay, the new key is published but the old one still signs: pushes
+        # go on before the registry has been given the new bundle.
+        stack.server.cli_ok("keys", "rotate", "--publish-delay", "300")
+        assert _kid(stack, creds) == first_kid
+        ok(stack.push(REPOSITORY, creds, tag="v2"))
+
+        # With --publish-delay 0 the newest key signs at once ...
+        stack.server.cli_ok("keys", "rotate", "--publish-delay", "0")
+        new_kid = _kid(stack, creds)
+        assert new_kid != first_kid
+        published = requests.get(f"{stack.server.url}/.well-known/jwks.json", timeout=10).json()
+        assert {first_kid, new_kid} <= {key["kid"] for key in published["keys"]}
+        # Until it restarts, the registry knows only the bundle it started with.
+        stale = stack.push(REPOSITORY, creds, tag="v3")
+        assert not stale.ok and "unauthorized: authentication required" in stale.stderr
+        # ... so the registry must be given the bundle and restarted, as the command says.
+        section = _auth_config(stack)
+        assert section == {
+            "realm": stack.server.realm,
+            "service": SERVICE,
+            "issuer": ISSUER,
+            "rootcertbundle": str(stack.server.bundle.resolve()),
+        }
+        assert Path(section["rootcertbundle"]).read_text().count("BEGIN CERTIFICATE") == 3
+        stack.registry.restart()
+
+        ok(stack.push(REPOSITORY, creds, tag="v3"))
+        ok(stack.pull(REPOSITORY, creds, tag="v3"))
+        assert _kid(stack, creds) == new_kid
+        # A JWT signed by the old key before the rotation is still good until it expires.
+        assert _tags_with(stack, old_jwt) == 200
+    finally:
+        _auth_config(stack)
+        stack.registry.restart()
