@@ -151,11 +151,11 @@ def measure_pass(services, reconciler: Reconciler) -> tuple[float, int]:  # type
     event.listen(engine, "before_cursor_execute", count)
     try:
         started = time.perf_counter()
-        summary = reconciler.run_pass()
+        reconciler.run_pass()
         elapsed = time.perf_counter() - started
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    return elapsed, statements if summary else statements
+    return elapsed, statements
 
 
 def main() -> None:

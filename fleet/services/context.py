@@ -16,6 +16,8 @@ from fleet.db.models import AuditEvent
 from fleet.db.types import utcnow
 
 Clock = Callable[[], datetime]
+MAX_DETAIL = 4096  # the column's size
+MAX_LISTED = 50
 
 
 @dataclass
@@ -29,13 +31,26 @@ class ServiceContext:
 def audit(
     session: Session, ctx: ServiceContext, actor: str, action: str, target: str, **detail: object
 ) -> None:
-    """Record an audit event in the caller's transaction. Callers never pass secrets."""
+    """Record an audit event in the caller's transaction. Callers never pass secrets.
+
+    A detail too long for its column (a 500-entry scope map) keeps its first items and says
+    how many it left out, so the event is still written on every database.
+    """
+    text = json.dumps(detail, default=str, sort_keys=True)
+    if len(text) > MAX_DETAIL:
+        shortened = {
+            key: ([*value[:MAX_LISTED], f"... {len(value) - MAX_LISTED} more"])
+            if isinstance(value, list) and len(value) > MAX_LISTED
+            else value
+            for key, value in detail.items()
+        }
+        text = json.dumps(shortened, default=str, sort_keys=True)[:MAX_DETAIL]
     session.add(
         AuditEvent(
             at=ctx.clock(),
             actor=actor[:128],
             action=action,
             target=target[:256],
-            detail=json.dumps(detail, default=str, sort_keys=True),
+            detail=text,
         )
     )

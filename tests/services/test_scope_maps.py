@@ -152,3 +152,12 @@ def test_audit_records_without_secrets(services: Services) -> None:
     assert {e.action for e in events} >= {"scope-map.create", "token.create"}
     dump = " ".join(e.detail + e.target for e in events)
     assert all(v and v not in dump for v in values)
+
+
+def test_a_map_at_the_entry_limit_is_audited_on_every_database(services: Services) -> None:
+    rules500 = [RepositoryActions(f"team{i}/app", ("content/read",)) for i in range(500)]
+    made = services.scope_maps.create("big-map", rules500, actor=ME)
+    assert len(made.entries) == 500
+    with services.ctx.db.session() as s:
+        event = s.exec(select(AuditEvent).where(AuditEvent.target == "big-map")).one()
+    assert "450 more" in event.detail and len(event.detail) <= 4096
