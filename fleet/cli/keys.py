@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from fleet.bootstrap import build_services
-from fleet.config import load_settings
-from fleet.registry_auth.config import render_auth_config
-from fleet.services import Services
+from fleet.cli.host import build_services, load_settings
+
+if TYPE_CHECKING:
+    from fleet.services import Services
 
 
 def _help(text: str, example: str) -> str:
@@ -90,6 +91,8 @@ def registry() -> None:
     help="Where to write the bundle [default: registry-bundle.pem in the data directory].",
 )
 def auth_config(realm: str, bundle: Path | None) -> None:
+    from fleet.registry_auth.config import render_auth_config
+
     settings = load_settings()
     services = build_services(settings)
     target = bundle or settings.registry_bundle_file

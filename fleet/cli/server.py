@@ -6,8 +6,7 @@ from typing import Any
 
 import click
 
-from fleet.bootstrap import build_services, initialise
-from fleet.config import load_settings
+from fleet.cli.host import build_services, initialise, load_settings
 
 LOCAL_ACTOR = "cli:server-host"
 

@@ -7,12 +7,16 @@ ES256 signature, and then the ``access`` claim against the request.
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from fleet.domain.errors import ValidationError
 
@@ -24,6 +28,35 @@ MIN_TOKEN_LIFETIME = 60
 REGISTRY_LEEWAY = 60  # Distribution's token.Leeway, added to exp and taken from nbf
 JWT_ALGORITHM = "ES256"
 JTI_BYTES = 18
+ES256_COORDINATE_BYTES = 32
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+_header_segments: dict[str, bytes] = {}
+
+
+def _header_segment(key: SigningKey) -> bytes:
+    """The encoded JWS header of a key, computed once: its ``x5c`` is most of the token."""
+    segment = _header_segments.get(key.kid)
+    if segment is None:
+        header = {"alg": JWT_ALGORITHM, "typ": "JWT", "kid": key.kid, "x5c": key.x5c}
+        segment = _b64(json.dumps(header, separators=(",", ":")).encode())
+        _header_segments[key.kid] = segment
+    return segment
+
+
+def _sign(claims: dict[str, object], key: SigningKey) -> str:
+    """Compact JWS, ES256 (RFC 7515/7518): the signature is r || s, 32 bytes each."""
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = _header_segment(key) + b"." + body
+    r, s = decode_dss_signature(key.private_key.sign(signing_input, ECDSA(SHA256())))
+    signature = r.to_bytes(ES256_COORDINATE_BYTES, "big") + s.to_bytes(
+        ES256_COORDINATE_BYTES, "big"
+    )
+    return (signing_input + b"." + _b64(signature)).decode("ascii")
 
 
 class MintedToken(NamedTuple):
@@ -64,11 +97,6 @@ def mint(
         "jti": secrets.token_urlsafe(JTI_BYTES),
         "access": access,
     }
-    encoded = jwt.encode(
-        claims,
-        key.private_key,
-        algorithm=JWT_ALGORITHM,
-        headers={"kid": key.kid, "x5c": key.x5c},
-    )
+    encoded = _sign(claims, key)
     issued_at = datetime.fromtimestamp(issued, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return MintedToken(encoded, lifetime, issued_at)

@@ -32,6 +32,8 @@ from fleet.services.context import ServiceContext
 from fleet.services.signing import RefreshClaims, credential_fingerprint
 
 COMPILED_CACHE_SIZE = 4096
+# The only look-up columns read as values; the rest are compared or used as cache keys raw.
+CONVERTED = frozenset({"expiry"})
 # Idle look-up connections kept per process: one per request served at the same time.
 KEPT_CONNECTIONS = 4
 # Compared against when the name is unknown, so that costs the same work as a wrong password.
@@ -122,6 +124,7 @@ class _KeptConnections:
         self._pid = os.getpid()
         # Connections made before a fork belong to the parent: never used nor closed here.
         self._inherited: list[Connection] = []
+        self._compiled: dict[int, tuple[str, Any, list[Any]]] = {}
         event.listen(engine, "engine_disposed", self._on_dispose)
 
     def rows(self, statement: Select[Any], params: Mapping[str, object]) -> Sequence[Row[Any]]:
@@ -135,13 +138,44 @@ class _KeptConnections:
     def _run(self, statement: Select[Any], params: Mapping[str, object]) -> Sequence[Row[Any]]:
         conn = self._take()
         try:
-            rows = conn.execute(statement, params).all()
+            rows = self._raw(conn, statement, params)
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.close()
             raise
         self._give_back(conn)
         return rows
+
+    def _raw(
+        self, conn: Connection, statement: Select[Any], params: Mapping[str, object]
+    ) -> Sequence[Any]:
+        """The statement on the driver's own cursor: the same SQL SQLAlchemy would send, and
+        its result conversions, without a third of a millisecond of per-call machinery."""
+        compiled = self._compiled.get(id(statement))
+        if compiled is None:
+            dialect = self._engine.dialect
+            done = statement.compile(dialect=dialect)
+            order = done.positiontup
+            processors = [
+                c.type._cached_result_processor(dialect, None) if c.name in CONVERTED else None
+                for c in statement.selected_columns
+            ]
+            compiled = (str(done), order, processors)
+            self._compiled[id(statement)] = compiled
+        sql, order, processors = compiled
+        args: Any = [params[k] for k in order] if order is not None else dict(params)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, args)
+            fetched = cursor.fetchall()
+        finally:
+            cursor.close()
+        if not any(processors):
+            return fetched
+        return [
+            tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
+            for row in fetched
+        ]
 
     def _take(self) -> Connection:
         with self._lock:

@@ -16,6 +16,9 @@ from fleet.registry_auth.keys import SigningKey
 from fleet.registry_auth.tokens import JWT_ALGORITHM, MintedToken, mint
 
 REFRESH_AUDIENCE_SUFFIX = "#refresh"
+# Another process's rotation is seen within this; a new key signs only after the publish
+# delay anyway, so a second of lag never signs with an unpublished key.
+RING_CHECK_INTERVAL_S = 1.0
 REFRESH_LIFETIME = 90 * 24 * 3600  # at most; never past the password's own expiry
 
 
@@ -35,6 +38,7 @@ class SigningService:
     def __init__(self, settings: Settings, ring: KeyRing) -> None:
         self.settings = settings
         self.ring = ring
+        self._refreshed = float("-inf")
 
     @classmethod
     def open(cls, settings: Settings) -> SigningService:
@@ -46,7 +50,10 @@ class SigningService:
         return cls(settings, ring)
 
     def _key(self) -> SigningKey:
-        self.ring.refresh()
+        now = time.monotonic()
+        if now - self._refreshed >= RING_CHECK_INTERVAL_S:  # a stat, at most once a second
+            self.ring.refresh()
+            self._refreshed = now
         return self.ring.signing_key()
 
     def registry_token(self, subject: str, access: list[dict[str, Any]]) -> MintedToken:

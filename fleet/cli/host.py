@@ -1,0 +1,28 @@
+"""Server-host commands need the whole server (SQLModel, Alembic, keys); operator commands
+need none of it. These wrappers import it on first use, so ``fleet token list`` starts fast."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleet.config import Settings
+    from fleet.services import Services
+
+
+def load_settings(**kwargs: Any) -> Settings:
+    from fleet.config import load_settings as load
+
+    return load(**kwargs)
+
+
+def build_services(settings: Settings) -> Services:
+    from fleet.bootstrap import build_services as build
+
+    return build(settings)
+
+
+def initialise(settings: Settings) -> Services:
+    from fleet.bootstrap import initialise as init
+
+    return init(settings)
