@@ -33,12 +33,9 @@ refused. A credentials payload holds ``login_server``, ``username``, ``password`
 ``expiry`` (see ``device_agent.credentials``); a command payload holds ``command`` ("wipe",
 "pull", ...) and its arguments.
 
-``open_envelope`` checks, in this order, and raises one ``EnvelopeError`` subclass per reason:
-size (``TooLarge``, ``Malformed``), magic (``Malformed``), format (``UnsupportedFormat``), the
-signature (``BadSignature``), the header's fields (``Malformed``), the device id
-(``WrongDevice``), the version against the last one accepted (``StaleVersion``), decryption
-(``DecryptFailed``), then the plaintext (``Malformed``). ChaCha20-Poly1305 rather than AES-GCM
-because many Raspberry Pi class CPUs (the Pi 3 and 4 among them) have no AES instructions.
+``open_envelope`` raises one ``EnvelopeError`` subclass per reason (``envelope_errors``, which
+gives the order of the checks). ChaCha20-Poly1305 rather than AES-GCM because many Raspberry Pi
+class CPUs (the Pi 3 and 4 among them) have no AES instructions.
 """
 
 from __future__ import annotations
@@ -60,6 +57,17 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from device_agent.envelope_errors import (  # re-exported: part of this module's interface
+    BadSignature,
+    DecryptFailed,
+    Malformed,
+    StaleVersion,
+    TooLarge,
+    UnsupportedFormat,
+    WrongDevice,
+)
+from device_agent.envelope_errors import EnvelopeError as EnvelopeError
 
 MAGIC = b"FLEV"
 FORMAT_VERSION = 1
@@ -86,38 +94,6 @@ class Kind(StrEnum):
 
 _KIND_CODES: dict[Kind, int] = {Kind.CREDENTIALS: 1, Kind.COMMAND: 2}
 _KINDS_BY_CODE: dict[int, Kind] = {code: kind for kind, code in _KIND_CODES.items()}
-
-
-class EnvelopeError(Exception):
-    """An envelope was refused; the subclass says why."""
-
-
-class Malformed(EnvelopeError):
-    """Not an envelope of this format: truncated, trailing bytes, bad field, bad plaintext."""
-
-
-class TooLarge(Malformed):
-    """Larger than MAX_ENVELOPE_BYTES; refused before any parsing."""
-
-
-class UnsupportedFormat(Malformed):
-    """A format number this code does not know."""
-
-
-class BadSignature(EnvelopeError):
-    """Not signed by the server's key, or changed after signing."""
-
-
-class WrongDevice(EnvelopeError):
-    """Validly signed, but addressed to another device."""
-
-
-class StaleVersion(EnvelopeError):
-    """Validly signed for this device, but not newer than what it already holds: a replay."""
-
-
-class DecryptFailed(EnvelopeError):
-    """Signed and addressed correctly, but not sealed to this device's key."""
 
 
 @dataclass(frozen=True)
@@ -263,6 +239,14 @@ def _parse_payload(plaintext: bytes, kind: Kind) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("kind") != kind.value:
         raise Malformed("payload is not an object of the envelope's kind")
     return payload
+
+
+def claimed_version(data: bytes) -> int | None:
+    """The version an envelope's header claims, unverified (for a refusal's report); None when
+    the bytes are not even a header of this format."""
+    if not isinstance(data, bytes) or len(data) < _FIXED.size or data[:4] != MAGIC:
+        return None
+    return int(_FIXED.unpack_from(data)[3])
 
 
 def open_envelope(

@@ -18,23 +18,32 @@ File ``credentials.json`` (mode 0600)::
      "sha256": hex SHA-256 of the body as JSON with sorted keys and separators "," ":"}
 
 A file whose checksum, JSON or fields do not check out raises ``StoreCorrupt``: it is never
-taken as valid. Only the agent writes the file; others (the docker credential helper) read it
-with ``load_state``.
+taken as valid. ``open_store`` moves such a file aside (``credentials.json.corrupt-<time>``, at
+most ``KEEP_CORRUPT`` kept) and starts empty, so the device says hello with version 0 and the
+server delivers again. Only the agent writes the file; others (the docker credential helper)
+read it with ``load_state``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from device_agent.atomic import remove_stale_temps, write_atomic
+from device_agent.atomic import fsync_dir, remove_stale_temps, write_atomic
 from device_agent.credentials import Credentials, InvalidCredentials
 
+log = logging.getLogger(__name__)
+
 FILENAME = "credentials.json"
+CORRUPT_SUFFIX = ".corrupt-"
+KEEP_CORRUPT = 3
 STORE_FORMAT = 1
 MAX_FILE_BYTES = 1024 * 1024
 CREDENTIALS_KIND = "credentials"
@@ -193,3 +202,28 @@ class CredentialStore:
     def wipe(self) -> None:
         """Forget every credential; keep the versions so old envelopes stay refused."""
         self._write(StoreState(versions=dict(self._state.versions)))
+
+
+def quarantine(state_dir: Path) -> Path:
+    """Move the credential file aside (never deleted: someone may want to look at it); keep
+    the newest KEEP_CORRUPT such files. Returns where it went."""
+    path = state_dir / FILENAME
+    aside = path.with_name(f"{FILENAME}{CORRUPT_SUFFIX}{time.time_ns()}")
+    os.replace(path, aside)
+    fsync_dir(state_dir)
+    moved = sorted(state_dir.glob(f"{FILENAME}{CORRUPT_SUFFIX}*"), key=lambda p: p.name)
+    for old in moved[:-KEEP_CORRUPT]:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+    return aside
+
+
+def open_store(state_dir: Path) -> tuple[CredentialStore, Path | None]:
+    """The writer's store; a corrupt file is moved aside first (returned as the second item)
+    and the store starts empty."""
+    try:
+        return CredentialStore(state_dir), None
+    except StoreCorrupt as error:
+        aside = quarantine(state_dir)
+        log.error("credential store was corrupt (%s): moved to %s, starting empty", error, aside)
+        return CredentialStore(state_dir), aside

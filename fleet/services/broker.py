@@ -71,23 +71,32 @@ class MosquittoBroker:
     def _connected(self) -> tuple[DynsecAdmin, Publisher]:
         with self._lock:
             if self._admin is None:
-                admin = DynsecAdmin(
+                self._admin = DynsecAdmin(
                     self.address,
                     self.settings.mqtt_admin_username,
                     self.settings.mqtt_admin_password,
                 ).start()
-                provisioning.provision_server_login(admin, SERVER_USERNAME, self._password)
-                self._admin = admin
             if self._publisher is None:
-                self._publisher = Publisher(
-                    self.address,
-                    SERVER_USERNAME,
-                    self._password,
-                    on_status=self._on_status,
-                    on_reconnect=self._on_reconnect,
-                    share_group=STATUS_SHARE_GROUP,
-                ).start()
+                try:
+                    self._publisher = self._new_publisher()
+                except BrokerUnavailableError:
+                    # First start, or a changed secret key: (re)create our login. Not done on
+                    # every start: setting its password kicks the other workers' connections.
+                    provisioning.provision_server_login(
+                        self._admin, SERVER_USERNAME, self._password
+                    )
+                    self._publisher = self._new_publisher()
             return self._admin, self._publisher
+
+    def _new_publisher(self) -> Publisher:
+        return Publisher(
+            self.address,
+            SERVER_USERNAME,
+            self._password,
+            on_status=self._on_status,
+            on_reconnect=self._on_reconnect,
+            share_group=STATUS_SHARE_GROUP,
+        ).start()
 
     def start(self) -> None:
         self._connected()

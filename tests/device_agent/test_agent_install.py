@@ -74,6 +74,16 @@ def test_agent_installs_alone_into_a_fresh_venv(tmp_path: Path) -> None:
     version = run(env_dir / "bin" / "fleet-agent", "--version", cwd=tmp_path)
     assert version.stdout.strip() == f"fleet-agent {device_agent.__version__}"
 
+    helper = run(env_dir / "bin" / "docker-credential-fleet", "version", cwd=tmp_path)
+    assert helper.returncode == 0 and "fleet-agent" in helper.stdout, helper.stderr
+    every_module = "import device_agent.agent, device_agent.builtin_child, device_agent.oci_puller"
+    imported = run(python, "-c", every_module, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    not_enrolled = run(
+        env_dir / "bin" / "fleet-agent", "status", "--state-dir", tmp_path, cwd=tmp_path
+    )
+    assert not_enrolled.returncode == 1 and "not enrolled" in not_enrolled.stdout
+
     smoke = run(python, "-c", SMOKE, tmp_path / "state", cwd=tmp_path)
     assert smoke.returncode == 0, smoke.stderr
     assert smoke.stdout.strip() == "wipe"

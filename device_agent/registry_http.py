@@ -1,0 +1,177 @@
+"""Talk to a registry the way the Docker token spec says: ``GET /v2/``; on ``401`` with a
+``Bearer realm=...,service=...`` challenge, ask the realm for a token with HTTP Basic auth and
+``scope=repository:NAME:pull``; repeat the request with ``Authorization: Bearer``. A ``Basic``
+challenge gets the login directly.
+
+``tls_verify=False`` accepts any certificate and falls back to plain HTTP (as skopeo's
+``--tls-verify=false`` does). Redirects (blob storage) are followed; ``requests`` drops the
+``Authorization`` header when one leaves the registry's host.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import requests
+
+from device_agent.backends import PullCancelled, PullFailed
+
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0
+TOKEN_SAFETY_S = 10.0
+DEFAULT_TOKEN_LIFETIME_S = 60.0
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="...",service="..."`` → ("bearer", {"realm": ..., "service": ...})."""
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
+
+
+class RegistryClient:
+    """One repository on one registry, with one login; not shared between threads."""
+
+    def __init__(
+        self,
+        login_server: str,
+        repository: str,
+        username: str,
+        password: str,
+        *,
+        tls_verify: bool,
+        cancel: threading.Event,
+        session: requests.Session,
+        schemes: dict[str, str],
+    ) -> None:
+        """``session`` and ``schemes`` (login server → the scheme that answered) outlive one
+        client, so a device pulling every hour does not set up TLS and probe HTTPS each time."""
+        self.login_server = login_server
+        self.repository = repository
+        self._auth = (username, password)
+        self._tls_verify = tls_verify
+        self._cancel = cancel
+        self._session = session
+        self._schemes = schemes
+        self._base: str | None = None
+        self._challenge: tuple[str, dict[str, str]] | None = None
+        self._token: _Token | None = None
+
+    @property
+    def scope(self) -> str:
+        return f"repository:{self.repository}:pull"
+
+    def _timeout(self) -> tuple[float, float]:
+        return (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
+
+    def ping(self) -> None:
+        """``GET /v2/``: find the scheme and the challenge."""
+        known = self._schemes.get(self.login_server)
+        schemes = ["https"] if self._tls_verify else ["https", "http"]
+        last_error: Exception | None = None
+        for scheme in [known] if known in schemes else schemes:
+            base = f"{scheme}://{self.login_server}"
+            try:
+                answer = self._session.get(
+                    f"{base}/v2/", verify=self._tls_verify, timeout=self._timeout()
+                )
+            except requests.RequestException as error:
+                last_error = error
+                continue
+            self._base, self._schemes[self.login_server] = base, scheme
+            if answer.status_code == 401:
+                self._challenge = parse_challenge(answer.headers.get("WWW-Authenticate", ""))
+            elif answer.status_code != 200:
+                raise PullFailed(f"{base}/v2/ answered {answer.status_code}")
+            return
+        raise PullFailed(f"cannot reach registry {self.login_server}: {_short(last_error)}")
+
+    def _bearer(self) -> str:
+        now = time.monotonic()
+        if self._token is not None and now < self._token.expires_at:
+            return self._token.value
+        if self._challenge is None:
+            raise PullFailed("no challenge to answer")
+        params = self._challenge[1]
+        realm = params.get("realm")
+        if not realm:
+            raise PullFailed("the registry's Bearer challenge names no realm")
+        query = {"scope": self.scope}
+        if params.get("service"):
+            query["service"] = params["service"]
+        try:
+            answer = self._session.get(
+                realm, params=query, auth=self._auth, verify=True, timeout=self._timeout()
+            )
+        except requests.RequestException as error:
+            raise PullFailed(f"cannot reach the token endpoint: {_short(error)}") from None
+        if answer.status_code in (401, 403):
+            raise PullFailed("the token endpoint refused the login (unauthorized)", auth=True)
+        if answer.status_code != 200:
+            raise PullFailed(f"the token endpoint answered {answer.status_code}")
+        try:
+            body = answer.json()
+            value = body.get("token") or body.get("access_token")
+            lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
+        except (ValueError, AttributeError, TypeError):
+            value = None
+        if not isinstance(value, str) or not value:
+            raise PullFailed("the token endpoint's answer holds no token")
+        self._token = _Token(value, now + max(0.0, lifetime - TOKEN_SAFETY_S))
+        return value
+
+    def _headers(self, accept: str | None) -> dict[str, str]:
+        headers = {"Accept": accept} if accept else {}
+        if self._challenge is None:
+            return headers
+        scheme = self._challenge[0]
+        if scheme == "bearer":
+            headers["Authorization"] = f"Bearer {self._bearer()}"
+        return headers
+
+    def get(
+        self, path: str, *, accept: str | None = None, stream: bool = False
+    ) -> requests.Response:
+        """GET ``/v2/<repository>/<path>``, authenticated; raises ``PullFailed`` unless 200."""
+        if self._cancel.is_set():
+            raise PullCancelled()
+        if self._base is None:
+            self.ping()
+        url = f"{self._base}/v2/{self.repository}/{path}"
+        basic = self._auth if self._challenge and self._challenge[0] == "basic" else None
+        try:
+            answer = self._session.get(
+                url,
+                headers=self._headers(accept),
+                auth=basic,
+                stream=stream,
+                verify=self._tls_verify,
+                timeout=self._timeout(),
+            )
+        except requests.RequestException as error:
+            raise PullFailed(f"GET {url} failed: {_short(error)}") from None
+        if answer.status_code == 200:
+            return answer
+        answer.close()
+        if answer.status_code in (401, 403):
+            raise PullFailed(
+                f"{self.login_server}/{self.repository}: requested access to the resource is "
+                f"denied ({answer.status_code})",
+                auth=True,
+            )
+        if answer.status_code == 404:
+            raise PullFailed(f"{self.login_server}/{self.repository}/{path}: not found")
+        raise PullFailed(f"GET {url} answered {answer.status_code}")
+
+
+def _short(error: Exception | None) -> str:
+    return error.__class__.__name__ if error is None or not str(error) else str(error)[:200]

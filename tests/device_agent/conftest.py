@@ -1,0 +1,147 @@
+"""Fixtures for the agent's end-to-end tests: one real mosquitto for the session, a server login
+on it, devices provisioned with the server's own ``provision_device``, and an agent running in a
+thread of the test process."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from device_agent.agent import Agent
+from device_agent.config import AgentConfig, MqttConfig, PullConfig
+from device_agent.credentials import Credentials
+from device_agent.enrollment import Enrollment, load_enrollment
+from device_agent.keys import load_device_keys
+from device_agent.store import open_store
+from device_agent.token_check import PasswordCheck, Verdict
+from fleet.mqtt.broker_url import BrokerAddress
+from fleet.mqtt.dynsec import DynsecAdmin
+from fleet.mqtt.provisioning import provision_device, provision_server_login
+from tests.device_agent.agent_mqtt import ServerSide
+from tests.device_agent.agent_support import FakeServer, enroll_directly
+from tests.support.mosquitto import Mosquitto
+
+FAST_MQTT = MqttConfig(keepalive_s=5, reconnect_min_s=0.05, reconnect_max_s=0.3)
+STOP_WAIT_S = 15.0
+
+
+@pytest.fixture(scope="session")
+def agent_broker() -> Iterator[Mosquitto]:
+    with Mosquitto() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def agent_dynsec(agent_broker: Mosquitto) -> Iterator[DynsecAdmin]:
+    address = BrokerAddress(agent_broker.host, agent_broker.port)
+    with DynsecAdmin(address, agent_broker.admin_username, agent_broker.admin_password) as admin:
+        yield admin
+
+
+@pytest.fixture(scope="session")
+def fleet_server(agent_broker: Mosquitto, agent_dynsec: DynsecAdmin) -> Iterator[ServerSide]:
+    username, password = f"server-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+    provision_server_login(agent_dynsec, username, password)
+    side = ServerSide(agent_broker.host, agent_broker.port, username, password)
+    yield side
+    side.close()
+
+
+@dataclass
+class Device:
+    state_dir: Path
+    enrollment: Enrollment
+    server: FakeServer
+
+    @property
+    def device_id(self) -> str:
+        return self.enrollment.device_id
+
+
+def always_works(_credentials: Credentials) -> Verdict:
+    return Verdict.WORKS
+
+
+@pytest.fixture
+def make_device(
+    tmp_path: Path, agent_broker: Mosquitto, agent_dynsec: DynsecAdmin
+) -> Callable[..., Device]:
+    """A device enrolled on the test broker (its login made by the server's provisioning)."""
+
+    def make(broker: Mosquitto = agent_broker, **options: str) -> Device:
+        device_id = f"pi-{secrets.token_hex(4)}"
+        password = secrets.token_urlsafe(16)
+        admin = agent_dynsec
+        with contextlib.ExitStack() as stack:
+            if broker is not agent_broker:
+                address = BrokerAddress(broker.host, broker.port)
+                admin = stack.enter_context(
+                    DynsecAdmin(address, broker.admin_username, broker.admin_password)
+                )
+            provision_device(admin, device_id, device_id, password)
+        state_dir = tmp_path / device_id
+        enrollment, server = enroll_directly(
+            state_dir, device_id, broker_url=broker.url, mqtt_password=password, **options
+        )
+        return Device(state_dir, enrollment, server)
+
+    return make
+
+
+class RunningAgent:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.agent.run()
+        except BaseException as error:
+            self.error = error
+            raise
+
+    def stop(self) -> None:
+        self.agent.request_stop()
+        self.thread.join(STOP_WAIT_S)
+        if self.thread.is_alive():
+            raise TimeoutError("the agent did not stop")
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def start_agent() -> Iterator[Callable[..., RunningAgent]]:
+    """start_agent(device, pull=PullConfig(...), check=...) -> a RunningAgent, stopped after."""
+    running: list[RunningAgent] = []
+
+    def start(
+        device: Device,
+        *,
+        pull: PullConfig | None = None,
+        check: PasswordCheck | None = always_works,
+    ) -> RunningAgent:
+        store, _ = open_store(device.state_dir)
+        agent = Agent(
+            state_dir=device.state_dir,
+            config=AgentConfig(pull=pull or PullConfig(), mqtt=FAST_MQTT),
+            enrollment=load_enrollment(device.state_dir),
+            keys=load_device_keys(device.state_dir),
+            store=store,
+            check_password=check,
+        )
+        handle = RunningAgent(agent)
+        running.append(handle)
+        handle.thread.start()
+        return handle
+
+    yield start
+    for handle in running:
+        if handle.thread.is_alive():
+            handle.stop()
