@@ -39,6 +39,9 @@ RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=1)
 PUBLISH_BATCH = 500
 MAX_STATUS_BYTES = 4096
+# Refusals that no redelivery can cure: the password failed at the token endpoint, or the
+# payload could not be read. Anything else (a replay, a stale version) is noise.
+FINAL_REJECTIONS = frozenset({"CredentialsRefused", "InvalidPayload"})
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -52,6 +55,8 @@ class DeliveryService:
         self.ctx = ctx
         self._broker = broker
         self.envelope_key = envelope_key
+        # Set by the device service: a fresh password for a device, queued in the session.
+        self.reissue: Callable[[Session, Device], None] | None = None
 
     # -- queueing (inside the caller's transaction) ---------------------------------------
     def _queue(
@@ -211,6 +216,9 @@ class DeliveryService:
             elif kind == "ack":
                 self._ack(s, device, message)
             elif kind == "reject":
+                if self._refused_newest(device, message):
+                    republish.append(device.id)  # type: ignore[arg-type]
+                    self._reissue(s, device)
                 audit(
                     s,
                     self.ctx,
@@ -229,7 +237,12 @@ class DeliveryService:
             self.publish_pending(republish)
 
     def _hello(self, s: Session, device: Device, versions: Any) -> bool:
-        """Acknowledge what the device holds; True when something newer is pending."""
+        """Acknowledge what the device holds; True when something newer is pending.
+
+        A device holding less than it once acknowledged has lost its credentials (a corrupt
+        store, a reinstall): the server keeps no password it could send again, so it issues
+        a new one.
+        """
         held = versions if isinstance(versions, dict) else {}
         pending = s.exec(
             select(Delivery).where(
@@ -243,7 +256,26 @@ class DeliveryService:
                 self._mark_acked(s, device, row)
             else:
                 newer = True
+        have = held.get(Kind.CREDENTIALS.value)
+        lost = isinstance(have, int) and have < device.acked_credentials_version
+        if lost and not any(r.kind == Kind.CREDENTIALS.value for r in pending):
+            log.warning("device %s lost its credentials; issuing new ones", device.device_id)
+            self._reissue(s, device)
+            newer = True
         return newer
+
+    @staticmethod
+    def _refused_newest(device: Device, message: dict[str, Any]) -> bool:
+        """The device refused the newest password it was sent: that one will never do."""
+        return (
+            message.get("kind") == Kind.CREDENTIALS.value
+            and message.get("reason") in FINAL_REJECTIONS
+            and message.get("version") == device.last_version
+        )
+
+    def _reissue(self, s: Session, device: Device) -> None:
+        if self.reissue is not None:
+            self.reissue(s, device)
 
     def _ack(self, s: Session, device: Device, message: dict[str, Any]) -> None:
         version = message.get("version")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -40,6 +41,11 @@ from fleet.services.tokens import TokenService
 from fleet.services.views import DeviceView
 
 KEY_BYTES = 32
+# Before its broker login is disabled, a device seen this recently gets this long to
+# acknowledge its wipe command (its registry token is cut at once regardless).
+RECENTLY_SEEN = timedelta(minutes=10)
+WIPE_WAIT_S = 3.0
+ACK_POLL_S = 0.1
 SLOTS = ("password1", "password2")
 
 
@@ -98,6 +104,7 @@ class DeviceService:
         self.tokens = tokens
         self.delivery = delivery
         self.rotation = RotationService(ctx, delivery)
+        delivery.reissue = lambda s, device: self.rotation.issue(s, [device])
 
     def _broker(self):  # type: ignore[no-untyped-def]
         return self.delivery._broker()
@@ -260,15 +267,29 @@ class DeviceService:
                     token.status, token.updated_at = TOKEN_DISABLED, self.ctx.clock()
                     token.disable_at = None
                     s.add(token)
-            self.delivery.queue_command(s, device, "wipe")
+            wipe = self.delivery.queue_command(s, device, "wipe")
             device.rotate_due_at = device.warn_due_at = None
+            seen = device.last_seen_at
+            online = seen is not None and self.ctx.clock() - seen < RECENTLY_SEEN
             audit(s, self.ctx, actor, "device.disable", device_id, reason=reason)
             pk, username = device.id, device.mqtt_username
         try:
             self.delivery.publish_pending([pk])  # type: ignore[list-item]
+            if online:  # let a connected device read its wipe before the broker kicks it
+                self._wait_for_ack(wipe.id, WIPE_WAIT_S)  # type: ignore[arg-type]
         finally:
             self._broker().disable_device(username)
         return self.show(device_id)
+
+    def _wait_for_ack(self, delivery_id: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self.ctx.db.session() as s:
+                row = s.get(Delivery, delivery_id)
+                if row is None or row.state != DELIVERY_PENDING:
+                    return True
+            time.sleep(ACK_POLL_S)
+        return False
 
     def enable(self, device_id: str, *, actor: str) -> DeviceView:
         """Open the broker login and the token again, and deliver a fresh password."""

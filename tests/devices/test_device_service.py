@@ -223,3 +223,35 @@ def test_publish_failure_leaves_delivery_pending_for_retry(
     assert fleet.delivery.publish_pending(due_only=True) == 0  # backoff: not due yet
     clock.advance(seconds=31)
     assert fleet.delivery.publish_pending(due_only=True) == 1
+
+
+def test_a_device_that_lost_its_store_gets_a_new_password(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    dev = new_device("rpi-0001")
+    fleet.devices.enroll("rpi-0001", secret, *dev.keys)
+    status(fleet, "rpi-0001", type="ack", kind="credentials", version=1)
+    status(fleet, "rpi-0001", type="hello", versions={"credentials": 0, "command": 0})
+    fresh = dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")])
+    assert fresh.version == 2 and fresh.payload["slot"] == "password2"
+    assert fleet.registry_auth.authenticate("dev-rpi-0001", fresh.payload["password"])
+    status(fleet, "rpi-0001", type="hello", versions={"credentials": 0, "command": 0})
+    assert fleet.devices.show("rpi-0001").last_version == 2  # pending: sent again, not reissued
+
+
+def test_a_refused_password_is_replaced_once(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    dev = new_device("rpi-0001")
+    fleet.devices.enroll("rpi-0001", secret, *dev.keys)
+    status(
+        fleet, "rpi-0001", type="reject", kind="credentials", version=1, reason="CredentialsRefused"
+    )
+    assert dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")]).version == 2
+    status(
+        fleet, "rpi-0001", type="reject", kind="credentials", version=1, reason="CredentialsRefused"
+    )  # an old refusal changes nothing
+    status(
+        fleet, "rpi-0001", type="reject", kind="credentials", version=2, reason="StaleVersion"
+    )  # nor does noise
+    assert fleet.devices.show("rpi-0001").last_version == 2
