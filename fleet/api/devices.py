@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from pydantic import Field
 
 from fleet.api import api
 from fleet.api.auth import actor, services
@@ -23,6 +24,7 @@ from fleet.api.device_schemas import (
     SecretOut,
 )
 from fleet.api.expiry import resolve_expiry
+from fleet.api.schemas import ApiModel
 from fleet.domain.names import device_token_name
 from fleet.mqtt import topics
 from fleet.services.views import DeviceView, GroupView, SecretView
@@ -180,6 +182,22 @@ _action("enable", "Enable a disabled device: a fresh password is delivered")
 _action("redeliver", "Publish again what the device has not acknowledged (or rotate)")
 _action("rotate", "A new password in the device's other slot, delivered now")
 _action("allow-reenroll", "Let this device id enroll once more (new keys, same token)")
+
+
+class PullRequest(ApiModel):
+    images: list[str] = Field(default_factory=list, description="None: the configured ones")
+
+
+@api.operation(
+    "/devices/<device_id>/pull",
+    "POST",
+    summary="Tell a device to pull now (a signed command over MQTT)",
+    tag=DEVICES,
+    body=PullRequest,
+    response=DeviceOut,
+)
+def device_pull(device_id: str, body: PullRequest) -> Any:
+    return device_json(services().devices.pull(device_id, body.images, actor=actor()))
 
 
 @api.operation(

@@ -84,6 +84,26 @@ def rotate(inv: Invocation, device_id: str, now: bool) -> None:
     inv.show(inv.client.call("POST", f"/devices/{device_id}/rotate"), DEVICE_COLUMNS)
 
 
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    help="An image to pull (repeatable); none: the device's configured images.",
+)
+@click.option("--name", "-n", "device_id", required=True, help="Device id.")
+@az_command(
+    device,
+    "pull",
+    help="Tell a device to pull now (a signed command over MQTT).",
+    example="  fleet device pull --name rpi-0001 --image samples/app:1.1",
+)
+def pull(inv: Invocation, device_id: str, images: tuple[str, ...]) -> None:
+    inv.show(
+        inv.client.call("POST", f"/devices/{device_id}/pull", {"images": list(images)}),
+        DEVICE_COLUMNS,
+    )
+
+
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--name", "-n", "device_id", required=True, help="Device id.")
 @az_command(

@@ -46,6 +46,7 @@ KEY_BYTES = 32
 RECENTLY_SEEN = timedelta(minutes=10)
 WIPE_WAIT_S = 3.0
 ACK_POLL_S = 0.1
+MAX_PULL_IMAGES = 50
 SLOTS = ("password1", "password2")
 
 
@@ -364,6 +365,25 @@ class DeviceService:
                 )
             self._issue(s, device, other_slot(device))
             audit(s, self.ctx, actor, "device.rotate", device_id)
+            pk = device.id
+        self.delivery.publish_pending([pk])  # type: ignore[list-item]
+        return self.show(device_id)
+
+    def pull(self, device_id: str, images: list[str] | None = None, *, actor: str) -> DeviceView:
+        """Tell the device to pull now: these images, or (none given) its configured ones."""
+        images = list(images or [])
+        if len(images) > MAX_PULL_IMAGES or any(not 0 < len(i) <= 512 for i in images):
+            raise ValidationError(
+                f"give at most {MAX_PULL_IMAGES} image references of 1 to 512 characters"
+            )
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            if device.status != ACTIVE:
+                raise ConflictError(
+                    f"device {device_id!r} is {device.status}, not active", code="NotActive"
+                )
+            self.delivery.queue_command(s, device, "pull", images=images)
+            audit(s, self.ctx, actor, "device.pull", device_id, images=images)
             pk = device.id
         self.delivery.publish_pending([pk])  # type: ignore[list-item]
         return self.show(device_id)

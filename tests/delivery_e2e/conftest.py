@@ -41,14 +41,17 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
     }
     server = FleetServer(server_dir, env=env)
     try:
-        with server, Registry(
-            realm=server.realm,
-            service=SERVICE,
-            issuer=ISSUER,
-            rootcertbundle=server.bundle,
-            directory=tmp_path_factory.mktemp("registry"),
-            port=registry_port,
-        ) as registry:
+        with (
+            server,
+            Registry(
+                realm=server.realm,
+                service=SERVICE,
+                issuer=ISSUER,
+                rootcertbundle=server.bundle,
+                directory=tmp_path_factory.mktemp("registry"),
+                port=registry_port,
+            ) as registry,
+        ):
             server.cli_ok(
                 "scope-map",
                 "create",

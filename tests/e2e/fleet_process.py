@@ -96,7 +96,12 @@ class FleetServer:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
-        env |= {"FLEET_DATA_DIR": str(self.data_dir), "FLEET_URL": self.url, **self._extra_env}
+        env |= {
+            "FLEET_DATA_DIR": str(self.data_dir),
+            "FLEET_URL": self.url,
+            "FLEET_PUBLIC_URL": self.url,  # what devices are told to reach
+            **self._extra_env,
+        }
         if self.api_key:
             env["FLEET_API_KEY"] = self.api_key
         return env
