@@ -92,9 +92,7 @@ def main() -> None:
     server = FleetServer(
         work / "server",
         env={
-            "FLEET_MQTT_URL": broker.url,
-            "FLEET_MQTT_ADMIN_USERNAME": broker.admin_username,
-            "FLEET_MQTT_ADMIN_PASSWORD": broker.admin_password,
+            **broker.fleet_env(),
             "FLEET_SCHEDULER_ENABLED": "false",
         },
     )
@@ -114,27 +112,7 @@ def main() -> None:
             creds = f"bench-push:{made['credentials']['passwords'][0]['value']}"
             image = build_oci_image(work / "img", content=os.urandom(args.layer_mb * 2**20))
             assert skopeo.copy_to_registry(image, registry.host_port, "edge/big", "1.0", creds).ok
-            server.cli_ok(
-                "scope-map",
-                "create",
-                "--name",
-                "bench-read",
-                "--repository",
-                "edge/*",
-                "content/read",
-            )
-            server.cli_ok("group", "create", "--name", "bench", "--scope-map", "bench-read")
-            secret = server.cli_ok(
-                "group",
-                "secret",
-                "create",
-                "--name",
-                "bench",
-                "--query",
-                "value",
-                "--output",
-                "tsv",
-            ).stdout.strip()
+            secret = server.device_group("bench")
             env = {**os.environ, "FLEET_AGENT_STATE_DIR": str(work / "agent")}
             subprocess.run(
                 [

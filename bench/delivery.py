@@ -145,34 +145,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fleet-bench-delivery-"))
     broker = Mosquitto().start()
     env = {
-        "FLEET_MQTT_URL": broker.url,
-        "FLEET_MQTT_ADMIN_USERNAME": broker.admin_username,
-        "FLEET_MQTT_ADMIN_PASSWORD": broker.admin_password,
+        **broker.fleet_env(),
         "FLEET_SCHEDULER_ENABLED": "false",
     }
     try:
         with FleetServer(work / "server", env=env) as server:
-            server.cli_ok(
-                "scope-map",
-                "create",
-                "--name",
-                "bench-read",
-                "--repository",
-                "edge/*",
-                "content/read",
-            )
-            server.cli_ok("group", "create", "--name", "bench-group", "--scope-map", "bench-read")
-            secret = server.cli_ok(
-                "group",
-                "secret",
-                "create",
-                "--name",
-                "bench-group",
-                "--query",
-                "value",
-                "--output",
-                "tsv",
-            ).stdout.strip()
+            secret = server.device_group("bench-group")
             started = time.perf_counter()
             with ThreadPoolExecutor(4) as pool:
                 devices = list(

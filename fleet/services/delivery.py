@@ -41,6 +41,7 @@ PUBLISH_BATCH = 500
 MAX_STATUS_BYTES = 4096
 # Refusals that no redelivery can cure: the password failed at the token endpoint, or the
 # payload could not be read. Anything else (a replay, a stale version) is noise.
+REORDER_WINDOW = timedelta(minutes=2)
 FINAL_REJECTIONS = frozenset({"CredentialsRefused", "InvalidPayload"})
 
 
@@ -258,11 +259,26 @@ class DeliveryService:
                 newer = True
         have = held.get(Kind.CREDENTIALS.value)
         lost = isinstance(have, int) and have < device.acked_credentials_version
-        if lost and not any(r.kind == Kind.CREDENTIALS.value for r in pending):
+        if (
+            lost
+            and not any(r.kind == Kind.CREDENTIALS.value for r in pending)
+            and not self._acked_lately(s, device)
+        ):
             log.warning("device %s lost its credentials; issuing new ones", device.device_id)
             self._reissue(s, device)
             newer = True
         return newer
+
+    def _acked_lately(self, s: Session, device: Device) -> bool:
+        """Several servers (or workers) share the status stream, so a hello sent before an
+        ack may be handled after it: within this window a low hello is taken for that."""
+        acked_at = s.exec(
+            select(Delivery.acked_at).where(
+                Delivery.device_pk == device.id,
+                Delivery.version == device.acked_credentials_version,
+            )
+        ).first()
+        return acked_at is not None and self.ctx.clock() - acked_at < REORDER_WINDOW
 
     @staticmethod
     def _refused_newest(device: Device, message: dict[str, Any]) -> bool:

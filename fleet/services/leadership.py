@@ -19,8 +19,10 @@ from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
 
-# A fixed 64-bit key, "fleet-scheduler" in spirit; any constant shared by all servers works.
-ADVISORY_LOCK_KEY = 0x666C656574_5343
+# The lock's key names this deployment: two fleets in two schemas of one database each elect
+# their own leader.
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(hashtext('fleet-scheduler:' || current_schema()))")
+_UNLOCK = text("SELECT pg_advisory_unlock(hashtext('fleet-scheduler:' || current_schema()))")
 
 
 class Leadership(Protocol):
@@ -42,7 +44,7 @@ class PostgresLeadership:
                 log.warning("lost the scheduler lock's connection; trying to take it again")
                 self.release()
         conn = self.engine.connect()
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        got = conn.execute(_TRY_LOCK)
         if got.scalar():
             conn.commit()
             self._conn = conn
@@ -53,7 +55,7 @@ class PostgresLeadership:
     def release(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+                self._conn.execute(_UNLOCK)
                 self._conn.commit()
             with contextlib.suppress(Exception):
                 self._conn.close()

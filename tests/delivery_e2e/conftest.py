@@ -33,9 +33,7 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
     env = {
         "FLEET_REGISTRY_SERVICE": SERVICE,
         "FLEET_TOKEN_ISSUER": ISSUER,
-        "FLEET_MQTT_URL": broker.url,
-        "FLEET_MQTT_ADMIN_USERNAME": broker.admin_username,
-        "FLEET_MQTT_ADMIN_PASSWORD": broker.admin_password,
+        **broker.fleet_env(),
         "FLEET_REGISTRY_LOGIN_SERVER": f"127.0.0.1:{registry_port}",
         "FLEET_SCHEDULER_ENABLED": "false",
     }
@@ -52,28 +50,7 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
                 port=registry_port,
             ) as registry,
         ):
-            server.cli_ok(
-                "scope-map",
-                "create",
-                "--name",
-                "edge-read",
-                "--repository",
-                "edge/*",
-                "content/read",
-                "metadata/read",
-            )
-            server.cli_ok("group", "create", "--name", "pilots", "--scope-map", "edge-read")
-            secret = server.cli_ok(
-                "group",
-                "secret",
-                "create",
-                "--name",
-                "pilots",
-                "--query",
-                "value",
-                "--output",
-                "tsv",
-            ).stdout.strip()
+            secret = server.device_group("pilots")
             yield Parts(broker, server, registry, secret)
     finally:
         broker.stop()

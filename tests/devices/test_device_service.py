@@ -12,6 +12,7 @@ from fleet.domain.errors import (
 from fleet.domain.rules import RepositoryActions
 from fleet.mqtt import topics
 from fleet.services import Services
+from tests.conftest import FakeClock
 from tests.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 
@@ -226,11 +227,15 @@ def test_publish_failure_leaves_delivery_pending_for_retry(
 
 
 def test_a_device_that_lost_its_store_gets_a_new_password(
-    fleet: Services, broker: FakeBroker, secret: str
+    fleet: Services, broker: FakeBroker, secret: str, clock: FakeClock
 ) -> None:
     dev = new_device("rpi-0001")
     fleet.devices.enroll("rpi-0001", secret, *dev.keys)
     status(fleet, "rpi-0001", type="ack", kind="credentials", version=1)
+    # a hello sent before the ack but handled after it (another worker) is not a loss
+    status(fleet, "rpi-0001", type="hello", versions={"credentials": 0, "command": 0})
+    assert fleet.devices.show("rpi-0001").last_version == 1
+    clock.advance(minutes=5)
     status(fleet, "rpi-0001", type="hello", versions={"credentials": 0, "command": 0})
     fresh = dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")])
     assert fresh.version == 2 and fresh.payload["slot"] == "password2"

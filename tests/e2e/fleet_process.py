@@ -126,6 +126,25 @@ class FleetServer:
             raise FleetProcessError(f"fleet {' '.join(args)} failed:\n{result.stderr}")
         return result
 
+    def device_group(self, group: str, pattern: str = "edge/*") -> str:
+        """A read-only scope map on ``pattern``, a device group on it, and an enrollment
+        secret for it, through the CLI; returns the secret."""
+        self.cli_ok(
+            "scope-map",
+            "create",
+            "--name",
+            f"{group}-read",
+            "--repository",
+            pattern,
+            "content/read",
+            "metadata/read",
+        )
+        self.cli_ok("group", "create", "--name", group, "--scope-map", f"{group}-read")
+        made = self.cli_ok(
+            "group", "secret", "create", "--name", group, "--query", "value", "--output", "tsv"
+        )
+        return made.stdout.strip()
+
     def init(self) -> None:
         self.cli_ok("init")
         if not self.bundle.exists():

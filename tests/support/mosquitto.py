@@ -159,6 +159,14 @@ class Mosquitto:
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
+    def fleet_env(self) -> dict[str, str]:
+        """The fleet server's configuration for this broker."""
+        return {
+            "FLEET_MQTT_URL": self.url,
+            "FLEET_MQTT_ADMIN_USERNAME": self.admin_username,
+            "FLEET_MQTT_ADMIN_PASSWORD": self.admin_password,
+        }
+
     @property
     def directory(self) -> Path:
         return self._dir
