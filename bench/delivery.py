@@ -94,11 +94,11 @@ def simulate(devices: list[dict[str, Any]], ready: Any, acks: Any, stop: Any) ->
                     device_id=device["id"],
                     device_private_key=key,
                     server_public_key=server_key,
-                    last_version=held["credentials"],
+                    last_version=max(0, held["credentials"] - 1),
                 )
             except EnvelopeError:
                 return
-            held["credentials"] = opened.version
+            held["credentials"] = opened.version  # a copy of what is held is acked again
             client.publish(
                 login["topics"]["status"],
                 json.dumps({"type": "ack", "kind": "credentials", "version": opened.version}),

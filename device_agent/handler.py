@@ -93,7 +93,7 @@ class EnvelopeHandler:
             if self._is_duplicate(opened):
                 self.duplicates += 1
                 log.debug("%s version %d: already held", kind.value, opened.version)
-                return Outcome()
+                return Outcome(statuses=self._ack_again(opened))
             detail = f"version {opened.version} is not newer than {last}"
             return self._refuse(kind, opened.version, "StaleVersion", detail)
         if kind is Kind.CREDENTIALS:
@@ -115,6 +115,16 @@ class EnvelopeHandler:
                 messages.COMMAND: self.store.last_version(messages.COMMAND),
             }
         )
+
+    def _ack_again(self, opened: Opened) -> list[dict[str, Any]]:
+        """A copy of what is already held and proven is acknowledged again: the server sends
+        it again only when it never heard the first acknowledgement."""
+        if opened.kind is Kind.COMMAND:
+            return [messages.ack_command(opened.version)]
+        current = self.store.current()
+        if current is not None and current.version == opened.version:
+            return [messages.ack_credentials(current.version, current.slot)]
+        return []  # staged, still being proven: its acknowledgement comes after the check
 
     # -- credentials ----------------------------------------------------------------------
     def _is_duplicate(self, opened: Opened) -> bool:

@@ -54,6 +54,7 @@ def run_once() -> None:
     from fleet.scheduler import FleetScheduler
 
     services = build_services(load_settings())
+    services.listen_status = False  # the servers hear the devices' answers
     runner = FleetScheduler(services)
     try:
         summary = runner.tick()

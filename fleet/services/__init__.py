@@ -32,6 +32,9 @@ class Services:
     devices: DeviceService
     status_intake: StatusIntake
     broker: Broker | None = None
+    # Whether this process hears device status (web workers do; a one-off command must not:
+    # it would take its share of the status stream and exit with it unhandled).
+    listen_status: bool = True
 
     @classmethod
     def build(
@@ -65,7 +68,7 @@ class Services:
                 self.broker = MosquittoBroker(
                     settings,
                     self.ctx.hasher,
-                    self.status_intake.submit,
+                    self.status_intake.submit if self.listen_status else None,
                     on_reconnect=self.delivery.republish_all_pending,
                 )
             else:

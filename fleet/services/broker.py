@@ -50,7 +50,7 @@ class MosquittoBroker:
         self,
         settings: Settings,
         hasher: SecretHasher,
-        on_status: StatusHandler,
+        on_status: StatusHandler | None,
         on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         if not settings.mqtt_url:

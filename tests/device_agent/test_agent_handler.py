@@ -124,12 +124,14 @@ def test_a_replayed_older_envelope_is_refused(make) -> None:
     assert handler.store.current().password == "new"  # type: ignore[union-attr]
 
 
-def test_the_retained_copy_of_what_is_held_is_dropped_quietly(make, checks: Checks) -> None:
+def test_the_retained_copy_of_what_is_held_is_acknowledged_again(make, checks: Checks) -> None:
+    """Not refused, not checked again: acknowledged again, in case the first ack was lost."""
     handler, server = make()
     sealed = server.credentials("pw")
-    handler.handle(Kind.CREDENTIALS, sealed)
+    first = handler.handle(Kind.CREDENTIALS, sealed)
     again = handler.handle(Kind.CREDENTIALS, sealed)
-    assert again.statuses == [] and not again.credentials_changed
+    assert again.statuses == first.statuses and again.statuses[0]["type"] == "ack"
+    assert not again.credentials_changed
     assert handler.duplicates == 1 and not handler.refusals
     assert checks.asked == ["pw"]
 
@@ -215,8 +217,10 @@ def test_wipe_forgets_older_credentials_and_acks(make) -> None:
     assert outcome.credentials_changed
     assert handler.store.current() is None and handler.store.previous() is None
     assert handler.hello()["versions"] == {"credentials": 0, "command": 2}
-    # the retained wipe arrives again on reconnect: nothing happens
-    assert handler.handle(Kind.COMMAND, server.command("wipe", version=2)).statuses == []
+    # the retained wipe arrives again on reconnect: acknowledged again, nothing else happens
+    again = handler.handle(Kind.COMMAND, server.command("wipe", version=2))
+    assert again.statuses == [{"type": "ack", "kind": "command", "version": 2}]
+    assert not again.credentials_changed
 
 
 def test_a_wipe_older_than_the_credentials_keeps_them(make) -> None:
