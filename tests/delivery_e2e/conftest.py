@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import venv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +17,7 @@ from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
 from tests.support.registry import Registry
 
+AGENT_SOURCE = Path(__file__).resolve().parents[2] / "device_agent"
 SERVICE = "delivery-registry"
 ISSUER = "fleet-delivery"
 
@@ -55,3 +60,25 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
     finally:
         broker.stop()
         broker.cleanup()
+
+
+@pytest.fixture(scope="session")
+def fresh_agent(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``fleet-agent`` installed alone (``pip install ./device_agent``) into a fresh virtual
+    environment, as on a device: the end-to-end tests run that one, not the developer's."""
+    root = tmp_path_factory.mktemp("agent-venv")
+    source = root / "src"
+    shutil.copytree(
+        AGENT_SOURCE, source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+    )
+    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(root / "venv")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    subprocess.run(
+        [str(root / "venv/bin/python"), "-m", "pip", "install", "--quiet", str(source)],
+        check=True,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    return str(root / "venv/bin/fleet-agent")
