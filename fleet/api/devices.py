@@ -7,7 +7,9 @@ from dataclasses import asdict
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from flask import request
 from pydantic import Field
+from pydantic.alias_generators import to_camel
 
 from fleet.api import api
 from fleet.api.auth import actor, services
@@ -33,8 +35,6 @@ GROUPS, DEVICES = "groups", "devices"
 
 
 def _camel(value: Any) -> Any:
-    from pydantic.alias_generators import to_camel
-
     if isinstance(value, dict):
         return {to_camel(k): _camel(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -150,8 +150,6 @@ def revoke_secret(name: str, secret_id: int) -> Any:
     query={"group": "Only this group's devices", "status": "pending, active or disabled"},
 )
 def list_devices() -> Any:
-    from flask import request
-
     found = services().devices.list(
         group=request.args.get("group"), status=request.args.get("status")
     )

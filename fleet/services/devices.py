@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -31,7 +32,7 @@ from fleet.db.devices import (
 )
 from fleet.db.models import DISABLED as TOKEN_DISABLED
 from fleet.db.models import ENABLED as TOKEN_ENABLED
-from fleet.db.models import ScopeMap, Token
+from fleet.db.models import ScopeMap, Token, TokenPassword
 from fleet.domain.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import device_token_name, validate_device_id
 from fleet.services.context import ServiceContext, audit
@@ -330,18 +331,10 @@ class DeviceService:
         with self.ctx.db.session() as s:
             device = get_device(s, device_id)
             token = s.get(Token, device.token_id) if device.token_id else None
-            s.exec(
-                Delivery.__table__.delete().where(  # type: ignore[attr-defined]
-                    Delivery.__table__.c.device_pk == device.id
-                )
-            )  # type: ignore[attr-defined]
+            s.exec(sql_delete(Delivery).where(col(Delivery.device_pk) == device.id))
             s.delete(device)
             s.flush()
             if token is not None:
-                from sqlalchemy import delete as sql_delete
-
-                from fleet.db.models import TokenPassword
-
                 s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == token.id))
                 s.delete(token)
             audit(s, self.ctx, actor, "device.delete", device_id)

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from fleet.credentials import ENROLLMENT_CODE_PREFIX, ENROLLMENT_SECRET_PREFIX, generate_secret
 from fleet.db.devices import CODE, SECRET, Device, DeviceGroup, EnrollmentSecret
-from fleet.db.models import ScopeMap
+from fleet.db.models import ScopeMap, Token
 from fleet.domain.actions import READ_ONLY_ACTIONS, Action
 from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
@@ -172,8 +172,6 @@ class GroupService:
             return _view(s, row)
 
     def _move_device_tokens(self, s: Session, group: DeviceGroup, mapped: ScopeMap) -> None:
-        from fleet.db.models import Token
-
         token_ids = select(Device.token_id).where(Device.group_id == group.id)
         for token in s.exec(select(Token).where(col(Token.id).in_(token_ids))).all():
             token.scope_map_id = mapped.id

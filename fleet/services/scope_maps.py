@@ -8,8 +8,9 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, tuple_
 from sqlmodel import Session, col, select
 
+from fleet.db.devices import DeviceGroup
 from fleet.db.models import SYSTEM_DEFINED, USER_DEFINED, ScopeMap, ScopeMapEntry, Token
-from fleet.domain.actions import Action
+from fleet.domain.actions import READ_ONLY_ACTIONS, Action
 from fleet.domain.errors import (
     ConflictError,
     LimitExceededError,
@@ -253,9 +254,6 @@ class ScopeMapService:
 
     @staticmethod
     def _keep_read_only_for_groups(s: Session, row: ScopeMap, adding: set[str]) -> None:
-        from fleet.db.devices import DeviceGroup
-        from fleet.domain.actions import READ_ONLY_ACTIONS
-
         extra = sorted(adding - {a.value for a in READ_ONLY_ACTIONS})
         if not extra:
             return

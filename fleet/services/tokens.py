@@ -10,6 +10,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from fleet.credentials import PASSWORD_PREFIX, generate_secret
+from fleet.db.devices import Device
 from fleet.db.models import DISABLED, ENABLED, SLOTS, ScopeMap, Token, TokenPassword
 from fleet.domain.errors import ConflictError, LimitExceededError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
@@ -78,8 +79,6 @@ def _view(session: Session, token: Token, fresh: Sequence[PasswordView] = ()) ->
 
 
 def _refuse_for_device(session: Session, token: Token, why: str) -> None:
-    from fleet.db.devices import Device
-
     owner = session.exec(select(Device.device_id).where(Device.token_id == token.id)).first()
     if owner is not None:
         raise ConflictError(
