@@ -83,6 +83,11 @@ def parse_when(value: str | None) -> str | None:
     return when.isoformat()
 
 
+def with_example(text: str, example: str) -> str:
+    """Help text ending with an example, kept as written (``\\b`` stops click rewrapping)."""
+    return f"{text}\n\n\b\nExample:\n{example}"
+
+
 class Invocation:
     """The parsed common options of one command, and the way to print its result."""
 
@@ -124,7 +129,7 @@ def az_command(group: click.Group, name: str, *, help: str, example: str) -> Cal
             metavar="URL",
             help="Fleet server URL [env FLEET_URL; default http://127.0.0.1:8080].",
         )(run)
-        text = f"{help}\n\n\b\nExample:\n{example}"
+        text = with_example(help, example)
         return group.command(name, cls=AzCommand, help=text)(run)
 
     return decorator

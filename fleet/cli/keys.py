@@ -8,14 +8,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fleet.cli.base import with_example
 from fleet.cli.host import build_services, load_settings
 
 if TYPE_CHECKING:
     from fleet.services import Services
-
-
-def _help(text: str, example: str) -> str:
-    return f"{text}\n\n\b\nExample:\n{example}"
 
 
 def _iso(timestamp: float | None) -> str:
@@ -37,14 +34,16 @@ def keys() -> None:
     """Registry token signing keys (run on the server host)."""
 
 
-@keys.command("list", help=_help("Show the signing keys and their schedule.", "  fleet keys list"))
+@keys.command(
+    "list", help=with_example("Show the signing keys and their schedule.", "  fleet keys list")
+)
 def list_keys() -> None:
     _print_ring(build_services(load_settings()))
 
 
 @keys.command(
     "rotate",
-    help=_help(
+    help=with_example(
         "Add a new signing key. It is published at once (bundle and JWKS) and signs only after "
         "the publish delay; the old key stays in the bundle until its last token has expired. "
         "Restart the registries within the delay: they read the bundle only when they start.",
@@ -77,7 +76,7 @@ def registry() -> None:
 
 @registry.command(
     "auth-config",
-    help=_help(
+    help=with_example(
         "Print the auth: section of a Distribution config and write the certificate bundle "
         "it names.",
         "  fleet registry auth-config --realm https://fleet.example.com/oauth2/token \\\n"

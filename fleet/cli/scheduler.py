@@ -6,7 +6,8 @@ import json
 
 import click
 
-from fleet.cli.base import Invocation, az_command
+from fleet.cli.base import Invocation, az_command, with_example
+from fleet.cli.host import build_services, load_settings
 from fleet.cli.output import Column
 
 RUN_COLUMNS = [
@@ -44,13 +45,13 @@ def status(inv: Invocation) -> None:
 
 @scheduler.command(
     "run-once",
-    help="Run one reconciler pass now, on the server host (it waits "
-    "for the scheduler lock: no other pass runs at the same time).\n\n\b\n"
-    "Example:\n  fleet scheduler run-once",
+    help=with_example(
+        "Run one reconciler pass now, on the server host. It takes the scheduler lock, so no "
+        "other pass runs at the same time, and says so when another scheduler holds it.",
+        "  fleet scheduler run-once",
+    ),
 )
 def run_once() -> None:
-    from fleet.bootstrap import build_services
-    from fleet.config import load_settings
     from fleet.scheduler import FleetScheduler
 
     services = build_services(load_settings())

@@ -6,18 +6,15 @@ from typing import Any
 
 import click
 
+from fleet.cli.base import with_example
 from fleet.cli.host import build_services, initialise, load_settings
 
 LOCAL_ACTOR = "cli:server-host"
 
 
-def _help(text: str, example: str) -> str:
-    return f"{text}\n\n\b\nExample:\n{example}"
-
-
 @click.command(
     "init",
-    help=_help(
+    help=with_example(
         "Create or migrate the database and create the server's keys. Safe to run twice.",
         "  FLEET_DATA_DIR=/var/lib/fleet fleet init",
     ),
@@ -36,7 +33,7 @@ def admin() -> None:
 
 @admin.command(
     "create-key",
-    help=_help(
+    help=with_example(
         "Create an operator API key. The key is printed once, alone on the last line.",
         "  export FLEET_API_KEY=$(fleet admin create-key --name alice | tail -n 1)",
     ),
@@ -53,7 +50,7 @@ def create_key(name: str) -> None:
 
 @admin.command(
     "list-keys",
-    help=_help("List operator API keys (never their values).", "  fleet admin list-keys"),
+    help=with_example("List operator API keys (never their values).", "  fleet admin list-keys"),
 )
 def list_keys() -> None:
     services = build_services(load_settings())
@@ -64,7 +61,7 @@ def list_keys() -> None:
 
 @admin.command(
     "revoke-key",
-    help=_help(
+    help=with_example(
         "Revoke every active API key with this name.", "  fleet admin revoke-key --name alice"
     ),
 )
@@ -77,7 +74,7 @@ def revoke_key(name: str) -> None:
 
 @click.command(
     "serve",
-    help=_help(
+    help=with_example(
         "Serve the REST API and token endpoint with gunicorn.",
         "  fleet serve --host 0.0.0.0 --port 8080 --workers 4",
     ),

@@ -48,7 +48,6 @@ RECENTLY_SEEN = timedelta(minutes=10)
 WIPE_WAIT_S = 3.0
 ACK_POLL_S = 0.1
 MAX_PULL_IMAGES = 50
-SLOTS = ("password1", "password2")
 
 
 def _public_key(value: str, kind: type, label: str) -> str:

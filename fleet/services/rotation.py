@@ -18,8 +18,6 @@ from fleet.db.models import Token, TokenPassword
 from fleet.services.context import ServiceContext
 from fleet.services.delivery import DeliveryService
 
-SLOTS = ("password1", "password2")
-
 
 def other_slot(device: Device) -> str:
     """The slot the device does not use now (password1 for a device that has none yet)."""
