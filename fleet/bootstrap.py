@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from device_agent.atomic import write_atomic
+from device_agent.atomic import PRIVATE_MODE, write_atomic
 from fleet.config import Settings
 from fleet.credentials import MIN_SECRET_KEY_BYTES, SecretHasher
 from fleet.db.engine import Database
@@ -18,8 +18,6 @@ from fleet.db.migrate import upgrade
 from fleet.domain.errors import FleetError
 from fleet.services import Services
 from fleet.services.context import ServiceContext
-
-PRIVATE_FILE_MODE = 0o600
 
 
 class NotInitialisedError(FleetError):
@@ -43,7 +41,7 @@ def load_secret_key(settings: Settings, *, create: bool = False) -> bytes:
     elif create:
         key = secrets.token_bytes(MIN_SECRET_KEY_BYTES)
         settings.secret_key_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(settings.secret_key_file, base64.b64encode(key) + b"\n", PRIVATE_FILE_MODE)
+        write_atomic(settings.secret_key_file, base64.b64encode(key) + b"\n", PRIVATE_MODE)
     else:
         raise NotInitialisedError(
             f"no secret key: run `fleet init` (it writes {settings.secret_key_file}) "
@@ -85,7 +83,7 @@ def load_envelope_key(settings: Settings, *, create: bool = False) -> Ed25519Pri
         serialization.NoEncryption(),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, pem, PRIVATE_FILE_MODE)
+    write_atomic(path, pem, PRIVATE_MODE)
     return key
 
 

@@ -20,6 +20,7 @@ ENROLLMENT_SECRET_PREFIX = "flte_"
 ENROLLMENT_CODE_PREFIX = "fltc_"
 MQTT_PASSWORD_PREFIX = "fltm_"
 MIN_SECRET_KEY_BYTES = 32
+HINT_CHARS = 4  # the last characters of a secret, shown to tell secrets apart
 
 
 def _base62(number: int, width: int) -> str:

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from fleet.db.types import UTCDateTime, utcnow
+from fleet.db.types import optional_when_field, when_field
 
 PENDING = "pending"
 ACTIVE = "active"
@@ -20,14 +20,6 @@ CODE = "code"  # one device, once
 DELIVERY_PENDING = "pending"
 DELIVERY_ACKED = "acked"
 DELIVERY_SUPERSEDED = "superseded"
-
-
-def _when(**kw: object) -> object:
-    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, **kw)  # type: ignore[arg-type]
-
-
-def _maybe_when(**kw: object) -> object:
-    return Field(default=None, sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
 
 
 def _fk(target: str, ondelete: str, *, nullable: bool) -> object:
@@ -49,8 +41,8 @@ class DeviceGroup(SQLModel, table=True):
     rotation_window_days: int = Field(default=7)
     inactivity_limit_days: int | None = Field(default=None)
     require_approval: bool = Field(default=False)
-    created_at: datetime = _when()  # type: ignore[assignment]
-    updated_at: datetime = _when()  # type: ignore[assignment]
+    created_at: datetime = when_field()
+    updated_at: datetime = when_field()
 
 
 class EnrollmentSecret(SQLModel, table=True):
@@ -61,10 +53,10 @@ class EnrollmentSecret(SQLModel, table=True):
     kind: str = Field(max_length=8)
     secret_hash: str = Field(max_length=128, unique=True, index=True)
     hint: str = Field(max_length=16)
-    created_at: datetime = _when()  # type: ignore[assignment]
-    expires_at: datetime | None = _maybe_when()  # type: ignore[assignment]
-    revoked_at: datetime | None = _maybe_when()  # type: ignore[assignment]
-    used_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    created_at: datetime = when_field()
+    expires_at: datetime | None = optional_when_field()
+    revoked_at: datetime | None = optional_when_field()
+    used_at: datetime | None = optional_when_field()
     used_by: str | None = Field(default=None, max_length=64)
 
 
@@ -85,19 +77,19 @@ class Device(SQLModel, table=True):
     acked_credentials_version: int = Field(default=0)
     # The password slot the device uses now (after its last acknowledgement) and its expiry.
     active_slot: str | None = Field(default=None, max_length=16)
-    active_expiry: datetime | None = _maybe_when()  # type: ignore[assignment]
+    active_expiry: datetime | None = optional_when_field()
     # Scheduler work, each indexed so a pass reads only what is due:
     # rotate when the newest issued password enters its rotation window,
-    rotate_due_at: datetime | None = _maybe_when(index=True)  # type: ignore[assignment]
+    rotate_due_at: datetime | None = optional_when_field(index=True)
     # retire the previous slot after the new one was acknowledged (plus a grace period),
     retire_slot: str | None = Field(default=None, max_length=16)
-    retire_due_at: datetime | None = _maybe_when(index=True)  # type: ignore[assignment]
+    retire_due_at: datetime | None = optional_when_field(index=True)
     # warn when the password in use nears expiry with no acknowledged replacement.
-    warn_due_at: datetime | None = _maybe_when(index=True)  # type: ignore[assignment]
-    enrolled_at: datetime = _when()  # type: ignore[assignment]
-    approved_at: datetime | None = _maybe_when()  # type: ignore[assignment]
-    last_seen_at: datetime | None = _maybe_when(index=True)  # type: ignore[assignment]
-    last_pull_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    warn_due_at: datetime | None = optional_when_field(index=True)
+    enrolled_at: datetime = when_field()
+    approved_at: datetime | None = optional_when_field()
+    last_seen_at: datetime | None = optional_when_field(index=True)
+    last_pull_at: datetime | None = optional_when_field()
     last_pull_ok: bool | None = Field(default=None)
     last_pull_detail: str | None = Field(default=None, max_length=512)
 
@@ -124,8 +116,8 @@ class Delivery(SQLModel, table=True):
     # For credentials: which slot it fills, so an acknowledgement can move the device to it.
     slot: str | None = Field(default=None, max_length=16)
     state: str = Field(default=DELIVERY_PENDING, max_length=16)
-    created_at: datetime = _when()  # type: ignore[assignment]
-    published_at: datetime | None = _maybe_when()  # type: ignore[assignment]
-    acked_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    created_at: datetime = when_field()
+    published_at: datetime | None = optional_when_field()
+    acked_at: datetime | None = optional_when_field()
     attempts: int = Field(default=0)
-    next_attempt_at: datetime | None = _maybe_when()  # type: ignore[assignment]
+    next_attempt_at: datetime | None = optional_when_field()

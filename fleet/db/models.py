@@ -7,17 +7,13 @@ from datetime import datetime
 from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from fleet.db.types import UTCDateTime, utcnow
+from fleet.db.types import optional_when_field, when_field
 
 USER_DEFINED = "UserDefined"
 SYSTEM_DEFINED = "SystemDefined"
 ENABLED = "enabled"
 DISABLED = "disabled"
 SLOTS = ("password1", "password2")
-
-
-def _when(**kw: object) -> object:
-    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, **kw)  # type: ignore[arg-type]
 
 
 class ScopeMapBase(SQLModel):
@@ -32,8 +28,8 @@ class ScopeMap(ScopeMapBase, table=True):
     type: str = Field(default=USER_DEFINED, max_length=16)
     # Grows on every change of the map's entries: caches of compiled maps key on it.
     revision: int = Field(default=1)
-    created_at: datetime = _when()  # type: ignore[assignment]
-    updated_at: datetime = _when()  # type: ignore[assignment]
+    created_at: datetime = when_field()
+    updated_at: datetime = when_field()
 
 
 class ScopeMapEntry(SQLModel, table=True):
@@ -67,10 +63,10 @@ class Token(TokenBase, table=True):
             Integer, ForeignKey("scope_maps.id", ondelete="SET NULL"), nullable=True, index=True
         ),
     )
-    created_at: datetime = _when()  # type: ignore[assignment]
-    updated_at: datetime = _when()  # type: ignore[assignment]
+    created_at: datetime = when_field()
+    updated_at: datetime = when_field()
     # A planned disable, carried out by the scheduler.
-    disable_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
+    disable_at: datetime | None = optional_when_field(index=True)
 
 
 class TokenPassword(SQLModel, table=True):
@@ -85,8 +81,8 @@ class TokenPassword(SQLModel, table=True):
     )
     slot: str = Field(max_length=16)
     secret_hash: str = Field(max_length=128)
-    created_at: datetime = _when()  # type: ignore[assignment]
-    expiry: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = when_field()
+    expiry: datetime | None = optional_when_field()
 
 
 class ApiKey(SQLModel, table=True):
@@ -98,8 +94,8 @@ class ApiKey(SQLModel, table=True):
     name: str = Field(max_length=64, index=True)
     key_hash: str = Field(max_length=128, unique=True, index=True)
     hint: str = Field(max_length=16)
-    created_at: datetime = _when()  # type: ignore[assignment]
-    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = when_field()
+    revoked_at: datetime | None = optional_when_field()
 
 
 class AuditEvent(SQLModel, table=True):
@@ -108,7 +104,7 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _when(index=True)  # type: ignore[assignment]
+    at: datetime = when_field(index=True)
     actor: str = Field(max_length=128)
     action: str = Field(max_length=64, index=True)
     target: str = Field(max_length=256)
@@ -121,8 +117,8 @@ class SchedulerRun(SQLModel, table=True):
     __tablename__ = "scheduler_runs"
 
     id: int | None = Field(default=None, primary_key=True)
-    started_at: datetime = _when(index=True)  # type: ignore[assignment]
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    started_at: datetime = when_field(index=True)
+    finished_at: datetime | None = optional_when_field()
     node: str = Field(max_length=128)
     summary: str = Field(default="{}", max_length=4096)
     error: str | None = Field(default=None, max_length=1024)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -36,3 +37,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def when_field(**kw: Any) -> Any:
+    """A required UTC time column, now by default."""
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, **kw)
+
+
+def optional_when_field(**kw: Any) -> Any:
+    """A UTC time column that may be empty."""
+    return Field(default=None, sa_type=UTCDateTime, **kw)

@@ -27,12 +27,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from device_agent.atomic import write_atomic
+from device_agent.atomic import PRIVATE_MODE, write_atomic
 from fleet.domain.errors import ValidationError
 from fleet.registry_auth.keys import SigningKey, generate_signing_key
 from fleet.registry_auth.tokens import DEFAULT_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME, REGISTRY_LEEWAY
 
-PRIVATE_FILE_MODE = 0o600
 PUBLIC_FILE_MODE = 0o644
 STATE_FILE = "keyring.json"
 LOCK_FILE = ".keyring.lock"
@@ -220,12 +219,12 @@ class KeyRing:
     def _save(self) -> None:
         state = {"version": STATE_VERSION, "keys": [e.to_json() for e in self._entries]}
         data = json.dumps(state, indent=2).encode("utf-8")
-        write_atomic(self._state_path, data, mode=PRIVATE_FILE_MODE)
+        write_atomic(self._state_path, data, mode=PRIVATE_MODE)
         self._loaded_stamp = self._stamp()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

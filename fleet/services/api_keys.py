@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from fleet.credentials import API_KEY_PREFIX, generate_secret, looks_valid
+from fleet.credentials import API_KEY_PREFIX, HINT_CHARS, generate_secret, looks_valid
 from fleet.db.models import ApiKey
 from fleet.domain.errors import NotFoundError, ValidationError
 from fleet.services.context import ServiceContext, audit
 from fleet.services.views import ApiKeyView
 
 MAX_KEY_NAME = 64
-HINT_CHARS = 4
 
 
 def _view(row: ApiKey) -> ApiKeyView:

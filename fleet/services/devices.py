@@ -23,6 +23,7 @@ from fleet.db.devices import (
     ACTIVE,
     CODE,
     DELIVERY_PENDING,
+    DELIVERY_SUPERSEDED,
     DISABLED,
     PENDING,
     Delivery,
@@ -312,7 +313,7 @@ class DeviceService:
                 )
             ).all()
             for row in pending:  # the wipe is no longer wanted
-                row.state, row.envelope = "superseded", None
+                row.state, row.envelope = DELIVERY_SUPERSEDED, None
                 s.add(row)
             self._device_token(s, device, group)  # type: ignore[arg-type]
             self._issue(s, device, other_slot(device))

@@ -8,7 +8,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from fleet.credentials import ENROLLMENT_CODE_PREFIX, ENROLLMENT_SECRET_PREFIX, generate_secret
+from fleet.credentials import (
+    ENROLLMENT_CODE_PREFIX,
+    ENROLLMENT_SECRET_PREFIX,
+    HINT_CHARS,
+    generate_secret,
+)
 from fleet.db.devices import CODE, SECRET, Device, DeviceGroup, EnrollmentSecret
 from fleet.db.models import ScopeMap, Token
 from fleet.domain.actions import READ_ONLY_ACTIONS, Action
@@ -19,7 +24,6 @@ from fleet.services.scope_maps import entries_of, get_map
 from fleet.services.views import GroupView, SecretView
 
 MAX_LIFETIME_DAYS = 3650
-HINT_CHARS = 4
 
 
 def check_read_only(session: Session, scope_map: ScopeMap) -> None:
