@@ -174,6 +174,11 @@ class DeliveryService:
                 .where(col(Delivery.state) == DELIVERY_PENDING)
                 .values(next_attempt_at=self.ctx.clock())
             )
+        return self.publish_due()
+
+    def publish_due(self) -> int:
+        """Every due delivery, batch after batch, until one comes back short (nothing more
+        is due, or the broker failed and the rest waits for its backoff)."""
         total = 0
         while True:
             done = self.publish_pending(due_only=True)

@@ -62,7 +62,7 @@ class Reconciler:
         summary.tokens_disabled = self._disable_planned(now)
         summary.devices_disabled_inactive = self._disable_inactive(now)
         summary.warnings = self._batches(lambda: self._warn(now))
-        summary.published = self._batches(lambda: self.delivery.publish_pending(due_only=True))
+        summary.published = self.delivery.publish_due()
         return summary
 
     @staticmethod
