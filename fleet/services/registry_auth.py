@@ -1,12 +1,20 @@
 """Checking a token's name and password for the registry token endpoint.
 
-This is on every pull's path, so it avoids the ORM: one indexed Core query fetches the token,
-its password slots and its scope map's revision, on an autocommit connection kept open between
-requests (see :class:`_KeptConnections`); compiled scope maps are cached per
-``(map id, map creation time, revision)``, so any change to a map is seen by the very next
-request, on every worker and every server, without a per-request scan. The creation time is in
-the key because an id alone does not name one map for ever: SQLite hands a deleted map's id to
-the next map created, whose revision starts again at 1.
+This is on every pull's path. What a token's look-up found (its password hashes, status,
+expiries and compiled scope map) is kept per process, and dropped whole as soon as any
+credential may have changed anywhere: :mod:`fleet.services.credential_changes` tells that
+without a query (LISTEN/NOTIFY on PostgreSQL, ``PRAGMA data_version`` on SQLite), so a
+disabled token, a regenerated password or an edited scope map is seen by the very next request
+on every worker and every server. A password that does not prove against what was kept is
+checked against the database again, so a new password works at once and an unknown name costs
+the same work as a wrong password (one look-up, two comparisons).
+
+The look-up avoids the ORM: one indexed Core query fetches the token, its password slots and
+its scope map's revision, on an autocommit connection kept open between requests (see
+:class:`_KeptConnections`); compiled scope maps are cached per
+``(map id, map creation time, revision)``. The creation time is in the key because an id alone
+does not name one map for ever: SQLite hands a deleted map's id to the next map created, whose
+revision starts again at 1.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import contextlib
 import hmac
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,9 +38,15 @@ from fleet.db.models import ENABLED, ScopeMap, ScopeMapEntry, Token, TokenPasswo
 from fleet.domain.actions import Action
 from fleet.domain.evaluation import EMPTY_SCOPE_MAP, CompiledScopeMap, compile_entries
 from fleet.services.context import ServiceContext
+from fleet.services.credential_changes import ChangeWatch, watch_for
 from fleet.services.signing import RefreshClaims, credential_fingerprint
 
 COMPILED_CACHE_SIZE = 4096
+# Tokens whose look-up is kept per process; the oldest kept is dropped first.
+CREDENTIAL_CACHE_SIZE = 20_000
+# A kept look-up is read again after this long even if no change was signalled: not the means
+# of freshness, a bound on what a silently dead listening connection could keep stale.
+CREDENTIAL_CACHE_MAX_AGE_S = 10.0
 # The only look-up columns read as values; the rest are compared or used as cache keys raw.
 CONVERTED = frozenset({"expiry"})
 # Idle look-up connections kept per process: one per request served at the same time.
@@ -78,6 +93,52 @@ class Principal:
 
     def allowed(self, repository: str) -> frozenset[Action]:
         return self.scope.evaluate(repository)
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One password slot of a token as the look-up found it, with its principal made ready."""
+
+    slot: str
+    stored: str
+    enabled: bool
+    expiry: datetime | None
+    principal: Principal
+
+
+class _CredentialCache:
+    """What the last look-up of each token found, all of it dropped when the epoch moves."""
+
+    def __init__(self, size: int, max_age_s: float) -> None:
+        self._size = size
+        self._max_age_s = max_age_s
+        self._epoch: int | None = None
+        self._items: dict[str, tuple[float, tuple[_Slot, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, epoch: int | None) -> tuple[_Slot, ...] | None:
+        if epoch is None:
+            return None
+        if epoch != self._epoch:
+            with self._lock:
+                self._items = {}
+                self._epoch = epoch
+            return None
+        found = self._items.get(name)
+        if found is None or time.monotonic() - found[0] > self._max_age_s:
+            return None
+        return found[1]
+
+    def put(self, name: str, epoch: int | None, slots: tuple[_Slot, ...]) -> None:
+        """Keep ``slots``, read after ``epoch`` was taken, unless the epoch has moved since."""
+        if epoch is None or not slots:  # unknown names are never kept
+            return
+        with self._lock:
+            if epoch != self._epoch:
+                return
+            if name not in self._items and len(self._items) >= self._size:
+                del self._items[next(iter(self._items))]  # the oldest kept
+            self._items[name] = (time.monotonic(), slots)
 
 
 # (map id, map creation time, revision): one version of one map, never reused.
@@ -203,10 +264,12 @@ class _KeptConnections:
 
 
 class RegistryAuthService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, watch: ChangeWatch | None = None) -> None:
         self.ctx = ctx
         self._compiled = _CompiledCache(COMPILED_CACHE_SIZE)
         self._connections = _KeptConnections(ctx.db.engine)
+        self._watch = watch if watch is not None else watch_for(ctx.db.engine)
+        self._kept = _CredentialCache(CREDENTIAL_CACHE_SIZE, CREDENTIAL_CACHE_MAX_AGE_S)
 
     def authenticate(self, name: str, password: str) -> Principal | None:
         """The principal when ``password`` is a live password of an enabled token."""
@@ -225,28 +288,38 @@ class RegistryAuthService:
 
     def _match(self, name: str, proves: Callable[[str, str], bool]) -> Principal | None:
         now = self.ctx.clock()
+        epoch = self._watch.epoch()  # taken before any look-up whose result may be kept
+        kept = self._kept.get(name, epoch)
+        if kept is not None:
+            principal = _proved(kept, proves, now)
+            if principal is not None:
+                return principal
+        slots = self._look_up(name)
+        self._kept.put(name, epoch, slots)
+        return _proved(slots, proves, now)
+
+    def _look_up(self, name: str) -> tuple[_Slot, ...]:
         rows = self._connections.rows(_LOOKUP, {"name": name})
-        matched = None
-        checked = 0
-        for status, _map_id, _map_created, _revision, slot, stored, expiry in rows:
-            if slot is None:
-                continue
-            checked += 1
-            live = status == ENABLED and (expiry is None or expiry > now)
-            if proves(slot, stored) and live and matched is None:
-                matched = (slot, stored, expiry)
-        for _ in range(2 - checked):  # unknown names and empty slots cost the same
-            proves("", _NO_HASH)
-        if matched is None:
-            return None
-        slot, stored, expiry = matched
-        map_id, map_created, revision = rows[0][1], rows[0][2], rows[0][3]
-        return Principal(
-            token=name,
-            slot=slot,
-            scope=self._scope(map_id, map_created, revision),
-            fingerprint=credential_fingerprint(stored),
-            expiry=expiry,
+        if not rows:
+            return ()
+        _status, map_id, map_created, revision = rows[0][:4]
+        scope = self._scope(map_id, map_created, revision)
+        return tuple(
+            _Slot(
+                slot=slot,
+                stored=stored,
+                enabled=status == ENABLED,
+                expiry=expiry,
+                principal=Principal(
+                    token=name,
+                    slot=slot,
+                    scope=scope,
+                    fingerprint=credential_fingerprint(stored),
+                    expiry=expiry,
+                ),
+            )
+            for status, _m, _c, _r, slot, stored, expiry in rows
+            if slot is not None
         )
 
     def _scope(
@@ -261,3 +334,18 @@ class RegistryAuthService:
             compiled = compile_entries((r, Action(a)) for r, a in entries)
             self._compiled.put(key, compiled)
         return compiled
+
+
+def _proved(
+    slots: tuple[_Slot, ...], proves: Callable[[str, str], bool], now: datetime
+) -> Principal | None:
+    """The principal of the live slot ``proves``; both slots are always tried, and a missing
+    one is tried against a hash nothing matches, so the work does not tell which exist."""
+    matched = None
+    for kept in slots:
+        live = kept.enabled and (kept.expiry is None or kept.expiry > now)
+        if proves(kept.slot, kept.stored) and live and matched is None:
+            matched = kept.principal
+    for _ in range(2 - len(slots)):
+        proves("", _NO_HASH)
+    return matched

@@ -1,0 +1,222 @@
+"""Telling cheaply whether any credential may have changed since the last look.
+
+The token endpoint keeps what it read of a token (its password hashes, status, expiries and
+compiled scope map) between requests. That is only safe if every worker of every server learns
+of a change before its next request, so each process keeps a *watch* whose :meth:`epoch` moves
+whenever the stored credentials may have changed, and the endpoint drops everything it kept
+when it moves:
+
+* **PostgreSQL**: statement triggers on ``tokens``, ``token_passwords``, ``scope_maps`` and
+  ``scope_map_entries`` (migration 0004) ``NOTIFY fleet_credentials`` with the table's schema,
+  delivered when the writing transaction commits. The watch listens (``LISTEN``) on a connection
+  of its own and, per request, sends it an empty query: the writer's backend signals every
+  listener before its ``COMMIT`` returns, and a listening backend sends what it was signalled
+  about before it reads its next command, so once the empty query's answer is in, every change
+  committed before the request is known. Without that fence a change would be seen a few
+  microseconds to milliseconds late (whenever the listening backend next runs); with it the
+  very next request sees it, for the price of the cheapest round trip there is.
+* **SQLite**: the WAL-index header in ``<database>-shm``, which every commit rewrites, mapped
+  into memory and compared with the last one seen: no system call per request. Outside WAL
+  mode, ``PRAGMA data_version`` (SQLite's documented means of invalidating a cache). Either
+  moves on every write, device status included, which only costs a re-read.
+
+A watch that cannot tell (a lost listening connection being re-made, an in-memory database)
+answers ``None``, and the caller reads the database as if it kept nothing. Connections are made
+lazily per process, so a watch made before gunicorn forks its workers is safe to inherit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import mmap
+import os
+import sys
+import threading
+from typing import Any, Protocol
+
+from psycopg.pq import ExecStatus
+from sqlalchemy import Engine, event
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "fleet_credentials"
+EMPTY_QUERY = ExecStatus.EMPTY_QUERY
+# SQLite's WAL-index header: the version it starts with, and the size of one of its two copies.
+WAL_INDEX_VERSION = 3007000
+WAL_INDEX_HEADER = 48
+# The tables whose changes can change a token's answer; migration 0004 puts triggers on them.
+WATCHED_TABLES = ("tokens", "token_passwords", "scope_maps", "scope_map_entries")
+
+
+class ChangeWatch(Protocol):
+    def epoch(self) -> int | None:
+        """A number that differs from the last one whenever a credential may have changed
+        in between, or ``None`` when that cannot be told now."""
+        ...
+
+
+class _Blind:
+    """For databases a second connection cannot see (SQLite in memory): never tells."""
+
+    def epoch(self) -> int | None:
+        return None
+
+
+class _PerProcess:
+    """One connection of the watch's own per process, made on first use, closed on dispose."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._dbapi: Any = None
+        event.listen(engine, "engine_disposed", lambda _engine: self._drop())
+
+    def _connection(self) -> Any:
+        if self._pid != os.getpid():  # made in the parent before a fork: not ours to use
+            self._dbapi = None
+            self._pid = os.getpid()
+        if self._dbapi is None:
+            fairy = self._engine.raw_connection()
+            fairy.detach()  # ours for good: the pool neither resets nor hands it out
+            dbapi = fairy.dbapi_connection
+            try:
+                self._opened(dbapi)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    dbapi.close()
+                raise
+            self._dbapi = dbapi
+        return self._dbapi
+
+    def _opened(self, dbapi: Any) -> None:
+        """Prepare a new connection."""
+
+    def _drop(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        """Close this process's connection; the next look makes a new one."""
+        dbapi, self._dbapi = self._dbapi, None
+        if dbapi is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                dbapi.close()
+
+
+class _SqliteWatch(_PerProcess):
+    """Reads the WAL-index header that every SQLite connection checks before it reads.
+
+    In WAL mode each commit rewrites the header at the start of ``<database>-shm`` (two copies
+    of 48 bytes, written second-then-first): its frame count, change counter and checksums
+    change with every transaction. Comparing it with the last one seen is what SQLite itself
+    does to know whether its page cache is still good, and it needs no system call, where
+    ``PRAGMA data_version`` takes and releases a lock on the file (two ``fcntl`` calls, which
+    cost more than the whole look-up on a busy server). The layout is fixed across SQLite
+    versions because connections of different versions share one file
+    (https://www.sqlite.org/walformat.html). The watch's own open connection keeps the file in
+    use, so it is never re-made under the mapping. When the database is not in WAL mode, or the
+    header is not the known version, the watch asks ``PRAGMA data_version`` instead.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._index: mmap.mmap | None = None
+        self._seen: bytes | int | None = None
+        self._count = 0
+
+    def _opened(self, dbapi: Any) -> None:
+        mode = dbapi.execute("PRAGMA journal_mode").fetchone()[0]
+        dbapi.execute("PRAGMA data_version").fetchone()  # a first read maps the WAL index
+        self._index = _map_wal_index(self._engine.url.database or "") if mode == "wal" else None
+        self._seen = None
+        self._count += 1  # whatever was kept before this connection may be stale
+
+    def epoch(self) -> int | None:
+        with self._lock:
+            try:
+                dbapi = self._connection()
+                index = self._index
+                if index is None:
+                    seen: bytes | int = dbapi.execute("PRAGMA data_version").fetchone()[0]
+                else:
+                    seen = index[:WAL_INDEX_HEADER]
+                    if seen != index[WAL_INDEX_HEADER : 2 * WAL_INDEX_HEADER]:
+                        return None  # a commit is writing the header right now
+            except Exception:  # a broken connection: tell nothing, make a new one next time
+                log.warning("cannot read the SQLite change counter", exc_info=True)
+                self._close()
+                return None
+            if seen != self._seen:
+                self._seen = seen
+                self._count += 1
+            return self._count
+
+    def _close(self) -> None:
+        index, self._index = self._index, None
+        if index is not None:
+            index.close()
+        super()._close()
+
+
+def _map_wal_index(database: str) -> mmap.mmap | None:
+    """The WAL-index header of ``database``, mapped read-only, if it is the known version."""
+    try:
+        with open(f"{database}-shm", "rb") as file:
+            index = mmap.mmap(file.fileno(), 2 * WAL_INDEX_HEADER, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        log.info("no WAL index to watch for %s; using PRAGMA data_version", database)
+        return None
+    if int.from_bytes(index[:4], sys.byteorder) != WAL_INDEX_VERSION:
+        index.close()
+        log.info("unknown WAL index version for %s; using PRAGMA data_version", database)
+        return None
+    return index
+
+
+class _PostgresWatch(_PerProcess):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._schema = ""
+        self._count = 0
+
+    def _opened(self, dbapi: Any) -> None:
+        dbapi.autocommit = True
+        with dbapi.cursor() as cursor:
+            cursor.execute("SELECT current_schema()")
+            self._schema = cursor.fetchone()[0] or ""
+            cursor.execute(f"LISTEN {CHANNEL}")
+        # Whatever was kept before this LISTEN took effect may be stale: start afresh.
+        self._count += 1
+
+    def epoch(self) -> int | None:
+        with self._lock:
+            try:
+                pgconn = self._connection().pgconn
+                # The fence: PostgreSQL sends a listening session every notification it has
+                # been signalled about before it reads the session's next command, so when
+                # the answer to this empty one arrives, every change committed before this
+                # request is in hand. The cheapest round trip there is: no parse, no plan.
+                if pgconn.exec_(b"").status != EMPTY_QUERY:
+                    raise ConnectionError(pgconn.get_error_message())
+                while (note := pgconn.notifies()) is not None:
+                    if note.extra.decode() == self._schema:
+                        self._count += 1
+            except Exception:
+                log.warning("lost the credential change listener; reconnecting", exc_info=True)
+                self._close()
+                return None
+            return self._count
+
+
+def watch_for(engine: Engine) -> ChangeWatch:
+    name = engine.dialect.name
+    if name == "postgresql":
+        return _PostgresWatch(engine)
+    if name == "sqlite":
+        database = engine.url.database or ""
+        if database in ("", ":memory:") or "mode=memory" in str(engine.url):
+            return _Blind()
+        return _SqliteWatch(engine)
+    return _Blind()
