@@ -7,6 +7,7 @@ names; other resource types (``registry:catalog:*``) are parsed but never grante
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ WILDCARD_ACTION = "*"
 SEPARATOR = ":"
 ACTION_SEPARATOR = ","
 MAX_SCOPE_LENGTH = 1024
+# Scope strings repeat: a fleet pulls a few repositories many times. Bounded, and only valid
+# scopes are kept (a malformed one raises, which the cache does not remember).
+PARSED_SCOPE_CACHE = 4096
 MAX_REPOSITORY_NAME_LENGTH = 255
 INVALID_SCOPE = "InvalidScope"
 
@@ -54,6 +58,7 @@ def _invalid(scope: str, reason: str) -> ValidationError:
     return ValidationError(f"invalid scope {scope!r}: {reason}", code=INVALID_SCOPE)
 
 
+@functools.lru_cache(maxsize=PARSED_SCOPE_CACHE)
 def parse_scope(value: str) -> Scope:
     """Parse one scope, or raise :class:`ValidationError` (code ``InvalidScope``) saying why."""
     if len(value) > MAX_SCOPE_LENGTH:
