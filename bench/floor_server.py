@@ -1,10 +1,12 @@
 """``fleet serve`` exactly as shipped, plus one benchmark-only route: the floor.
 
-The floor answers ``GET /bench/floor-token`` with the same JSON body as ``/oauth2/token``,
-built once per worker around a JWT signed at start-up: no credential look-up, no scope
-evaluation, no signing per request. Everything else (Flask app, gunicorn settings, workers,
-access log) is the product's own, because this module only wraps ``fleet.app.create_app``
-before handing the command line to the real ``fleet`` CLI::
+The floor answers ``GET /bench/floor-token`` with the token endpoint's own answer
+(``fleet.registry_auth.endpoint.token_response``) around a JWT signed once per worker at
+start-up: no credential look-up, no scope evaluation, no signing per request. The benchmark
+sends it the very same query string and ``Authorization`` header as the endpoint, which it
+ignores, so that the two differ only in what the handler does. Everything else (Flask app,
+gunicorn settings, workers, access log) is the product's own, because this module only wraps
+``fleet.app.create_app`` before handing the command line to the real ``fleet`` CLI::
 
     python -m bench.floor_server serve --host 127.0.0.1 --port 8181 --workers 2
 
@@ -15,9 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
 
 import fleet.app
+from fleet.registry_auth.endpoint import token_response
 
 FLOOR_PATH = "/bench/floor-token"
 FLOOR_SUBJECT = "bench-floor"
@@ -33,17 +36,11 @@ def create_app_with_floor(*args: Any, **kwargs: Any) -> Flask:
     services = app.extensions["fleet"]
     access = [{"type": "repository", "name": FLOOR_REPOSITORY, "actions": ["pull"]}]
     minted = services.signing.registry_token(FLOOR_SUBJECT, access)
-    body = {
-        "token": minted.token,
-        "access_token": minted.token,
-        "expires_in": minted.expires_in,
-        "issued_at": minted.issued_at,
-        "scope": FLOOR_SCOPE,
-    }
+    scopes = [FLOOR_SCOPE]
 
     @app.get(FLOOR_PATH)
     def floor_token() -> Any:
-        return jsonify(body)
+        return token_response(minted, scopes)
 
     return app
 

@@ -11,7 +11,8 @@ app, the gunicorn settings and the machine's mood; their runs alternate:
 
 - ``GET /oauth2/token?service=...&scope=repository:samples/hello-world:pull`` with HTTP Basic
   auth: credential look-up, scope evaluation, ES256 signing;
-- ``GET /bench/floor-token``: the same JSON around a JWT signed once at start-up.
+- ``GET /bench/floor-token`` with the same query string and header: the endpoint's own answer
+  around a JWT signed once at start-up.
 
 Then the endpoint as the database grows from 10 to 50,000 tokens (floor alongside), with a
 500-entry scope map, and pure rule-evaluation time for 1 to 500 rules. Results are printed as
@@ -159,12 +160,10 @@ def _measure_server(
     try:
         server.wait_healthy()
         basic = "Basic " + base64.b64encode(f"{TOKEN_NAME}:{password}".encode()).decode()
-        floor = Target("floor", f"{server.url}{FLOOR_PATH}", {})
-        endpoint = Target(
-            "endpoint",
-            f"{server.url}/oauth2/token?service={SERVICE}&scope={FLOOR_SCOPE}",
-            {"Authorization": basic},
-        )
+        # The same request to both, so they differ only in what the handler does.
+        query = f"?service={SERVICE}&scope={FLOOR_SCOPE}"
+        floor = Target("floor", f"{server.url}{FLOOR_PATH}{query}", {"Authorization": basic})
+        endpoint = Target("endpoint", f"{server.url}/oauth2/token{query}", {"Authorization": basic})
         _check_answers(floor, endpoint)
         common = {"connections": args.connections, "pgid": server.process_group}
         compare(floor, endpoint, pairs=1, seconds=WARM_UP_S, progress=lambda _: None, **common)
