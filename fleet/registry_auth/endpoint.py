@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -66,7 +67,7 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 def _basic_auth() -> tuple[str, str] | None:
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
         return None
@@ -133,13 +134,27 @@ def _check_service(services: Services, service: str | None) -> None:
         raise ValidationError(f"unknown service {service!r}: this endpoint serves {expected!r}")
 
 
+def _query() -> tuple[str | None, list[str], str]:
+    """``service``, every ``scope`` and ``offline_token`` of the query string, as werkzeug's
+    ``request.args`` would read them, without building its multi-dict."""
+    service = offline = None
+    scopes = []
+    for key, value in parse_qsl(request.environ.get("QUERY_STRING", ""), keep_blank_values=True):
+        if key == "scope":
+            scopes.append(value)
+        elif key == "service" and service is None:
+            service = value
+        elif key == "offline_token" and offline is None:
+            offline = value
+    return service, scopes, offline or ""
+
+
 @blueprint.get("/oauth2/token")
 def token_get() -> Response:
     services = _services()
-    args = request.args
+    service, scopes, offline_token = _query()
     try:
-        _check_service(services, args.get("service"))
-        scopes = args.getlist("scope")
+        _check_service(services, service)
         parsed = parse_scopes(scopes)  # a malformed scope is a 400 before any password is checked
     except ValidationError as exc:
         return _error(400, "INVALID_REQUEST", exc.message)
@@ -155,8 +170,7 @@ def token_get() -> Response:
     principal = services.registry_auth.authenticate(name, password)
     if principal is None:
         return _refused(name)
-    offline = args.get("offline_token", "").lower() == "true"
-    return _issue(services, principal, scopes, parsed, offline)
+    return _issue(services, principal, scopes, parsed, offline_token.lower() == "true")
 
 
 @blueprint.post("/oauth2/token")

@@ -9,12 +9,16 @@ when it moves:
 * **PostgreSQL**: statement triggers on ``tokens``, ``token_passwords``, ``scope_maps`` and
   ``scope_map_entries`` (migration 0004) ``NOTIFY fleet_credentials`` with the table's schema,
   delivered when the writing transaction commits. The watch listens (``LISTEN``) on a connection
-  of its own and, per request, sends it an empty query: the writer's backend signals every
-  listener before its ``COMMIT`` returns, and a listening backend sends what it was signalled
-  about before it reads its next command, so once the empty query's answer is in, every change
-  committed before the request is known. Without that fence a change would be seen a few
-  microseconds to milliseconds late (whenever the listening backend next runs); with it the
-  very next request sees it, for the price of the cheapest round trip there is.
+  of its own and, per request, reads what has arrived on its socket without waiting: no round
+  trip. The writing backend signals every listener before its ``COMMIT`` returns; a listener
+  passes the notification on as soon as it next runs, which takes microseconds (see
+  ``bench/notify_latency.py``), so another server sees a change that much later. That is far
+  inside what a change can mean anyway: a registry JWT issued a moment before the change stays
+  valid for its whole lifetime (300 s by default). Changes this process commits itself are seen
+  by its very next request (:func:`_count_local_commits`). An empty query per request would
+  close even that gap (PostgreSQL passes notifications on before it reads a listener's next
+  command), but it costs a round trip per request: measured, 10 points of the endpoint's
+  throughput.
 * **SQLite**: the WAL-index header in ``<database>-shm``, which every commit rewrites, mapped
   into memory and compared with the last one seen: no system call per request. Outside WAL
   mode, ``PRAGMA data_version`` (SQLite's documented means of invalidating a cache). Either
@@ -35,13 +39,11 @@ import sys
 import threading
 from typing import Any, Protocol
 
-from psycopg.pq import ExecStatus
 from sqlalchemy import Engine, event
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "fleet_credentials"
-EMPTY_QUERY = ExecStatus.EMPTY_QUERY
 # SQLite's WAL-index header: the version it starts with, and the size of one of its two copies.
 WAL_INDEX_VERSION = 3007000
 WAL_INDEX_HEADER = 48
@@ -180,6 +182,7 @@ class _PostgresWatch(_PerProcess):
         super().__init__(engine)
         self._schema = ""
         self._count = 0
+        _count_local_commits(engine)
 
     def _opened(self, dbapi: Any) -> None:
         dbapi.autocommit = True
@@ -194,12 +197,11 @@ class _PostgresWatch(_PerProcess):
         with self._lock:
             try:
                 pgconn = self._connection().pgconn
-                # The fence: PostgreSQL sends a listening session every notification it has
-                # been signalled about before it reads the session's next command, so when
-                # the answer to this empty one arrives, every change committed before this
-                # request is in hand. The cheapest round trip there is: no parse, no plan.
-                if pgconn.exec_(b"").status != EMPTY_QUERY:
-                    raise ConnectionError(pgconn.get_error_message())
+                # Never blocks: libpq's socket is non-blocking. Twice, because a server that
+                # ends the connection sends a message first and the end of the stream after
+                # it, and only reading that end tells this connection is lost.
+                pgconn.consume_input()
+                pgconn.consume_input()
                 while (note := pgconn.notifies()) is not None:
                     if note.extra.decode() == self._schema:
                         self._count += 1
@@ -207,7 +209,40 @@ class _PostgresWatch(_PerProcess):
                 log.warning("lost the credential change listener; reconnecting", exc_info=True)
                 self._close()
                 return None
-            return self._count
+            return self._count + _local_commits[0]
+
+
+# Credential changes this process commits itself, on any of its engines, are counted as they
+# commit, so this process's next request sees them without waiting for PostgreSQL to pass the
+# notification back. (SQLAlchemy's commit event comes just before the commit: a request on
+# another thread in that instant may keep the old answer, until the notification of this very
+# commit arrives, as any other server's would.)
+_local_commits = [0]
+_WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+_TOUCHED = "fleet_credentials_touched"
+
+
+def _count_local_commits(engine: Engine) -> None:
+    if event.contains(engine, "commit", _on_commit):
+        return
+
+    def noticed(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        head = statement.lstrip()[:8].upper()
+        if head.startswith(_WRITES) and any(t in statement for t in WATCHED_TABLES):
+            conn.info[_TOUCHED] = True
+
+    event.listen(engine, "before_cursor_execute", noticed)
+    event.listen(engine, "commit", _on_commit)
+    event.listen(engine, "rollback", _on_rollback)
+
+
+def _on_commit(conn: Any) -> None:
+    if conn.info.pop(_TOUCHED, False):
+        _local_commits[0] += 1
+
+
+def _on_rollback(conn: Any) -> None:
+    conn.info.pop(_TOUCHED, None)
 
 
 def watch_for(engine: Engine) -> ChangeWatch:

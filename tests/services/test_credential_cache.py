@@ -7,6 +7,8 @@ change watch (NOTIFY on PostgreSQL, ``PRAGMA data_version`` on SQLite).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -16,7 +18,7 @@ from sqlalchemy import create_engine, text
 from fleet.domain.actions import Action
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
-from fleet.services.credential_changes import watch_for
+from fleet.services.credential_changes import _SqliteWatch, watch_for
 from fleet.services.registry_auth import RegistryAuthService
 
 ME = "test"
@@ -118,6 +120,48 @@ def test_back_to_back_changes_are_never_missed(
         other.tokens.update(NAME, status="enabled" if enabled else "disabled", actor=ME)
         assert (auth.authenticate(NAME, p1) is not None) is enabled, f"round {round_}"
         assert (auth.authenticate(NAME, p1) is not None) is enabled, f"round {round_}, kept"
+
+
+# Another process changes the database with plain SQL, as an operator's script might.
+_DISABLE_BY_HAND = """
+import sys
+from sqlalchemy import create_engine, text
+engine = create_engine(sys.argv[1])
+with engine.begin() as conn:
+    conn.execute(text("UPDATE tokens SET status = 'disabled' WHERE name = :n"), {"n": sys.argv[2]})
+"""
+
+
+def test_plain_sql_from_another_process_is_seen_by_the_next_request(
+    services: Services, auth: _CountingAuth, db_url: str
+) -> None:
+    p1, _ = _create(services)
+    assert auth.authenticate(NAME, p1) is not None
+    subprocess.run([sys.executable, "-c", _DISABLE_BY_HAND, db_url, NAME], check=True, timeout=60)
+    assert auth.authenticate(NAME, p1) is None
+
+
+def test_the_sqlite_watch_reads_the_wal_index_and_falls_back_outside_wal_mode(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    for mode, expects_index in (("wal", True), ("delete", False)):
+        engine = create_engine(f"sqlite:///{tmp_path / mode}.db")
+        with engine.begin() as conn:
+            conn.execute(text(f"PRAGMA journal_mode={mode}"))
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        watch = _SqliteWatch(engine)
+        first = watch.epoch()
+        assert first is not None and watch.epoch() == first
+        assert (watch._index is not None) is expects_index
+        writer = create_engine(f"sqlite:///{tmp_path / mode}.db")
+        for value in range(3):
+            with writer.begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": value})
+            moved = watch.epoch()
+            assert moved is not None and moved != first, f"{mode}: a commit went unseen"
+            first = moved
+        writer.dispose()
+        engine.dispose()
 
 
 class _FrozenWatch:
