@@ -202,12 +202,12 @@ def test_an_in_memory_sqlite_database_is_never_kept() -> None:
     engine.dispose()
 
 
-@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_the_postgres_watch_survives_losing_its_connection(
     services: Services, other: Services, auth: _CountingAuth
 ) -> None:
-    if services.ctx.db.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only")
     p1, _ = _create(services)
     assert auth.authenticate(NAME, p1) is not None
     listener = auth._watch._dbapi.info.backend_pid  # type: ignore[attr-defined]
