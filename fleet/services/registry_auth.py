@@ -3,11 +3,13 @@
 This is on every pull's path. What a token's look-up found (its password hashes, status,
 expiries and compiled scope map) is kept per process, and dropped whole as soon as any
 credential may have changed anywhere: :mod:`fleet.services.credential_changes` tells that
-without a query (LISTEN/NOTIFY on PostgreSQL, ``PRAGMA data_version`` on SQLite), so a
+without a query (the WAL-index header on SQLite, LISTEN/NOTIFY on PostgreSQL). On SQLite a
 disabled token, a regenerated password or an edited scope map is seen by the very next request
-on every worker and every server. A password that does not prove against what was kept is
-checked against the database again, so a new password works at once and an unknown name costs
-the same work as a wrong password (one look-up, two comparisons).
+on every worker; on PostgreSQL by this process's next request, and by other servers' once the
+notification has reached them (microseconds; ``bench/notify_latency.py``). A password that
+does not prove against what was kept is checked against the database again, so a new password
+works at once and an unknown name costs the same work as a wrong password (one look-up, two
+comparisons).
 
 The look-up avoids the ORM: one indexed Core query fetches the token, its password slots and
 its scope map's revision, on an autocommit connection kept open between requests (see
