@@ -99,12 +99,11 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class _Slot:
-    """One password slot of a token as the look-up found it, with its principal made ready."""
+    """One password slot of a token as the look-up found it, with its principal made ready
+    (which holds the slot's name and expiry)."""
 
-    slot: str
     stored: str
     enabled: bool
-    expiry: datetime | None
     principal: Principal
 
 
@@ -308,10 +307,8 @@ class RegistryAuthService:
         scope = self._scope(map_id, map_created, revision)
         return tuple(
             _Slot(
-                slot=slot,
                 stored=stored,
                 enabled=status == ENABLED,
-                expiry=expiry,
                 principal=Principal(
                     token=name,
                     slot=slot,
@@ -345,9 +342,10 @@ def _proved(
     one is tried against a hash nothing matches, so the work does not tell which exist."""
     matched = None
     for kept in slots:
-        live = kept.enabled and (kept.expiry is None or kept.expiry > now)
-        if proves(kept.slot, kept.stored) and live and matched is None:
-            matched = kept.principal
+        principal = kept.principal
+        live = kept.enabled and (principal.expiry is None or principal.expiry > now)
+        if proves(principal.slot, kept.stored) and live and matched is None:
+            matched = principal
     for _ in range(2 - len(slots)):
         proves("", _NO_HASH)
     return matched
