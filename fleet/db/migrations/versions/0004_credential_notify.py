@@ -5,8 +5,8 @@ Every committed change to a token, a password, a scope map or a scope map entry 
 token endpoint drops what it kept of any credential before its next request
 (``fleet.services.credential_changes``). Statement triggers, not row triggers: a bulk change
 sends one notification, and PostgreSQL folds identical notifications of one transaction into
-one. SQLite needs nothing: its endpoint watches
-``PRAGMA data_version`` instead.
+one. SQLite needs nothing: its endpoint watches the WAL-index header that every commit
+rewrites (``PRAGMA data_version`` outside WAL mode).
 
 Revision ID: 0004
 Revises: 0003
