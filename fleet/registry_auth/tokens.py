@@ -8,6 +8,7 @@ ES256 signature, and then the ``access`` claim against the request.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -66,17 +67,10 @@ def _sign(claims: dict[str, object], key: SigningKey) -> str:
     return (signing_input + b"." + _b64(signature)).decode("ascii")
 
 
-_issued_at: tuple[int, str] = (0, "")
-
-
+@functools.lru_cache(maxsize=1)
 def _rfc3339(second: int) -> str:
     """``issued_at`` for a whole second, formatted once per second rather than per token."""
-    global _issued_at
-    last, text = _issued_at
-    if second != last:
-        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        _issued_at = (second, text)
-    return text
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class MintedToken(NamedTuple):
