@@ -26,9 +26,10 @@ from fleet.mqtt.provisioning import provision_device, provision_server_login
 from tests.device_agent.agent_mqtt import ServerSide
 from tests.device_agent.agent_support import FakeServer, enroll_directly
 from tests.support.mosquitto import Mosquitto
+from tests.support.timing import scaled
 
 FAST_MQTT = MqttConfig(keepalive_s=5, reconnect_min_s=0.05, reconnect_max_s=0.3)
-STOP_WAIT_S = 15.0
+STOP_WAIT_S = 15.0  # unscaled: a bound on a stuck agent, never a pause
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +110,7 @@ class RunningAgent:
 
     def stop(self) -> None:
         self.agent.request_stop()
-        self.thread.join(STOP_WAIT_S)
+        self.thread.join(scaled(STOP_WAIT_S))
         if self.thread.is_alive():
             raise TimeoutError("the agent did not stop")
         if self.error is not None:
