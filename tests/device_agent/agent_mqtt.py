@@ -29,6 +29,7 @@ class ServerSide:
         )
         self.client.username_pw_set(username, password)
         self.statuses: list[tuple[str, dict[str, Any]]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each status, in the same order
         self._cond = threading.Condition()
         self._acked: set[int] = set()
         self._subscribed = False
@@ -71,6 +72,7 @@ class ServerSide:
         device = message.topic.split("/")[3]
         with self._cond:
             self.statuses.append((device, json.loads(message.payload)))
+            self.arrivals.append(time.monotonic())
             self._cond.notify_all()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _r: Any, _p: Any) -> None:
@@ -112,6 +114,33 @@ class ServerSide:
                 if left <= 0:
                     said = self._said_locked(device_id, since)
                     raise TimeoutError(f"{device_id} said only {said}")
+                self._cond.wait(left)
+
+    def wait_for_many(
+        self,
+        device_id: str,
+        match: Callable[[dict[str, Any]], bool],
+        count: int,
+        since: int = 0,
+        timeout_s: float = DEFAULT_WAIT_S,
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """The first ``count`` matching statuses after ``since``, each with its arrival time."""
+        deadline = time.monotonic() + scaled(timeout_s)
+        with self._cond:
+            while True:
+                found = [
+                    (arrival, status)
+                    for (device, status), arrival in zip(
+                        self.statuses[since:], self.arrivals[since:], strict=True
+                    )
+                    if device == device_id and match(status)
+                ]
+                if len(found) >= count:
+                    return found[:count]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    said = self._said_locked(device_id, since)
+                    raise TimeoutError(f"{device_id}: {len(found)} of {count}, said {said}")
                 self._cond.wait(left)
 
     def _said_locked(self, device_id: str, since: int) -> list[dict[str, Any]]:
