@@ -18,12 +18,13 @@ from tests.e2e.fleet_process import FleetServer
 from tests.support import skopeo
 from tests.support.oci import OciImage, build_oci_image
 from tests.support.registry import Registry
+from tests.support.timing import scaled
 
 SERVICE = "agent-registry"
 ISSUER = "fleet-agent-tests"
 DEVICE_GROUP = "agents"
 DEVICE_REPOSITORIES = "edge/*"  # what the enrolled devices' group may read
-HTTP_TIMEOUT_S = 10.0  # unscaled: scaled by the caller's deadline where it matters
+HTTP_TIMEOUT_S = 10.0  # unscaled bound on one answer of the server
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class AgentStack:
             f"{self.server.url}/api/v1{path}",
             json=body,
             headers={"Authorization": f"Bearer {self.server.api_key}"},
-            timeout=HTTP_TIMEOUT_S,
+            timeout=scaled(HTTP_TIMEOUT_S),
         )
         if answer.status_code >= 300:
             raise AssertionError(f"{method} {path}: {answer.status_code} {answer.text}")
@@ -86,7 +87,7 @@ class AgentStack:
             self.realm,
             params={"service": SERVICE, "scope": f"repository:{repository}:pull"},
             auth=(login.username, login.password),
-            timeout=HTTP_TIMEOUT_S,
+            timeout=scaled(HTTP_TIMEOUT_S),
         )
         return answer.status_code
 
