@@ -89,10 +89,12 @@ def enroll_directly(
     mqtt_password: str = "mqtt-password-for-tests",
     token_endpoint: str = "http://127.0.0.1:1/oauth2/token",
     login_server: str = LOGIN_SERVER,
+    registry_username: str = "",
 ) -> tuple[Enrollment, FakeServer]:
-    """Keys, server key and enrollment file, as a successful enrollment leaves them."""
+    """Keys, server key and enrollment file, as a successful enrollment leaves them;
+    ``registry_username`` is the device's token (``dev-<device id>`` when empty)."""
     keys = load_or_create_device_keys(state_dir)
-    server = FakeServer(device_id, keys, login_server=login_server)
+    server = FakeServer(device_id, keys, login_server=login_server, username=registry_username)
     root = f"fleet/v1/devices/{device_id}"
     enrollment = Enrollment(
         server="http://127.0.0.1:1",

@@ -1,6 +1,7 @@
 """Fixtures for the agent's end-to-end tests: one real mosquitto for the session, a server login
 on it, devices provisioned with the server's own ``provision_device``, and an agent running in a
-thread of the test process."""
+thread of the test process. ``agent_stack`` adds the real ``fleet serve`` on that broker and a
+Distribution registry that trusts it, started once for the session when a test asks."""
 
 from __future__ import annotations
 
@@ -24,11 +25,23 @@ from fleet.mqtt.broker_url import BrokerAddress
 from fleet.mqtt.dynsec import DynsecAdmin
 from fleet.mqtt.provisioning import provision_device, provision_server_login
 from tests.device_agent.agent_mqtt import ServerSide
+from tests.device_agent.agent_stack import (
+    DEVICE_GROUP,
+    DEVICE_REPOSITORIES,
+    ISSUER,
+    SERVICE,
+    AgentStack,
+    Login,
+)
 from tests.device_agent.agent_support import FakeServer, enroll_directly
+from tests.e2e.fleet_process import FleetServer
 from tests.support.mosquitto import Mosquitto
+from tests.support.ports import free_port
+from tests.support.registry import Registry
+from tests.support.timing import scaled
 
 FAST_MQTT = MqttConfig(keepalive_s=5, reconnect_min_s=0.05, reconnect_max_s=0.3)
-STOP_WAIT_S = 15.0
+STOP_WAIT_S = 15.0  # unscaled: a bound on a stuck agent, never a pause
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +64,41 @@ def fleet_server(agent_broker: Mosquitto, agent_dynsec: DynsecAdmin) -> Iterator
     side = ServerSide(agent_broker.host, agent_broker.port, username, password)
     yield side
     side.close()
+
+
+@pytest.fixture(scope="session")
+def agent_stack(
+    agent_broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AgentStack]:
+    """``fleet serve`` (SQLite, scheduler off: tests run its passes with ``fleet scheduler
+    run-once``, an acknowledged rotation retires the old slot at the next pass) and the
+    registry; a device group on ``edge/*`` and a push token."""
+    registry_port = free_port()
+    env = {
+        "FLEET_REGISTRY_SERVICE": SERVICE,
+        "FLEET_TOKEN_ISSUER": ISSUER,
+        **agent_broker.fleet_env(),
+        "FLEET_REGISTRY_LOGIN_SERVER": f"127.0.0.1:{registry_port}",
+        "FLEET_SCHEDULER_ENABLED": "false",
+        "FLEET_RETIRE_GRACE_SECONDS": "0",
+    }
+    with (
+        FleetServer(tmp_path_factory.mktemp("fleet-server"), env=env) as server,
+        Registry(
+            realm=server.realm,
+            service=SERVICE,
+            issuer=ISSUER,
+            rootcertbundle=server.bundle,
+            directory=tmp_path_factory.mktemp("registry"),
+            port=registry_port,
+        ) as registry,
+    ):
+        secret = server.device_group(DEVICE_GROUP, DEVICE_REPOSITORIES)
+        pusher = server.cli_ok(
+            "token", "create", "--name", "agent-pusher", "--scope-map", "_repositories_push"
+        ).json()
+        login = Login("agent-pusher", pusher["credentials"]["passwords"][0]["value"])
+        yield AgentStack(server, registry, secret, login, tmp_path_factory.mktemp("images"))
 
 
 @dataclass
@@ -109,7 +157,7 @@ class RunningAgent:
 
     def stop(self) -> None:
         self.agent.request_stop()
-        self.thread.join(STOP_WAIT_S)
+        self.thread.join(scaled(STOP_WAIT_S))
         if self.thread.is_alive():
             raise TimeoutError("the agent did not stop")
         if self.error is not None:
@@ -122,17 +170,20 @@ def start_agent() -> Iterator[Callable[..., RunningAgent]]:
     running: list[RunningAgent] = []
 
     def start(
-        device: Device,
+        device: Device | Path,
         *,
         pull: PullConfig | None = None,
         check: PasswordCheck | None = always_works,
     ) -> RunningAgent:
-        store, _ = open_store(device.state_dir)
+        """``device``: a test's Device, or the state directory ``enroll`` wrote; ``check=None``
+        proves passwords at the enrollment's token endpoint, as the agent does by default."""
+        state_dir = device if isinstance(device, Path) else device.state_dir
+        store, _ = open_store(state_dir)
         agent = Agent(
-            state_dir=device.state_dir,
+            state_dir=state_dir,
             config=AgentConfig(pull=pull or PullConfig(), mqtt=FAST_MQTT),
-            enrollment=load_enrollment(device.state_dir),
-            keys=load_device_keys(device.state_dir),
+            enrollment=load_enrollment(state_dir),
+            keys=load_device_keys(state_dir),
             store=store,
             check_password=check,
         )

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,13 @@ from device_agent import cli
 from device_agent.status_file import read_status
 from tests.device_agent.agent_mqtt import ServerSide
 from tests.device_agent.conftest import Device
+from tests.support.timing import scaled, wait_until
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WAIT_S = 15.0
 REGISTRY_PASSWORD = "fltp_registry-password-never-printed"
-
-
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
+PROCESS_WAIT_S = 15.0  # unscaled bound: a fresh interpreter starts, connects, or stops
 
 
 def test_run_status_and_sigterm(
@@ -60,7 +52,11 @@ def test_run_status_and_sigterm(
         text=True,
     )
     try:
-        wait_until(lambda: (read_status(device.state_dir) or {}).get("connected"), "connected")
+        wait_until(
+            lambda: (read_status(device.state_dir) or {}).get("connected"),
+            "the agent connected",
+            PROCESS_WAIT_S,
+        )
         # The agent checks the password at the enrollment's token endpoint, which does not
         # exist here: the credential stays staged (and is retried), never used unproven.
         sealed = device.server.credentials(REGISTRY_PASSWORD)
@@ -75,7 +71,7 @@ def test_run_status_and_sigterm(
         assert "agent         running" in shown
 
         process.send_signal(signal.SIGTERM)
-        assert process.wait(WAIT_S) == 0
+        assert process.wait(scaled(PROCESS_WAIT_S)) == 0
     finally:
         if process.poll() is None:
             process.kill()

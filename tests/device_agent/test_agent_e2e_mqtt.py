@@ -4,7 +4,6 @@ refusals of forged and replayed envelopes, wipe, a corrupt store, and a broker r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -17,6 +16,7 @@ from fleet.mqtt.provisioning import disable_device, enable_device, provision_ser
 from tests.device_agent.agent_mqtt import ServerSide
 from tests.device_agent.conftest import Device
 from tests.support.mosquitto import Mosquitto
+from tests.support.timing import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -94,13 +94,14 @@ def test_a_corrupt_store_is_moved_aside_and_redelivered(
 
     store_file = device.state_dir / FILENAME
     store_file.write_bytes(store_file.read_bytes().replace(b'"pw"', b'"px"'))
-    fleet_server.statuses.clear()
+    marker = fleet_server.marker()
     start_agent(device)
-    hello = fleet_server.wait_for(device.device_id, is_type("hello"))
+    hello = fleet_server.wait_for(device.device_id, is_type("hello"), since=marker)
     assert hello["versions"]["credentials"] == 0  # so the server delivers again
     assert list(device.state_dir.glob(f"{FILENAME}.corrupt-*"))
     # the retained envelope is delivered again on subscribe, and accepted anew
-    fleet_server.wait_for(device.device_id, is_type("ack", kind="credentials", version=1))
+    ack = is_type("ack", kind="credentials", version=1)
+    fleet_server.wait_for(device.device_id, ack, since=marker)
     current = load_state(device.state_dir).current
     assert current is not None and current.password == "pw"
 
@@ -123,43 +124,51 @@ def test_a_message_sent_while_the_agent_was_away_is_kept_by_its_session(
 def test_the_agent_reconnects_after_a_broker_restart_and_says_hello_again(
     make_device, start_agent
 ) -> None:
+    """The broker dies under a connected agent (SIGKILL) and comes back on the same port: the
+    agent connects exactly once more, and its session carries traffic both ways again.
+
+    The watcher reconnects on its own pace and may miss the hello of that reconnection, so the
+    hello is proven on the connect after: the device is kicked off (an operator's disable and
+    enable) once the watcher is subscribed again, and the awaited hello must report the command
+    acknowledged after the restart. No hello from before can match it."""
     with Mosquitto() as broker:
         device: Device = make_device(broker)
         address = BrokerAddress(broker.host, broker.port)
         admin = DynsecAdmin(address, broker.admin_username, broker.admin_password).start()
         provision_server_login(admin, "server-own", "server-own-password")
         watcher = ServerSide(broker.host, broker.port, "server-own", "server-own-password")
+        said = device.device_id
         try:
             running = start_agent(device)
             link = running.agent.link
-            watcher.publish(device.device_id, "credentials", device.server.credentials("pw"))
-            watcher.wait_for(device.device_id, is_type("ack", kind="credentials"))
-            broker.kill()
-            _wait(lambda: not link.connected)
-            broker.restart()
-            _wait(lambda: link.connected and link.connects >= 2)
+            watcher.publish(said, "credentials", device.server.credentials("pw"))
+            watcher.wait_for(said, is_type("ack", kind="credentials", version=1))
+            assert link.connects == 1
 
-            # The watcher, reconnecting too, may miss that hello: kick the device off once more
-            # (what an operator's disable and enable do) and watch it come back.
-            watcher.wait_subscribed()
-            watcher.statuses.clear()
+            subscribed = watcher.subscriptions
+            broker.kill()
+            wait_until(lambda: not link.connected, "the agent to notice the broker is gone")
+            broker.restart()
+            wait_until(lambda: link.connected and link.connects == 2, "the agent to connect again")
+            watcher.wait_subscribed(after=subscribed)
+
+            # the session after the restart: a command reaches the agent, its ack reaches us
+            # (the fake server counts one version for both kinds: the command is version 2)
+            marker = watcher.marker()
+            watcher.publish(said, "commands", device.server.command("pull", images=[]))
+            watcher.wait_for(said, is_type("ack", kind="command", version=2), since=marker)
+
             admin.close()
             admin = DynsecAdmin(address, broker.admin_username, broker.admin_password).start()
             disable_device(admin, device.enrollment.mqtt.username)
-            _wait(lambda: not link.connected)
+            wait_until(lambda: not link.connected, "the disabled device to be kicked off")
+            marker = watcher.marker()
             enable_device(admin, device.enrollment.mqtt.username)
-            hello = watcher.wait_for(device.device_id, is_type("hello"))
-            assert hello["versions"] == {"credentials": 1, "command": 0}
-            assert link.connects >= 3
+            hello = watcher.wait_for(said, is_type("hello"), since=marker)
+            assert hello["versions"] == {"credentials": 1, "command": 2}
+            wait_until(lambda: link.connected, "the agent to be connected")
+            assert link.connects == 3, "one connect per broker session, no more"
             running.stop()
         finally:
             watcher.close()
             admin.close()
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.02)

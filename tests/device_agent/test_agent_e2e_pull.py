@@ -1,17 +1,23 @@
-"""Pulls from a real Distribution registry whose token endpoint is an in-test realm built from
-the server's KeyRing and mint: the built-in puller and skopeo write OCI layouts that skopeo can
-read back; and, with the whole agent running against a real mosquitto, a rotated password is
-checked, acknowledged and used by the next pull without a restart, while forged envelopes and
-refused passwords change nothing."""
+"""Pulls from a real Distribution registry whose token endpoint is the real ``fleet serve``: the
+built-in puller and skopeo write OCI layouts that skopeo can read back, a wrong password and a
+repository outside the token's rules are auth failures; and, with the whole agent running
+against a real mosquitto, a password rotated on the server is checked at the server's token
+endpoint, acknowledged and used by the next pull without a restart, once the old one is gone,
+while forged envelopes and passwords the server refuses change nothing.
+
+The envelopes are sealed by the test's ``FakeServer`` (so a test can seal what the server never
+would, a forged or a wrong password); every password is a real token's, made and rotated
+through the server's REST API as an operator does.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,62 +32,40 @@ from device_agent.oci_puller import BuiltinPuller
 from device_agent.skopeo_backend import SkopeoBackend
 from device_agent.store import load_state
 from device_agent.token_check import endpoint_checker
-from fleet.registry_auth.keyring import KeyRing
 from tests.device_agent.agent_mqtt import ServerSide
-from tests.device_agent.agent_realm import ADMIN, ADMIN_PASSWORD, ISSUER, SERVICE, Realm
+from tests.device_agent.agent_stack import SERVICE, AgentStack, Login
 from tests.device_agent.conftest import Device
 from tests.support import skopeo
-from tests.support.oci import OciImage, build_oci_image, read_layer_file
-from tests.support.registry import Registry
+from tests.support.oci import OciImage, read_layer_file
+from tests.support.timing import scaled
 
 pytestmark = pytest.mark.e2e
 
 APP = "samples/app"
 SECRET_REPO = "private/other"
-DEVICE_USER = "dev-puller"
+PULL_TIMEOUT_S = 60.0  # unscaled bound the backends are given
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("agent-pull")
-
-
-@pytest.fixture(scope="module")
-def realm(workdir: Path) -> Iterator[Realm]:
-    ring = KeyRing.open(workdir / "keys")
-    ring.write_bundle(workdir / "bundle.pem")
-    with Realm(ring) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def registry(workdir: Path, realm: Realm) -> Iterator[Registry]:
-    with Registry(
-        realm=realm.url,
-        service=SERVICE,
-        issuer=ISSUER,
-        rootcertbundle=workdir / "bundle.pem",
-        directory=workdir / "registry",
-    ) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def app_image(workdir: Path, registry: Registry) -> OciImage:
-    image = build_oci_image(workdir / "app", tag="v1")
-    admin = f"{ADMIN}:{ADMIN_PASSWORD}"
-    for repository in (APP, SECRET_REPO):
-        pushed = skopeo.copy_to_registry(image, registry.host_port, repository, "v1", admin)
-        assert pushed.ok, pushed.stderr + registry.log_tail()
+def app_image(agent_stack: AgentStack) -> OciImage:
+    """One image, pushed to APP and to SECRET_REPO (which no device token may read)."""
+    image = agent_stack.push(APP, "v1")
+    pushed = skopeo.copy_to_registry(
+        image, agent_stack.registry.host_port, SECRET_REPO, "v1", agent_stack.pusher.basic
+    )
+    assert pushed.ok, pushed.stderr
     return image
 
 
-def device_login(realm: Realm, password: str, user: str = DEVICE_USER) -> Credentials:
-    realm.accept(user, {password}, readable={APP})
+def token_name(what: str) -> str:
+    return f"agent-{what}-{secrets.token_hex(3)}"
+
+
+def credentials_of(login: Login, stack: AgentStack) -> Credentials:
     return Credentials(
-        login_server="placeholder",
-        username=user,
-        password=password,
+        login_server=stack.registry.host_port,
+        username=login.username,
+        password=login.password,
         slot="password1",
         expiry=None,
         version=1,
@@ -89,17 +73,16 @@ def device_login(realm: Realm, password: str, user: str = DEVICE_USER) -> Creden
 
 
 def request_for(
-    registry: Registry, credentials: Credentials, tmp_path: Path, image: str = f"{APP}:v1"
+    stack: AgentStack, credentials: Credentials, tmp_path: Path, image: str = f"{APP}:v1"
 ) -> PullRequest:
-    login = Credentials(**{**credentials.__dict__, "login_server": registry.host_port})
     return PullRequest(
-        image=parse_image(image, registry.host_port),
-        credentials=login,
+        image=parse_image(image, stack.registry.host_port),
+        credentials=credentials,
         output=tmp_path / "images",
         state_dir=tmp_path,
         tls_verify=False,
         platform="linux/arm64",
-        timeout_s=60,
+        timeout_s=scaled(PULL_TIMEOUT_S),
     )
 
 
@@ -112,9 +95,10 @@ def readable_by_skopeo(layout: Path, tag: str, out: Path) -> Path:
 
 @pytest.mark.parametrize("backend", [BuiltinPuller(), SkopeoBackend()], ids=["builtin", "skopeo"])
 def test_backends_pull_into_an_oci_layout(
-    backend, registry: Registry, realm: Realm, app_image: OciImage, tmp_path: Path
+    backend, agent_stack: AgentStack, app_image: OciImage, tmp_path: Path
 ) -> None:
-    request = request_for(registry, device_login(realm, "pw-" + backend.name), tmp_path)
+    login = agent_stack.read_token(token_name(backend.name), APP)
+    request = request_for(agent_stack, credentials_of(login, agent_stack), tmp_path)
     digest = backend.pull(request, threading.Event())
     assert digest == app_image.manifest_digest
     layout = tmp_path / "images" / "samples+app"
@@ -127,23 +111,26 @@ def test_backends_pull_into_an_oci_layout(
 
 @pytest.mark.parametrize("backend", [BuiltinPuller(), SkopeoBackend()], ids=["builtin", "skopeo"])
 def test_a_refused_login_and_a_denied_repository_are_auth_failures(
-    backend, registry: Registry, realm: Realm, app_image: OciImage, tmp_path: Path
+    backend, agent_stack: AgentStack, app_image: OciImage, tmp_path: Path
 ) -> None:
-    good = device_login(realm, "right-" + backend.name)
-    wrong = Credentials(**{**good.__dict__, "password": "wrong"})
+    good = credentials_of(agent_stack.read_token(token_name(backend.name), APP), agent_stack)
+    wrong = Credentials(**{**good.__dict__, "password": "wrong-password"})
     with pytest.raises(PullFailed) as refused:
-        backend.pull(request_for(registry, wrong, tmp_path), threading.Event())
+        backend.pull(request_for(agent_stack, wrong, tmp_path), threading.Event())
     assert refused.value.auth, refused.value.message
+    secret_image = f"{SECRET_REPO}:v1"
     with pytest.raises(PullFailed) as denied:
-        backend.pull(request_for(registry, good, tmp_path, f"{SECRET_REPO}:v1"), threading.Event())
+        backend.pull(request_for(agent_stack, good, tmp_path, secret_image), threading.Event())
     assert denied.value.auth, denied.value.message
-    assert "wrong" not in refused.value.message and "right-" not in denied.value.message
+    assert "wrong-password" not in refused.value.message
+    assert good.password not in denied.value.message
 
 
 def test_a_missing_tag_is_not_an_auth_failure(
-    registry: Registry, realm: Realm, app_image: OciImage, tmp_path: Path
+    agent_stack: AgentStack, app_image: OciImage, tmp_path: Path
 ) -> None:
-    request = request_for(registry, device_login(realm, "pw-x"), tmp_path, f"{APP}:nope")
+    login = agent_stack.read_token(token_name("missing"), APP)
+    request = request_for(agent_stack, credentials_of(login, agent_stack), tmp_path, f"{APP}:nope")
     with pytest.raises(PullFailed) as missing:
         BuiltinPuller().pull(request, threading.Event())
     assert not missing.value.auth and "not found" in missing.value.message
@@ -159,57 +146,67 @@ def test_rotation_while_running_is_used_by_the_next_pull(
     make_device,
     start_agent,
     fleet_server: ServerSide,
-    registry: Registry,
-    realm: Realm,
+    agent_stack: AgentStack,
     app_image: OciImage,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    device: Device = make_device(token_endpoint=realm.url, login_server=registry.host_port)
-    user, server = device.server.username, device.server
-    first, second = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
-    realm.accept(user, {first}, readable={APP})
-    pull = PullConfig(backend=backend, images=(f"{APP}:v1",), tls_verify=False, timeout_s=60)
-    running = start_agent(device, pull=pull, check=endpoint_checker(realm.url, SERVICE))
-    said = device.device_id
+    stack = agent_stack
+    first = stack.read_token(token_name(f"rot-{backend}"), APP)
+    device: Device = make_device(
+        token_endpoint=stack.realm,
+        login_server=stack.registry.host_port,
+        registry_username=first.username,
+    )
+    server, said = device.server, device.device_id
+    pull = PullConfig(
+        backend=backend, images=(f"{APP}:v1",), tls_verify=False, timeout_s=scaled(PULL_TIMEOUT_S)
+    )
+    running = start_agent(device, pull=pull, check=endpoint_checker(stack.realm, SERVICE))
 
-    fleet_server.publish(said, "credentials", server.credentials(first))
-    fleet_server.wait_for(said, _is("ack", kind="credentials", version=1))
-    pulled = fleet_server.wait_for(said, _is("pull"))
+    marker = fleet_server.marker()
+    fleet_server.publish(said, "credentials", server.credentials(first.password))
+    fleet_server.wait_for(said, _is("ack", kind="credentials", version=1), since=marker)
+    pulled = fleet_server.wait_for(said, _is("pull"), since=marker)
     assert pulled["ok"], pulled
     assert pulled["digest"] == app_image.manifest_digest
-    assert pulled["image"] == f"{registry.host_port}/{APP}:v1"
+    assert pulled["image"] == f"{stack.registry.host_port}/{APP}:v1"
 
-    # Rotation: the server puts a second password in slot 2 (both work during the rollover),
-    # delivers it; the agent proves it at the token endpoint, promotes it and acknowledges.
-    realm.accept(user, {first, second})
-    fleet_server.publish(said, "credentials", server.credentials(second, slot="password2"))
+    # Rotation: a second password in slot 2 (both work during the rollover), delivered; the
+    # agent proves it at the server's token endpoint, promotes it and acknowledges.
+    second = stack.generate_password(first.username, "password2")
+    fleet_server.publish(said, "credentials", server.credentials(second.password, slot="password2"))
     fleet_server.wait_for(said, _is("ack", kind="credentials", version=2, slot="password2"))
-    realm.accept(user, {second})  # slot 1 retired after the ack
-    fleet_server.statuses.clear()
+    stack.delete_password(first.username, "password1")  # slot 1 retired after the ack
+    assert stack.slots(first.username) == ["password2"]
+    assert stack.token_answer(first, APP) == 401, "the old password is refused from now on"
+    assert stack.token_answer(second, APP) == 200
 
     # A forged envelope and a password the token endpoint refuses change nothing.
+    marker = fleet_server.marker()
     forged = server.credentials("forged", signing_key=Ed25519PrivateKey.generate())
     fleet_server.publish(said, "credentials", forged)
-    fleet_server.wait_for(said, _is("reject", reason="BadSignature"))
+    fleet_server.wait_for(said, _is("reject", reason="BadSignature"), since=marker)
     fleet_server.publish(said, "credentials", server.credentials("not-accepted"))
-    fleet_server.wait_for(said, _is("reject", reason="CredentialsRefused", version=4))
+    refused = _is("reject", reason="CredentialsRefused", version=4)
+    fleet_server.wait_for(said, refused, since=marker)
 
-    before = len(realm.logins_of(user))
+    # The next pull can only succeed with the new password: the server refuses the old one.
+    marker = fleet_server.marker()
     fleet_server.publish(said, "commands", server.command("pull", images=[]))
-    fleet_server.wait_for(said, _is("ack", kind="command", version=5))
-    again = fleet_server.wait_for(said, _is("pull"))
+    fleet_server.wait_for(said, _is("ack", kind="command", version=5), since=marker)
+    again = fleet_server.wait_for(said, _is("pull"), since=marker)
     assert again["ok"], again
-    used = {password for password, _ in realm.logins_of(user)[before:]}
-    assert used == {second}, "the next pull used the new password, without a restart"
+    assert again["digest"] == app_image.manifest_digest
     current = load_state(device.state_dir).current
-    assert current is not None and current.password == second and current.version == 2
+    assert current is not None and current.password == second.password
+    assert current.version == 2
     status = json.loads((device.state_dir / "status.json").read_text())
     assert status["credentials"]["version"] == 2 and status["last_pull"]["ok"]
-    assert second not in (device.state_dir / "status.json").read_text()
+    assert second.password not in (device.state_dir / "status.json").read_text()
     running.stop()
     assert "pulling" in caplog.text and "in use" in caplog.text
-    for secret in (first, second, device.enrollment.mqtt.password):
+    for secret in (first.password, second.password, device.enrollment.mqtt.password):
         assert secret not in caplog.text
 
 
@@ -217,28 +214,38 @@ def test_a_refused_login_is_reported_and_backed_off(
     make_device,
     start_agent,
     fleet_server: ServerSide,
-    registry: Registry,
-    realm: Realm,
+    agent_stack: AgentStack,
     app_image: OciImage,
 ) -> None:
-    device: Device = make_device(token_endpoint=realm.url, login_server=registry.host_port)
-    user, said = device.server.username, device.device_id
-    password = secrets.token_urlsafe(12)
-    realm.accept(user, {password}, readable={APP})
+    """Once the server refuses the device's token, every attempt is reported as an auth
+    failure, and attempts come at least ``backoff_base`` apart: no hammering."""
+    stack = agent_stack
+    login = stack.read_token(token_name("backoff"), APP)
+    device: Device = make_device(
+        token_endpoint=stack.realm,
+        login_server=stack.registry.host_port,
+        registry_username=login.username,
+    )
+    said = device.device_id
     pull = PullConfig(
         images=(f"{APP}:v1",), tls_verify=False, backoff_base_s=1.0, backoff_cap_s=2.0
     )
-    start_agent(device, pull=pull, check=endpoint_checker(realm.url, SERVICE))
-    fleet_server.publish(said, "credentials", device.server.credentials(password))
-    fleet_server.wait_for(said, _is("pull", ok=True))
-    realm.accept(user, set())  # e.g. disabled by an operator
-    started = time.monotonic()
+    start_agent(device, pull=pull, check=endpoint_checker(stack.realm, SERVICE))
+    marker = fleet_server.marker()
+    fleet_server.publish(said, "credentials", device.server.credentials(login.password))
+    fleet_server.wait_for(said, _is("pull", ok=True), since=marker)
+
+    stack.api("PATCH", f"/tokens/{login.username}", {"status": "disabled"})  # by an operator
+    assert stack.token_answer(login, APP) == 401
+    marker = fleet_server.marker()
     fleet_server.publish(said, "commands", device.server.command("pull", images=[]))
-    failed = fleet_server.wait_for(said, _is("pull", ok=False))
-    assert "unauthorized" in failed["error"]
-    time.sleep(1.5)
-    refused = [ok for _, ok in realm.logins_of(user) if not ok]
-    elapsed = time.monotonic() - started
-    # one refused login per attempt, attempts at least backoff_base apart: no hammering
-    assert 1 <= len(refused) <= 1 + elapsed / pull.backoff_base_s
-    assert datetime.fromisoformat(failed["at"]) <= datetime.now(UTC)
+    failures = fleet_server.wait_for_many(said, _is("pull", ok=False), count=3, since=marker)
+    for _, failed in failures:
+        assert "unauthorized" in failed["error"], failed
+        assert datetime.fromisoformat(failed["at"]) <= datetime.now(UTC)
+    arrivals = [arrival for arrival, _ in failures]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    # Each retry is scheduled at least backoff_base after the failure before it; the reports
+    # arrive over the same connection, so their spacing keeps that floor (less a little jitter
+    # in delivery, far below the time one pull takes).
+    assert min(gaps) >= pull.backoff_base_s * 0.9, gaps

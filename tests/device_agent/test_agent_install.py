@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 import device_agent
+from tests.support.timing import scaled
 
 PACKAGE_DIR = Path(device_agent.__file__).parent
 SERVER_STACK = ("flask", "sqlmodel", "sqlalchemy", "apscheduler", "fleet")
+INSTALL_TIMEOUT_S = 600.0  # unscaled bound on one command (pip resolving and building)
 
 SMOKE = """
 from datetime import UTC, datetime
@@ -43,7 +45,12 @@ def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     without PYTHONPATH, so only what the venv holds can be imported."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     return subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=scaled(INSTALL_TIMEOUT_S),
+        cwd=cwd,
+        env=env,
     )
 
 

@@ -18,8 +18,10 @@ from device_agent.credentials import Credentials
 from device_agent.images import parse_image
 from device_agent.oci_puller import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, BuiltinPuller
 from tests.device_agent.agent_http import HttpServer, Reply, Request
+from tests.support.timing import scaled
 
 USER, PASSWORD = "dev-x", "pw-x"
+PULL_TIMEOUT_S = 30.0  # unscaled bound the puller is given; a pull here takes milliseconds
 
 
 def digest_of(data: bytes) -> str:
@@ -120,7 +122,7 @@ def pull(registry: FakeRegistry, tmp_path: Path, image: str = "samples/app:1", *
         state_dir=tmp_path,
         tls_verify=False,
         platform=changes.pop("platform", "linux/arm64"),
-        timeout_s=30,
+        timeout_s=scaled(PULL_TIMEOUT_S),
     )
     return BuiltinPuller().pull(request, changes.pop("cancel", threading.Event()))
 

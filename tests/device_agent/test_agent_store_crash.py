@@ -29,7 +29,7 @@ from device_agent.credentials import Credentials
 from device_agent.store import FILENAME, CredentialStore, StoreState, load_state
 
 KILLS = int(os.environ.get("FLEET_AGENT_CRASH_KILLS", "1000"))
-MAX_DELAY_S = 0.012
+MAX_DELAY_S = 0.012  # the kill lands anywhere in the first writes: the delay is the test's input
 STEP = struct.Struct(">Q")
 
 
@@ -114,6 +114,7 @@ def test_sigkill_during_writes_never_tears_the_file(tmp_path: Path) -> None:
             assert len(first) == STEP.size, f"kill {kill}: the writer died before starting"
             assert STEP.unpack(first)[0] == observed
             assert not any(p.exists() for p in left_behind), "a stale temp file survived a start"
+            # Not a wait for anything: a random moment for the kill, the variable under test.
             time.sleep(rng.uniform(0, MAX_DELAY_S))
             os.kill(pid, signal.SIGKILL)
         finally:
