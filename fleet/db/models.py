@@ -117,6 +117,30 @@ class Operator(SQLModel, table=True):
     last_sign_in_at: datetime | None = optional_when_field()
 
 
+class TokenHealth(SQLModel, table=True):
+    """A token's last successful registry login and its failed ones, written in batches."""
+
+    __tablename__ = "token_health"
+
+    token_name: str = Field(max_length=64, primary_key=True)
+    last_used_at: datetime | None = optional_when_field()
+    last_used_address: str | None = Field(default=None, max_length=64)
+    failed_logins: int = Field(default=0)
+    last_failed_at: datetime | None = optional_when_field()
+    last_failed_address: str | None = Field(default=None, max_length=64)
+
+
+class LoginFailureHourly(SQLModel, table=True):
+    """Failed registry logins per hour, per token name (``kind='token'``) or client address."""
+
+    __tablename__ = "login_failures_hourly"
+
+    hour: datetime = when_field(primary_key=True)
+    kind: str = Field(max_length=16, primary_key=True)
+    key: str = Field(max_length=128, primary_key=True)
+    count: int = Field(default=0)
+
+
 class AuditEvent(SQLModel, table=True):
     """Who did what, when. Never a secret."""
 

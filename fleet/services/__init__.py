@@ -13,6 +13,7 @@ from fleet.services.context import ServiceContext
 from fleet.services.delivery import DeliveryService
 from fleet.services.devices import DeviceService
 from fleet.services.groups import GroupService
+from fleet.services.health import HealthRecorder
 from fleet.services.operators import OperatorService
 from fleet.services.registry_auth import RegistryAuthService
 from fleet.services.scope_maps import ScopeMapService
@@ -29,6 +30,7 @@ class Services:
     api_keys: ApiKeyService
     operators: OperatorService
     audit: AuditService
+    health: HealthRecorder
     registry_auth: RegistryAuthService
     signing: SigningService
     groups: GroupService
@@ -55,6 +57,7 @@ class Services:
             api_keys=ApiKeyService(ctx),
             operators=OperatorService(ctx),
             audit=AuditService(ctx),
+            health=HealthRecorder(ctx, flush_interval_s=ctx.settings.health_flush_seconds),
             registry_auth=RegistryAuthService(ctx),
             signing=SigningService.open(ctx.settings),
             groups=GroupService(ctx),
@@ -85,6 +88,7 @@ class Services:
         return self.broker
 
     def close(self) -> None:
+        self.health.stop()
         if self.broker is not None:
             self.broker.close()
         self.status_intake.stop()

@@ -1,4 +1,4 @@
-"""operators: dashboard sign-in accounts; audit events indexed by actor and target
+"""dashboard: operators, credential health, audit events indexed by actor and target
 
 Revision ID: 0005
 Revises: 0004
@@ -34,6 +34,26 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("operators", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_operators_name"), ["name"], unique=True)
+    op.create_table(
+        "token_health",
+        sa.Column("token_name", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("last_used_at", fleet.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_used_address", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("failed_logins", sa.Integer(), nullable=False),
+        sa.Column("last_failed_at", fleet.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "last_failed_address", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True
+        ),
+        sa.PrimaryKeyConstraint("token_name"),
+    )
+    op.create_table(
+        "login_failures_hourly",
+        sa.Column("hour", fleet.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("hour", "kind", "key"),
+    )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_events_actor"), ["actor"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_events_target"), ["target"], unique=False)
@@ -46,3 +66,5 @@ def downgrade() -> None:
     with op.batch_alter_table("operators", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_operators_name"))
     op.drop_table("operators")
+    op.drop_table("login_failures_hourly")
+    op.drop_table("token_health")
