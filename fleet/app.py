@@ -11,6 +11,7 @@ from fleet.api.errors import register_error_handlers
 from fleet.bootstrap import build_services
 from fleet.config import Settings, load_settings
 from fleet.services import Services
+from fleet.web import init_app as init_web
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.register_blueprint(api_blueprint)
     app.register_blueprint(token_blueprint)
+    init_web(app, services)
 
     @app.get("/healthz")
     def healthz() -> Any:

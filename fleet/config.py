@@ -16,6 +16,11 @@ from typing import Any
 from fleet.domain.errors import ValidationError
 
 ENV_PREFIX = "FLEET_"
+UI_BOUNDS = (
+    ("ui_idle_timeout_minutes", 1, 24 * 60),
+    ("ui_session_lifetime_hours", 1, 24 * 30),
+    ("health_flush_seconds", 1, 300),
+)
 MIN_TOKEN_LIFETIME = 60  # the registry's clock-skew leeway; shorter tokens gain nothing
 
 
@@ -49,6 +54,11 @@ class Settings:
     retire_grace_seconds: int = 300  # keep the old slot this long after the new one is acked
     expiry_warning_days: int = 3
     warning_webhook_url: str = ""
+    # The dashboard: a session ends after this long without a request, and after the lifetime.
+    ui_idle_timeout_minutes: int = 30
+    ui_session_lifetime_hours: int = 12
+    # How often each process writes what it saw of registry logins (last used, failures).
+    health_flush_seconds: int = 5
     max_tokens: int = 50_000
     max_scope_maps: int = 50_000
     max_scope_map_entries: int = 500
@@ -116,4 +126,11 @@ def load_settings(
             f"{MIN_TOKEN_LIFETIME} s",
             code="InvalidConfiguration",
         )
+    for name, low, high in UI_BOUNDS:
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise ValidationError(
+                f"{ENV_PREFIX}{name.upper()}={value} is outside {low} to {high}",
+                code="InvalidConfiguration",
+            )
     return settings

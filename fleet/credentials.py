@@ -18,6 +18,7 @@ API_KEY_PREFIX = "flta_"
 ENROLLMENT_SECRET_PREFIX = "flte_"
 ENROLLMENT_CODE_PREFIX = "fltc_"
 MQTT_PASSWORD_PREFIX = "fltm_"
+OPERATOR_PASSWORD_PREFIX = "flto_"
 MIN_SECRET_KEY_BYTES = 32
 HINT_CHARS = 4  # the last characters of a secret, shown to tell secrets apart
 
@@ -57,6 +58,10 @@ class SecretHasher:
 
     def hash(self, secret: str) -> str:
         return hmac.digest(self._key, secret.encode(), "sha256").hex()  # OpenSSL's one-shot
+
+    def derive(self, purpose: str) -> bytes:
+        """A key of its own for ``purpose`` (the dashboard's session cookies), from this one."""
+        return hmac.digest(self._key, f"fleet-derive:{purpose}".encode(), "sha256")
 
     def matches(self, secret: str, stored_hash: str) -> bool:
         return hmac.compare_digest(self.hash(secret), stored_hash)

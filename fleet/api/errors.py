@@ -15,6 +15,7 @@ from fleet.domain.errors import (
     NotFoundError,
     PermissionDeniedError,
     ReadOnlyError,
+    TooManyRequestsError,
     ValidationError,
 )
 from fleet.mqtt.errors import BrokerError, BrokerUnavailableError
@@ -31,6 +32,7 @@ STATUS_OF: tuple[tuple[type[FleetError], int], ...] = (
     (NotFoundError, 404),
     (ConflictError, 409),
     (LimitExceededError, 409),
+    (TooManyRequestsError, 429),
 )
 
 
@@ -51,6 +53,8 @@ def register_error_handlers(app: Flask) -> None:
         response, status = error_response(status_of(exc), exc.code, exc.message)
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="fleet"'
+        if isinstance(exc, TooManyRequestsError):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response, status
 
     @app.errorhandler(HTTPException)

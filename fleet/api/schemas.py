@@ -87,6 +87,19 @@ class TokenCredentialsOut(CredentialsOut):
     certificates: list[str]
 
 
+class LoginSeenOut(ApiModel):
+    at: datetime
+    address: str
+
+
+class TokenHealthOut(ApiModel):
+    """Registry logins with this token, at most a few seconds behind (written in batches)."""
+
+    last_used: LoginSeenOut | None
+    failed_logins: int
+    last_failed: LoginSeenOut | None
+
+
 class TokenOut(ApiModel):
     creation_date: datetime
     credentials: TokenCredentialsOut
@@ -99,6 +112,9 @@ class TokenOut(ApiModel):
     scope_map_id: str | None
     status: Status
     type: str
+    health: TokenHealthOut | None = Field(
+        default=None, description="Shown by 'show a token' (GET /tokens/{name}) only"
+    )
 
 
 class TokenList(ApiModel):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from fleet.services.health import TokenHealthView
 from fleet.services.views import PasswordView, ScopeMapView, TokenView
 
 PROVISIONED = "Succeeded"
@@ -56,4 +58,15 @@ def scope_map_json(registry: str, m: ScopeMapView) -> dict[str, Any]:
         "registry": registry,
         "scopeMapType": m.type,
         "type": "fleet/registries/scopeMaps",
+    }
+
+
+def health_json(h: TokenHealthView) -> dict[str, Any]:
+    def seen(at: datetime | None, address: str | None) -> dict[str, Any] | None:
+        return {"at": at.isoformat(), "address": address or ""} if at else None
+
+    return {
+        "lastUsed": seen(h.last_used_at, h.last_used_address),
+        "failedLogins": h.failed_logins,
+        "lastFailed": seen(h.last_failed_at, h.last_failed_address),
     }

@@ -15,7 +15,7 @@ from fleet.api.schemas import (
     TokenOut,
     TokenUpdate,
 )
-from fleet.api.serializers import credentials_json, token_json
+from fleet.api.serializers import credentials_json, health_json, token_json
 from fleet.domain.rules import RepositoryActions
 
 TAG = "tokens"
@@ -55,7 +55,9 @@ def create_token(body: TokenCreate) -> Any:
 
 @api.operation("/tokens/<name>", "GET", summary="Show a token", tag=TAG, response=TokenOut)
 def show_token(name: str) -> Any:
-    return token_json(_registry(), services().tokens.show(name))
+    svc = services()
+    token = svc.tokens.show(name)
+    return {**token_json(_registry(), token), "health": health_json(svc.health.for_token(name))}
 
 
 @api.operation(

@@ -8,6 +8,7 @@ import click
 
 from fleet.cli.base import with_example
 from fleet.cli.host import build_services, initialise, load_settings
+from fleet.cli.operators import COMMANDS as OPERATOR_COMMANDS
 
 LOCAL_ACTOR = "cli:server-host"
 
@@ -28,7 +29,7 @@ def init() -> None:
 
 @click.group("admin")
 def admin() -> None:
-    """Operator API keys (run on the server host)."""
+    """Operator API keys and dashboard accounts (run on the server host)."""
 
 
 @admin.command(
@@ -70,6 +71,10 @@ def revoke_key(name: str) -> None:
     services = build_services(load_settings())
     count = services.api_keys.revoke(name, actor=LOCAL_ACTOR)
     click.echo(f"revoked {count} key(s) named {name!r}")
+
+
+for _command in OPERATOR_COMMANDS:
+    admin.add_command(_command)
 
 
 @click.command(

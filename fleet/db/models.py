@@ -98,6 +98,49 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = optional_when_field()
 
 
+class Operator(SQLModel, table=True):
+    """A person who signs in to the dashboard: a role and a slow (argon2id) password hash.
+
+    ``session_epoch`` grows whenever the password is reset, so every session signed in before
+    the reset ends at its next request.
+    """
+
+    __tablename__ = "operators"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    role: str = Field(max_length=16)
+    password_hash: str = Field(max_length=256)
+    session_epoch: int = Field(default=0)
+    created_at: datetime = when_field()
+    password_changed_at: datetime = when_field()
+    last_sign_in_at: datetime | None = optional_when_field()
+
+
+class TokenHealth(SQLModel, table=True):
+    """A token's last successful registry login and its failed ones, written in batches."""
+
+    __tablename__ = "token_health"
+
+    token_name: str = Field(max_length=64, primary_key=True)
+    last_used_at: datetime | None = optional_when_field()
+    last_used_address: str | None = Field(default=None, max_length=64)
+    failed_logins: int = Field(default=0)
+    last_failed_at: datetime | None = optional_when_field()
+    last_failed_address: str | None = Field(default=None, max_length=64)
+
+
+class LoginFailureHourly(SQLModel, table=True):
+    """Failed registry logins per hour, per token name (``kind='token'``) or client address."""
+
+    __tablename__ = "login_failures_hourly"
+
+    hour: datetime = when_field(primary_key=True)
+    kind: str = Field(max_length=16, primary_key=True)
+    key: str = Field(max_length=128, primary_key=True)
+    count: int = Field(default=0)
+
+
 class AuditEvent(SQLModel, table=True):
     """Who did what, when. Never a secret."""
 
@@ -105,9 +148,9 @@ class AuditEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = when_field(index=True)
-    actor: str = Field(max_length=128)
+    actor: str = Field(max_length=128, index=True)
     action: str = Field(max_length=64, index=True)
-    target: str = Field(max_length=256)
+    target: str = Field(max_length=256, index=True)
     detail: str = Field(default="{}", max_length=4096)
 
 

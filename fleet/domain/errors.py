@@ -50,3 +50,13 @@ class AuthenticationError(FleetError):
 
 class PermissionDeniedError(FleetError):
     code = "Forbidden"
+
+
+class TooManyRequestsError(FleetError):
+    """Refused for now: too many attempts; ``retry_after`` says how many seconds to wait."""
+
+    code = "TooManyRequests"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

@@ -80,6 +80,7 @@ def _basic_auth() -> tuple[str, str] | None:
 
 def _refused(name: str) -> Response:
     """A failed login: 401, or 429 once the name or the address has failed too often."""
+    _services().health.login_failed(name, request.remote_addr or "")
     limiter = _limiter()
     keys = (f"name:{name}", f"addr:{request.remote_addr}")
     wait = max(limiter.retry_after(k) for k in keys)
@@ -117,6 +118,7 @@ def _issue(
     parsed: list[Scope],
     offline: bool,
 ) -> Response:
+    services.health.login_ok(principal.token, request.remote_addr or "")
     signing = services.signing
     minted = signing.registry_token(principal.token, access_claim(parsed, principal.allowed))
     refresh = None

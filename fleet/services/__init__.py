@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.services.api_keys import ApiKeyService
+from fleet.services.audit import AuditService
 from fleet.services.broker import Broker, MosquittoBroker, NoBroker
 from fleet.services.context import ServiceContext
 from fleet.services.delivery import DeliveryService
 from fleet.services.devices import DeviceService
 from fleet.services.groups import GroupService
+from fleet.services.health import HealthRecorder
+from fleet.services.operators import OperatorService
 from fleet.services.registry_auth import RegistryAuthService
 from fleet.services.scope_maps import ScopeMapService
 from fleet.services.signing import SigningService
@@ -25,6 +28,9 @@ class Services:
     scope_maps: ScopeMapService
     tokens: TokenService
     api_keys: ApiKeyService
+    operators: OperatorService
+    audit: AuditService
+    health: HealthRecorder
     registry_auth: RegistryAuthService
     signing: SigningService
     groups: GroupService
@@ -49,6 +55,9 @@ class Services:
             scope_maps=scope_maps,
             tokens=tokens,
             api_keys=ApiKeyService(ctx),
+            operators=OperatorService(ctx),
+            audit=AuditService(ctx),
+            health=HealthRecorder(ctx, flush_interval_s=ctx.settings.health_flush_seconds),
             registry_auth=RegistryAuthService(ctx),
             signing=SigningService.open(ctx.settings),
             groups=GroupService(ctx),
@@ -79,6 +88,7 @@ class Services:
         return self.broker
 
     def close(self) -> None:
+        self.health.stop()
         if self.broker is not None:
             self.broker.close()
         self.status_intake.stop()
