@@ -33,6 +33,7 @@ from tests.support import skopeo
 from tests.support.oci import OciImage, build_oci_image, read_layer_file
 from tests.support.ports import LOOPBACK
 from tests.support.registry import Registry
+from tests.support.timing import scaled
 
 pytestmark = pytest.mark.e2e
 
@@ -152,7 +153,7 @@ def admin_token(ring: KeyRing, repository: str) -> str:
 
 def get_with_token(registry: Registry, path: str, token: str) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"}
-    return requests.get(f"{registry.url}{path}", headers=headers, timeout=HTTP_TIMEOUT_S)
+    return requests.get(f"{registry.url}{path}", headers=headers, timeout=scaled(HTTP_TIMEOUT_S))
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +239,7 @@ def test_wrong_password_is_refused(
 
 
 def test_catalog_is_never_granted(registry: Registry, realm: Realm) -> None:
-    challenge = requests.get(f"{registry.url}/v2/_catalog", timeout=HTTP_TIMEOUT_S)
+    challenge = requests.get(f"{registry.url}/v2/_catalog", timeout=scaled(HTTP_TIMEOUT_S))
     assert challenge.status_code == 401
     assert 'scope="registry:catalog:*"' in challenge.headers["WWW-Authenticate"]
 
@@ -246,7 +247,7 @@ def test_catalog_is_never_granted(registry: Registry, realm: Realm) -> None:
         realm.url,
         params={"service": SERVICE, "scope": "registry:catalog:*"},
         auth=(USER, PASSWORD),
-        timeout=HTTP_TIMEOUT_S,
+        timeout=scaled(HTTP_TIMEOUT_S),
     )
     token = answer.json()["token"]
     assert jwt.decode(token, options={"verify_signature": False})["access"] == []
