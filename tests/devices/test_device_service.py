@@ -156,7 +156,7 @@ def test_hello_and_ack(fleet: Services, broker: FakeBroker, secret: str) -> None
     status(fleet, "rpi-0001", type="ack", kind="credentials", version=1, slot="password1")
     view = fleet.devices.show("rpi-0001")
     assert view.pending_deliveries == 0 and view.active_slot == "password1"
-    assert view.acked_credentials_version == 1 and view.last_seen_at is not None
+    assert view.acked_credentials_version == 1 and view.last_seen_at == fleet.ctx.clock()
     status(fleet, "rpi-0001", type="hello", versions={"credentials": 1})
     assert len(broker.published) == before + 1  # nothing newer to send
     # Junk changes nothing at all (the clock stands still, so even last_seen_at, which any
