@@ -6,10 +6,9 @@ from flask.testing import FlaskClient
 
 from fleet.api.scheduler import SchedulerStatus
 from fleet.app import create_app
-from fleet.scheduler import FleetScheduler
 from fleet.services import Services
 from tests.conftest import FakeClock
-from tests.scheduler.conftest import enroll_many
+from tests.scheduler.conftest import SchedulerFactory, enroll_many
 from tests.support.fake_broker import FakeBroker
 
 DEVICES = 3
@@ -27,7 +26,11 @@ def _error_code(response: Any) -> str:
 
 
 def test_status_and_planned_disable_through_the_api(
-    fleet: Services, broker: FakeBroker, secret: str, clock: FakeClock
+    make_scheduler: SchedulerFactory,
+    fleet: Services,
+    broker: FakeBroker,
+    secret: str,
+    clock: FakeClock,
 ) -> None:
     client, auth = _client(fleet)
     empty = client.get("/api/v1/scheduler", headers=auth).get_json()
@@ -45,7 +48,7 @@ def test_status_and_planned_disable_through_the_api(
     # Each device's first delivery was published at enrollment and never acknowledged: after
     # its 30 s backoff the pass publishes each of them again, and nothing else.
     published_before = len(broker.published)
-    scheduler = FleetScheduler(fleet)
+    scheduler = make_scheduler(fleet)
     clock.advance(days=3)
     scheduler.tick()
     body = client.get("/api/v1/scheduler", headers=auth).get_json()
@@ -66,7 +69,7 @@ def test_status_and_planned_disable_through_the_api(
 
 
 def test_a_cancelled_planned_disable_never_happens(
-    fleet: Services, broker: FakeBroker, clock: FakeClock
+    make_scheduler: SchedulerFactory, fleet: Services, broker: FakeBroker, clock: FakeClock
 ) -> None:
     client, auth = _client(fleet)
     fleet.tokens.create("ci-pusher", scope_map="_repositories_push", actor="t")
@@ -78,7 +81,7 @@ def test_a_cancelled_planned_disable_never_happens(
     assert cancelled.get_json()["disableAt"] is None
     shown = client.get("/api/v1/tokens/ci-pusher", headers=auth).get_json()
     assert shown["disableAt"] is None and shown["status"] == "enabled"
-    scheduler = FleetScheduler(fleet)
+    scheduler = make_scheduler(fleet)
     clock.advance(days=3)  # a day past the date that was planned
     summary = scheduler.tick()
     scheduler.stop()
