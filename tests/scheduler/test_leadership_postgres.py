@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import col, func, select
 
 from fleet.bootstrap import initialise
@@ -194,3 +195,26 @@ def test_stopping_the_leader_mid_pass_keeps_the_lock_until_the_pass_ends(
     stopping.join(scaled(10))
     assert not stopping.is_alive()
     assert other.tick() is not None  # released once the pass was over
+
+
+# The backend holding this schema's scheduler lock (a bigint key: objid is its low 32 bits).
+_LOCK_HOLDER = text(
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+    "AND objid = (hashtext('fleet-scheduler:' || current_schema())::bigint & 4294967295)::oid "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def test_a_leader_whose_lock_connection_dies_is_replaced(
+    make_scheduler: SchedulerFactory, fleet: Services, second_server: Services
+) -> None:
+    leader, other = make_scheduler(fleet), make_scheduler(second_server)
+    assert leader.tick() is not None
+    assert other.tick() is None
+    with fleet.ctx.db.engine.connect() as conn:
+        (holder,) = conn.execute(_LOCK_HOLDER).scalars().all()
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+    wait_until(lambda: other.tick() is not None, "the other server took the lock over")
+    assert leader.tick() is None  # it noticed its connection was gone, and the lock with it
+    with fleet.ctx.db.engine.connect() as conn:
+        assert len(conn.execute(_LOCK_HOLDER).scalars().all()) == 1
