@@ -3,6 +3,9 @@
 Every server may start a scheduler; the leadership lock lets one of them act per pass. The job
 is never a one-shot: work is found from the database on each pass, so nothing is lost while
 no scheduler runs and nothing is done twice when two try.
+
+A pass and the release of the lock never interleave: ``stop()`` waits for the pass under way
+to end before it lets the lock go, or another server could start a pass beside it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -36,9 +40,15 @@ class FleetScheduler:
         self.leadership = leadership or leadership_for(ctx.db.engine, ctx.settings.data_dir)
         self.reconciler = Reconciler(ctx, services.devices, services.delivery)
         self._scheduler: BackgroundScheduler | None = None
+        # Held for a whole pass, and by stop() while it releases the lock.
+        self._pass_lock = threading.Lock()
 
     def tick(self) -> PassSummary | None:
         """One pass if this process leads; ``None`` when another one does."""
+        with self._pass_lock:
+            return self._tick()
+
+    def _tick(self) -> PassSummary | None:
         if not self.leadership.acquire():
             return None
         ctx = self.services.ctx
@@ -87,10 +97,12 @@ class FleetScheduler:
             return
 
     def stop(self) -> None:
+        """No more passes; the lock is released once the pass under way (if any) has ended."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        self.leadership.release()
+        with self._pass_lock:
+            self.leadership.release()
 
 
 def recent_runs(services: Services, limit: int = 10) -> list[SchedulerRun]:

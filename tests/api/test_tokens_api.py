@@ -31,7 +31,8 @@ def test_revoked_key_stops_working(app, services) -> None:  # type: ignore[no-un
     auth = {"Authorization": f"Bearer {key}"}
     assert client.get("/api/v1/tokens", headers=auth).status_code == 200
     services.api_keys.revoke("temp", actor="t")
-    assert client.get("/api/v1/tokens", headers=auth).status_code == 401
+    refused = client.get("/api/v1/tokens", headers=auth)
+    assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "Unauthorized"
 
 
 def test_token_lifecycle(api) -> None:  # type: ignore[no-untyped-def]
@@ -66,7 +67,8 @@ def test_token_lifecycle(api) -> None:  # type: ignore[no-untyped-def]
     after = api("DELETE", "/tokens/MyToken/credentials/password2").get_json()
     assert [p["name"] for p in after["credentials"]["passwords"]] == ["password1"]
     assert api("DELETE", "/tokens/MyToken").status_code == 204
-    assert api("GET", "/tokens/MyToken").status_code == 404
+    gone = api("GET", "/tokens/MyToken")
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "TokenNotFound"
 
 
 @pytest.mark.parametrize(
@@ -121,6 +123,7 @@ def test_bad_token_requests(api, body: dict, status: int, code: str) -> None:  #
 def test_non_json_body(api) -> None:  # type: ignore[no-untyped-def]
     response = api.client.post("/api/v1/tokens", data="nope", headers=api.headers)
     assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "InvalidRequest"
 
 
 def test_scope_map_routes(api) -> None:  # type: ignore[no-untyped-def]
@@ -155,7 +158,9 @@ def test_scope_map_routes(api) -> None:  # type: ignore[no-untyped-def]
         "repositories/samples/nginx/content/read",
     ]
     readonly = api("PATCH", "/scope-maps/_repositories_pull", {"description": "x"})
-    assert readonly.status_code == 403
+    assert (
+        readonly.status_code == 403 and readonly.get_json()["error"]["code"] == "ScopeMapReadOnly"
+    )
     deleted = api("DELETE", "/scope-maps/MyScopeMap").get_json()
     assert deleted == {"tokensWithoutPermissions": ["MyToken"]}
     assert api("GET", "/tokens/MyToken").get_json()["scopeMapId"] is None

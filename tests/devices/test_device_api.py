@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from flask import Flask
 
 from fleet.api.device_schemas import DeviceList, DeviceOut, EnrollResponse, GroupList, GroupOut
 from fleet.app import create_app
+from fleet.mqtt import topics
 from fleet.services import Services
-from tests.devices.conftest import new_device
+from tests.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 
 
@@ -29,6 +31,12 @@ def call(app: Flask, fleet: Services):  # type: ignore[no-untyped-def]
         return client.open(f"/api/v1{path}", method=method, json=body, headers=headers)
 
     return run
+
+
+def _code(response: Any) -> str:
+    """The JSON error answer's ``code``."""
+    code: str = response.get_json()["error"]["code"]
+    return code
 
 
 def test_group_routes(call) -> None:  # type: ignore[no-untyped-def]
@@ -105,7 +113,7 @@ def test_enroll_is_public_and_answers_per_protocol(call, fleet: Services, secret
         },
         auth=False,
     )
-    assert wrong.status_code == 401
+    assert wrong.status_code == 401 and _code(wrong) == "InvalidEnrollmentSecret"
     both = call(
         "POST",
         "/enroll",
@@ -118,7 +126,7 @@ def test_enroll_is_public_and_answers_per_protocol(call, fleet: Services, secret
         },
         auth=False,
     )
-    assert both.status_code == 400
+    assert both.status_code == 400 and _code(both) == "InvalidRequest"
 
 
 def test_enroll_without_broker_is_503(
@@ -141,23 +149,63 @@ def test_enroll_without_broker_is_503(
     assert answer.get_json()["error"]["code"] == "BrokerUnavailable"
 
 
-def test_device_routes(call, fleet: Services, secret: str) -> None:  # type: ignore[no-untyped-def]
-    fleet.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
+def test_device_routes(call, fleet: Services, broker: FakeBroker, secret: str) -> None:  # type: ignore[no-untyped-def]
+    dev = new_device("rpi-0001")
+    fleet.devices.enroll("rpi-0001", secret, *dev.keys)
     listed = call("GET", "/devices?group=pilots").get_json()
     DeviceList.model_validate(listed)
     assert [d["deviceId"] for d in listed["value"]] == ["rpi-0001"]
     assert call("GET", "/devices?status=disabled").get_json()["value"] == []
-    for action, expected in (
-        ("disable", "disabled"),
-        ("enable", "active"),
-        ("rotate", "active"),
-        ("redeliver", "active"),
-    ):
+    for action, expected in (("disable", "disabled"), ("enable", "active")):
         response = call("POST", f"/devices/rpi-0001/{action}")
         assert response.status_code == 200, response.get_json()
         DeviceOut.model_validate(response.get_json())
         assert response.get_json()["status"] == expected
-    assert call("POST", "/devices/rpi-0001/approve").status_code == 409
-    assert call("POST", "/devices/nobody/disable").status_code == 404
+    credentials = topics.credentials_topic("rpi-0001")
+    held = dev.open(fleet, broker.retained[credentials])
+    status(fleet, "rpi-0001", type="ack", kind="credentials", version=held.version)
+    before = call("GET", "/devices/rpi-0001").get_json()
+    assert before["pendingDeliveries"] == 0 and before["lastVersion"] == held.version
+
+    # rotate: a new version, sealed to the device, in the other slot, with a working password
+    published = len(broker.published)
+    rotated = call("POST", "/devices/rpi-0001/rotate")
+    assert rotated.status_code == 200, rotated.get_json()
+    body = rotated.get_json()
+    DeviceOut.model_validate(body)
+    assert body["status"] == "active"
+    assert body["lastVersion"] == before["lastVersion"] + 1
+    assert body["pendingDeliveries"] == 1
+    assert [p.topic for p in broker.published[published:]] == [credentials]
+    fresh = dev.open(fleet, broker.retained[credentials], last_version=held.version)
+    assert fresh.version == body["lastVersion"]
+    assert fresh.payload["slot"] != held.payload["slot"]
+    assert fleet.registry_auth.authenticate("dev-rpi-0001", fresh.payload["password"])
+    slots = [p.name for p in fleet.tokens.show("dev-rpi-0001").passwords]
+    assert sorted(slots) == ["password1", "password2"]
+
+    # redeliver with that delivery unacknowledged: the very same envelope again, no new version
+    published = len(broker.published)
+    again = call("POST", "/devices/rpi-0001/redeliver")
+    assert again.status_code == 200, again.get_json()
+    assert again.get_json()["lastVersion"] == body["lastVersion"]
+    assert again.get_json()["pendingDeliveries"] == 1
+    resent = broker.published[published:]
+    assert [p.topic for p in resent] == [credentials]
+    assert dev.open(fleet, resent[0].payload, last_version=held.version).version == fresh.version
+
+    # redeliver with nothing pending: a fresh password (the server keeps none to send twice)
+    status(fleet, "rpi-0001", type="ack", kind="credentials", version=fresh.version)
+    renewed = call("POST", "/devices/rpi-0001/redeliver").get_json()
+    assert renewed["lastVersion"] == fresh.version + 1 and renewed["pendingDeliveries"] == 1
+    newest = dev.open(fleet, broker.retained[credentials], last_version=fresh.version)
+    assert newest.version == fresh.version + 1
+    assert newest.payload["password"] != fresh.payload["password"]
+
+    approve = call("POST", "/devices/rpi-0001/approve")
+    assert approve.status_code == 409 and _code(approve) == "NotPending"
+    missing = call("POST", "/devices/nobody/disable")
+    assert missing.status_code == 404 and _code(missing) == "DeviceNotFound"
     assert call("DELETE", "/devices/rpi-0001").status_code == 204
-    assert call("GET", "/devices/rpi-0001").status_code == 404
+    gone = call("GET", "/devices/rpi-0001")
+    assert gone.status_code == 404 and _code(gone) == "DeviceNotFound"

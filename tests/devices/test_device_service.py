@@ -1,8 +1,12 @@
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlmodel import col, select
 
 from device_agent.envelope import StaleVersion, WrongDevice
+from fleet.db.devices import Delivery, Device
+from fleet.db.models import AuditEvent, TokenPassword
 from fleet.domain.errors import (
     AuthenticationError,
     ConflictError,
@@ -17,6 +21,26 @@ from tests.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 
 ME = "test"
+
+
+def snapshot(services: Services, broker: FakeBroker) -> dict[str, Any]:
+    """Every row a status message could touch, and what the broker was sent."""
+    with services.ctx.db.session() as s:
+        return {
+            "devices": [d.model_dump() for d in s.exec(select(Device).order_by(col(Device.id)))],
+            "deliveries": [
+                d.model_dump() for d in s.exec(select(Delivery).order_by(col(Delivery.id)))
+            ],
+            "passwords": [
+                p.model_dump()
+                for p in s.exec(select(TokenPassword).order_by(col(TokenPassword.id)))
+            ],
+            "audit": [
+                a.model_dump() for a in s.exec(select(AuditEvent).order_by(col(AuditEvent.id)))
+            ],
+            "published": list(broker.published),
+            "retained": dict(broker.retained),
+        }
 
 
 def test_group_scope_map_must_be_read_only(fleet: Services) -> None:
@@ -132,12 +156,26 @@ def test_hello_and_ack(fleet: Services, broker: FakeBroker, secret: str) -> None
     status(fleet, "rpi-0001", type="ack", kind="credentials", version=1, slot="password1")
     view = fleet.devices.show("rpi-0001")
     assert view.pending_deliveries == 0 and view.active_slot == "password1"
-    assert view.acked_credentials_version == 1 and view.last_seen_at is not None
+    assert view.acked_credentials_version == 1 and view.last_seen_at == fleet.ctx.clock()
     status(fleet, "rpi-0001", type="hello", versions={"credentials": 1})
     assert len(broker.published) == before + 1  # nothing newer to send
-    for junk in (b"not json", b"[1]", b'{"type": "ack", "version": "x"}', b"{" * 10_000):
+    # Junk changes nothing at all (the clock stands still, so even last_seen_at, which any
+    # well-formed message from the device moves, keeps its value).
+    before = snapshot(fleet, broker)
+    junk_messages = (
+        b"not json",
+        b"[1]",
+        b'{"type": "ack", "version": "x"}',
+        b'{"type": "ack", "kind": "credentials", "version": 99}',
+        b'{"type": "hello", "versions": "all of them"}',
+        b'{"type": "surprise"}',
+        b"{" * 10_000,
+    )
+    for junk in junk_messages:
         fleet.delivery.handle_status("rpi-0001", junk)
+        assert snapshot(fleet, broker) == before, junk[:40]
     fleet.delivery.handle_status("nobody", b'{"type": "hello"}')
+    assert snapshot(fleet, broker) == before
 
 
 def test_rotation_uses_the_other_slot_and_old_one_keeps_working(
@@ -253,10 +291,17 @@ def test_a_refused_password_is_replaced_once(
         fleet, "rpi-0001", type="reject", kind="credentials", version=1, reason="CredentialsRefused"
     )
     assert dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")]).version == 2
+    before = snapshot(fleet, broker)
     status(
         fleet, "rpi-0001", type="reject", kind="credentials", version=1, reason="CredentialsRefused"
-    )  # an old refusal changes nothing
+    )  # an old refusal changes nothing but the audit trail
     status(
         fleet, "rpi-0001", type="reject", kind="credentials", version=2, reason="StaleVersion"
     )  # nor does noise
+    after = snapshot(fleet, broker)
     assert fleet.devices.show("rpi-0001").last_version == 2
+    assert [a["action"] for a in after["audit"][len(before["audit"]) :]] == [
+        "device.envelope.reject",
+        "device.envelope.reject",
+    ]
+    assert {**after, "audit": before["audit"]} == before

@@ -19,7 +19,9 @@ from fleet.mqtt.broker_url import BrokerAddress
 from fleet.mqtt.dynsec import DynsecAdmin
 from fleet.mqtt.provisioning import provision_device, provision_server_login
 from tests.support.mosquitto import Mosquitto
+from tests.support.timing import scaled
 
+# How long a blocking call waits for the broker's answer (unscaled; see tests/support/timing).
 WAIT_S = 5.0
 # Short reconnect waits keep loop_stop() (which waits out paho's current sleep) quick.
 RECONNECT_DELAY_S = 0.1
@@ -99,9 +101,10 @@ class MqttTestClient:
             self._cond.notify_all()
 
     def _wait(self, ready: Callable[[], bool], what: str) -> None:
+        limit = scaled(WAIT_S)
         with self._cond:
-            if not self._cond.wait_for(ready, WAIT_S):
-                raise TimeoutError(f"no {what} within {WAIT_S} s")
+            if not self._cond.wait_for(ready, limit):
+                raise TimeoutError(f"no {what} within {limit:g} s")
 
     # blocking API
     def connect(self) -> ReasonCode:

@@ -22,6 +22,7 @@ from fleet.mqtt.errors import (
     DynsecNotFoundError,
 )
 from tests.support.mosquitto import Mosquitto
+from tests.support.timing import scaled, wait_until
 
 pytestmark = pytest.mark.e2e
 THREADS = 8
@@ -90,7 +91,7 @@ def test_a_wrong_admin_password_fails_fast(
     started = time.monotonic()
     with pytest.raises(BrokerUnavailableError) as refused:
         DynsecAdmin(address, broker.admin_username, "wrong", **fast_reconnect).start()
-    assert time.monotonic() - started < REFUSAL_MAX_S
+    assert time.monotonic() - started < scaled(REFUSAL_MAX_S)
     assert "refused" in str(refused.value)
 
 
@@ -101,10 +102,15 @@ def test_no_broker_is_a_clear_error(
     login = (own_broker.admin_username, own_broker.admin_password)
     with DynsecAdmin(address, *login, **fast_reconnect) as admin:
         own_broker.kill()
-        with pytest.raises(BrokerUnavailableError):
-            for _ in range(50):  # until paho has noticed the connection is gone
+
+        def refused() -> bool:  # true once paho has noticed the connection is gone
+            try:
                 admin.list_clients()
-                time.sleep(0.02)
+            except BrokerUnavailableError:
+                return True
+            return False
+
+        wait_until(refused, "BrokerUnavailableError after the broker was killed")
 
 
 def test_no_answer_is_a_timeout_naming_the_command(

@@ -21,6 +21,19 @@ def test_device_may_only_use_its_own_topics() -> None:
     assert _allowed(acls, AclType.SUBSCRIBE_LITERAL) == set()
 
 
+def test_device_role_in_full() -> None:
+    """Every entry, priorities included, written out (priority decides in mosquitto)."""
+    assert device_acls("pi-1") == {
+        Acl(AclType.SUBSCRIBE_PATTERN, "fleet/v1/devices/pi-1/#", allow=True, priority=10),
+        Acl(AclType.PUBLISH_CLIENT_RECEIVE, "fleet/v1/devices/pi-1/#", allow=True, priority=10),
+        Acl(AclType.PUBLISH_CLIENT_SEND, "fleet/v1/devices/pi-1/status", allow=True, priority=10),
+        Acl(AclType.PUBLISH_CLIENT_SEND, "#", allow=False, priority=0),
+        Acl(AclType.PUBLISH_CLIENT_RECEIVE, "#", allow=False, priority=0),
+        Acl(AclType.SUBSCRIBE_PATTERN, "#", allow=False, priority=0),
+    }
+    assert device_role_name("pi-1") == "device-pi-1"
+
+
 @pytest.mark.parametrize("acls", [device_acls("pi-1"), server_acls()])
 def test_roles_deny_everything_else_below_their_allows(acls: frozenset[Acl]) -> None:
     """The broker's default lets a client receive anything it subscribed to: not ours."""

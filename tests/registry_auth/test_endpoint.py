@@ -50,6 +50,11 @@ def claims(app: Flask, body: dict[str, Any]) -> dict[str, Any]:
     return decoded
 
 
+def refused_as(response: Any, status: int, code: str) -> bool:
+    """The answer is ``status`` with the distribution-spec error ``code``."""
+    return bool(response.status_code == status and response.get_json()["errors"][0]["code"] == code)
+
+
 def get_token(app: Flask, auth: dict[str, str], *scopes: str, **params: str) -> Any:
     query = {"service": SERVICE, **params}
     return app.test_client().get(
@@ -131,19 +136,19 @@ def test_disabled_expired_and_deleted(
 ) -> None:  # type: ignore[no-untyped-def]
     ok = basic(*token)
     services.tokens.update("MyToken", status="disabled", actor="t")
-    assert get_token(app, ok).status_code == 401
+    assert refused_as(get_token(app, ok), 401, "UNAUTHORIZED")
     services.tokens.update("MyToken", status="enabled", actor="t")
     assert get_token(app, ok).status_code == 200
     _, fresh = services.tokens.generate_credentials(
         "MyToken", ["password1"], expiry=clock() + timedelta(hours=1), actor="t"
     )
-    assert get_token(app, ok).status_code == 401  # replaced
+    assert refused_as(get_token(app, ok), 401, "UNAUTHORIZED")  # replaced
     new = basic("MyToken", fresh[0].value or "")
     assert get_token(app, new).status_code == 200
     clock.advance(hours=1)
-    assert get_token(app, new).status_code == 401  # expired
+    assert refused_as(get_token(app, new), 401, "UNAUTHORIZED")  # expired
     services.tokens.delete("MyToken", actor="t")
-    assert get_token(app, ok).status_code == 401
+    assert refused_as(get_token(app, ok), 401, "UNAUTHORIZED")
 
 
 @pytest.mark.parametrize(
@@ -167,7 +172,8 @@ def test_unknown_service_is_400(app: Flask, token: tuple[str, str]) -> None:
     response = app.test_client().get(
         "/oauth2/token", query_string={"service": "elsewhere"}, headers=basic(*token)
     )
-    assert response.status_code == 400
+    assert refused_as(response, 400, "INVALID_REQUEST")
+    assert "elsewhere" in response.get_json()["errors"][0]["message"]
 
 
 def test_oauth2_password_and_refresh_grants(
@@ -212,13 +218,14 @@ def test_oauth2_password_and_refresh_grants(
         "/oauth2/token",
         data={"grant_type": "refresh_token", "refresh_token": refresh, "service": SERVICE},
     )
-    assert dead.status_code == 401
+    assert refused_as(dead, 401, "UNAUTHORIZED")
     forged = client.post(
         "/oauth2/token",
         data={"grant_type": "refresh_token", "refresh_token": refresh[:-4] + "AAAA"},
     )
-    assert forged.status_code == 401
-    assert client.post("/oauth2/token", data={"grant_type": "magic"}).status_code == 400
+    assert refused_as(forged, 401, "UNAUTHORIZED")
+    magic = client.post("/oauth2/token", data={"grant_type": "magic"})
+    assert refused_as(magic, 400, "UNSUPPORTED_GRANT_TYPE")
 
 
 def test_offline_token_on_get(app: Flask, token: tuple[str, str]) -> None:

@@ -1,25 +1,42 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from device_agent.envelope import EnvelopeError
 from fleet.mqtt import topics
+from fleet.scheduler import FleetScheduler
 from fleet.services import Services
+from fleet.services.leadership import Leadership
 from tests.devices.conftest import FakeDevice, broker, fleet, new_device, secret
 from tests.support.fake_broker import FakeBroker
 
 __all__ = ["broker", "fleet", "secret"]
 
+SchedulerFactory = Callable[..., FleetScheduler]
+
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """The long simulations run on SQLite; leadership on PostgreSQL has its own test."""
-    return f"sqlite:///{tmp_path / 'fleet.db'}"
+def make_scheduler() -> Iterator[SchedulerFactory]:
+    """``make_scheduler(services, leadership=None)``: a scheduler stopped after the test.
+
+    Stopping matters on PostgreSQL: the leader's advisory lock lives on a connection that
+    outlives the test's engine, and would keep the next test's scheduler from leading.
+    """
+    made: list[FleetScheduler] = []
+
+    def make(services: Services, leadership: Leadership | None = None) -> FleetScheduler:
+        scheduler = FleetScheduler(services, leadership)
+        made.append(scheduler)
+        return scheduler
+
+    yield make
+    for scheduler in made:
+        scheduler.stop()
 
 
 @dataclass

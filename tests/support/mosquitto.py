@@ -36,6 +36,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.ports import LOOPBACK, free_port
+from tests.support.timing import scaled
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_CTRL = "/usr/bin/mosquitto_ctrl"
@@ -53,6 +54,7 @@ REPLACED_OPTIONS = frozenset(
 )
 ADMIN_USERNAME = "fleet-admin"
 ADMIN_PASSWORD_BYTES = 24
+# Unscaled; every use goes through scaled() so a slower machine gets longer.
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.02
@@ -184,7 +186,7 @@ class Mosquitto:
             check=True,
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            timeout=START_TIMEOUT_S,
+            timeout=scaled(START_TIMEOUT_S),
         )
 
     def _write_config(self) -> None:
@@ -219,7 +221,7 @@ class Mosquitto:
         return self._process.pid if self._process is not None else None
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + scaled(START_TIMEOUT_S)
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"mosquitto exited at start:\n{self.log_text()}")
@@ -247,7 +249,7 @@ class Mosquitto:
         try:
             client.connect(self.host, self.port)
             client.loop_start()
-            return accepted.wait(START_TIMEOUT_S / 4)
+            return accepted.wait(scaled(START_TIMEOUT_S) / 4)
         except OSError:
             return False
         finally:
@@ -260,7 +262,7 @@ class Mosquitto:
             return
         if self._process.poll() is None:
             self._process.send_signal(signal.SIGKILL)
-        self._process.wait(STOP_TIMEOUT_S)
+        self._process.wait(scaled(STOP_TIMEOUT_S))
         self._process = None
 
     def stop(self) -> None:
@@ -270,10 +272,10 @@ class Mosquitto:
         if self._process.poll() is None:
             self._process.terminate()
             try:
-                self._process.wait(STOP_TIMEOUT_S)
+                self._process.wait(scaled(STOP_TIMEOUT_S))
             except subprocess.TimeoutExpired:
                 self._process.kill()
-                self._process.wait(STOP_TIMEOUT_S)
+                self._process.wait(scaled(STOP_TIMEOUT_S))
         self._process = None
 
     def restart(self) -> Mosquitto:

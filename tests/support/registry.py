@@ -28,9 +28,11 @@ import yaml
 
 from fleet.registry_auth.config import auth_section
 from tests.support.ports import LOOPBACK, free_port
+from tests.support.timing import scaled
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 DEPLOY_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "registry" / "config.yml"
+# Unscaled; every use goes through scaled() so a slower machine gets longer.
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.05
@@ -107,19 +109,19 @@ class Registry:
         self._wait_until_answering()
 
     def _wait_until_answering(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + scaled(START_TIMEOUT_S)
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 self._process = None
                 raise RegistryStartError(f"registry exited at start:\n{self.log_tail()}")
             try:
-                requests.get(f"{self.url}/v2/", timeout=PROBE_TIMEOUT_S)
+                requests.get(f"{self.url}/v2/", timeout=scaled(PROBE_TIMEOUT_S))
                 return
             except requests.ConnectionError:
                 time.sleep(POLL_INTERVAL_S)
         self.stop()
         raise RegistryStartError(
-            f"registry did not answer in {START_TIMEOUT_S} s:\n{self.log_tail()}"
+            f"registry did not answer in {scaled(START_TIMEOUT_S):g} s:\n{self.log_tail()}"
         )
 
     def stop(self) -> None:
@@ -128,7 +130,7 @@ class Registry:
             return
         process.terminate()
         try:
-            process.wait(timeout=STOP_TIMEOUT_S)
+            process.wait(timeout=scaled(STOP_TIMEOUT_S))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
