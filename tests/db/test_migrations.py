@@ -55,12 +55,13 @@ TABLES_AT: dict[str, set[str]] = {
     "0002": TABLES_0002,
     "0003": TABLES_0003,
     "0004": TABLES_0003,
+    "0005": TABLES_0003 | {"operators", "token_health", "login_failures_hourly"},
 }
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
 }
-HEAD = "0004"
+HEAD = "0005"
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 VERSION_TABLE = "alembic_version"
@@ -121,6 +122,10 @@ def fill(url: str, tmp_path: Path) -> None:
         )
         services.tokens.update("ci-pusher", disable_at=clock() + timedelta(days=90), actor="t")
         services.api_keys.create("ops", actor="t")
+        services.operators.create("alice", "admin", "correct horse battery", actor="t")
+        services.health.login_ok("ci-pusher", "192.0.2.1")
+        services.health.login_failed("ci-pusher", "192.0.2.2")
+        services.health.flush()
         services.groups.create("pilots", scope_map="devices-read", actor="t")
         secret = services.groups.create_secret("pilots", actor="t").value or ""
         device = new_device("rpi-0001")
@@ -196,7 +201,7 @@ def test_each_downgrade_keeps_its_revisions_rows_and_the_way_back_up_restores_th
     expected_triggers = NOTIFY_TABLES if engine.dialect.name == "postgresql" else set()
     assert notify_triggers(engine) == expected_triggers
 
-    for target in ("0003", "0002", "0001"):
+    for target in ("0004", "0003", "0002", "0001"):
         migrate(engine, "downgrade", target)
         assert current_revision(engine) == target
         dropped = ADDED_IN_0003 if target < "0003" else {}
@@ -206,7 +211,7 @@ def test_each_downgrade_keeps_its_revisions_rows_and_the_way_back_up_restores_th
             if table in TABLES_AT[target]:
                 held = {c["name"] for c in columns(table)}
                 assert (added <= held) is (target >= "0003"), (target, table)
-        assert notify_triggers(engine) == set()
+        assert notify_triggers(engine) == (expected_triggers if target >= "0004" else set())
 
     migrate(engine, "downgrade", "base")
     assert current_revision(engine) is None
@@ -222,7 +227,7 @@ def test_down_to_each_revision_and_up_again_keeps_the_surviving_rows(
 ) -> None:
     fill(fresh_url, tmp_path)
     at_head = read_rows(engine)
-    for target in ("0003", "0002", "0001"):
+    for target in ("0004", "0003", "0002", "0001"):
         migrate(engine, "downgrade", target)
         migrate(engine, "upgrade", "head")
         assert current_revision(engine) == HEAD
