@@ -24,6 +24,9 @@ SERVICE = "e2e-registry"
 ISSUER = "fleet-e2e"
 SERVER_ENV = {"FLEET_REGISTRY_SERVICE": SERVICE, "FLEET_TOKEN_ISSUER": ISSUER}
 HTTP_TIMEOUT_S = 10.0
+# Requests on fresh connections spread over the two workers; with 12, the chance that one
+# worker sees none of them is 2 * 0.5**12, about 0.05%.
+ASKS_PER_WORKER_SPREAD = 12
 
 
 @dataclass
