@@ -7,12 +7,18 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
+from tests.support.timing import scaled, wait_until
+
 FLEET = [sys.executable, "-m", "fleet"]
+# Unscaled bounds on a failure.
+COMMAND_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+PROBE_TIMEOUT_S = 1.0
 
 
 def _free_port() -> int:
@@ -27,7 +33,13 @@ def test_init_create_key_and_serve(tmp_path: Path) -> None:
     env.pop("FLEET_DATABASE_URL", None)
     env.pop("FLEET_SECRET_KEY", None)
     for _ in range(2):  # safe to run twice
-        done = subprocess.run([*FLEET, "init"], env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [*FLEET, "init"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=scaled(COMMAND_TIMEOUT_S),
+        )
         assert done.returncode == 0, done.stderr
     key_file = tmp_path / "data" / "secret.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -36,7 +48,7 @@ def test_init_create_key_and_serve(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(COMMAND_TIMEOUT_S),
     )
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1]
@@ -51,28 +63,28 @@ def test_init_create_key_and_serve(tmp_path: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "fleet serve did not come up"
+
+        def healthy() -> bool:
             assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            time.sleep(0.2)
+            try:
+                probe = requests.get(f"{url}/healthz", timeout=scaled(PROBE_TIMEOUT_S))
+            except (requests.ConnectionError, requests.Timeout):
+                return False
+            return probe.status_code == 200
+
+        wait_until(healthy, "fleet serve answers /healthz", timeout=START_TIMEOUT_S)
         listed = subprocess.run(
             [*FLEET, "scope-map", "list", "--output", "tsv", "--query", "[].name"],
             env={**env, "FLEET_URL": url, "FLEET_API_KEY": key},
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=scaled(COMMAND_TIMEOUT_S),
         )
         assert listed.returncode == 0, listed.stderr
         assert "_repositories_pull" in listed.stdout.split()
     finally:
         server.terminate()
-        server.wait(20)
+        server.wait(scaled(STOP_TIMEOUT_S))
 
 
 def test_commands_needing_init_say_so(tmp_path: Path) -> None:
@@ -83,7 +95,7 @@ def test_commands_needing_init_say_so(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(COMMAND_TIMEOUT_S),
     )
     assert done.returncode == 1
     assert "fleet init" in done.stderr

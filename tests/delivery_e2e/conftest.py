@@ -16,7 +16,9 @@ from tests.e2e.fleet_process import FleetServer
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
 from tests.support.registry import Registry
+from tests.support.timing import scaled
 
+PIP_INSTALL_TIMEOUT_S = 600.0  # a bound on a failure, scaled
 AGENT_SOURCE = Path(__file__).resolve().parents[2] / "device_agent"
 SERVICE = "delivery-registry"
 ISSUER = "fleet-delivery"
@@ -79,6 +81,6 @@ def fresh_agent(tmp_path_factory: pytest.TempPathFactory) -> str:
         cwd=root,
         env=env,
         capture_output=True,
-        timeout=600,
+        timeout=scaled(PIP_INSTALL_TIMEOUT_S),
     )
     return str(root / "venv/bin/fleet-agent")

@@ -87,7 +87,8 @@ def test_pushes_keep_working_across_a_key_rotation(stack: Stack) -> None:
         # recheck interval of the command's end ...
         stack.server.cli_ok("keys", "rotate", "--publish-delay", "0")
         new_kid = _kid_after_rotation(stack, creds, first_kid, time.monotonic())
-        published = requests.get(f"{stack.server.url}/.well-known/jwks.json", timeout=10).json()
+        jwks = f"{stack.server.url}/.well-known/jwks.json"
+        published = requests.get(jwks, timeout=HTTP_TIMEOUT_S).json()
         assert {first_kid, new_kid} <= {key["kid"] for key in published["keys"]}
         # Until it restarts, the registry knows only the bundle it started with.
         stale = stack.push(REPOSITORY, creds, tag="v3")
