@@ -2,7 +2,7 @@
 
 ::
 
-    server = FleetServer(tmp_dir)
+    server = FleetServer(tmp_dir)  # or FleetServer(tmp_dir, database_url=POSTGRES_SCHEMA_URL)
     server.init()                 # fleet init
     server.create_api_key()       # fleet admin create-key --name e2e (last line is the key)
     server.start()                # fleet serve --port P --workers 2, waits for /healthz
@@ -69,9 +69,12 @@ class CliResult:
 
 
 class FleetServer:
-    """One data directory (SQLite by default), one ``fleet serve`` process, one API key."""
+    """One data directory, one database (``database_url``; empty: SQLite in the data directory),
+    one ``fleet serve`` process, one API key."""
 
-    def __init__(self, directory: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, env: dict[str, str] | None = None, database_url: str = ""
+    ) -> None:
         self.directory = Path(directory)
         self.data_dir = self.directory / "fleet-data"
         self.log_file = self.directory / "fleet-serve.log"
@@ -79,6 +82,8 @@ class FleetServer:
         self.port = free_port()
         self.api_key = ""
         self._extra_env = {"FLEET_LOGIN_FAILURE_BURST": str(LOGIN_FAILURE_BURST), **(env or {})}
+        if database_url:
+            self._extra_env["FLEET_DATABASE_URL"] = database_url
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
