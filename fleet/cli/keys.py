@@ -10,6 +10,7 @@ import click
 
 from fleet.cli.base import with_example
 from fleet.cli.host import build_services, load_settings
+from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
 
 if TYPE_CHECKING:
     from fleet.services import Services
@@ -19,6 +20,10 @@ def _iso(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _iso_ms(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
 def _print_ring(services: Services) -> None:
@@ -44,9 +49,13 @@ def list_keys() -> None:
 @keys.command(
     "rotate",
     help=with_example(
-        "Add a new signing key. It is published at once (bundle and JWKS) and signs only after "
-        "the publish delay; the old key stays in the bundle until its last token has expired. "
-        "Restart the registries within the delay: they read the bundle only when they start.",
+        "Add a new signing key. It is published at once (bundle and JWKS) and signs after the "
+        f"publish delay. Every server sharing this key ring rechecks it every "
+        f"{RING_CHECK_INTERVAL_S:g} s, so the new key signs everywhere from the end of the delay, "
+        f"or {RING_CHECK_INTERVAL_S:g} s after the command ends if that is later: with "
+        f"--publish-delay 0, within {RING_CHECK_INTERVAL_S:g} s. The old key stays in the bundle "
+        "until its last token has expired. Restart the registries within the delay: they read "
+        "the bundle only when they start, and refuse the new key's tokens until then.",
         "  fleet keys rotate --publish-delay 600",
     ),
 )
@@ -59,12 +68,18 @@ def rotate(publish_delay: int | None) -> None:
     overrides = {} if publish_delay is None else {"key_publish_delay": publish_delay}
     settings = load_settings(overrides=overrides)
     services = build_services(settings)
-    services.signing.ring.rotate()
-    services.signing.write_bundle()
+    rotation = services.signing.rotate()
     _print_ring(services)
+    delay = settings.key_publish_delay
+    if delay >= RING_CHECK_INTERVAL_S:
+        when = f"in {delay} s"
+    else:
+        when = f"within {RING_CHECK_INTERVAL_S:g} s: each server rechecks the ring that often"
+    restart = f"within {delay} s" if delay else "now: until then they refuse its tokens"
     click.echo(
-        f"wrote {settings.registry_bundle_file}; copy it to every registry and restart them "
-        f"within {settings.key_publish_delay} s",
+        f"key {rotation.kid} signs on every server sharing this key ring from "
+        f"{_iso_ms(rotation.everywhere_from)} ({when}); wrote {settings.registry_bundle_file}: "
+        f"copy it to every registry and restart them {restart}",
         err=True,
     )
 

@@ -13,18 +13,25 @@ import jwt
 from fleet.config import Settings
 from fleet.registry_auth.keyring import KeyRing
 from fleet.registry_auth.keys import SigningKey
+from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
 from fleet.registry_auth.tokens import JWT_ALGORITHM, MintedToken, mint
 
 REFRESH_AUDIENCE_SUFFIX = "#refresh"
-# Another process's rotation is seen within this; a new key signs only after the publish
-# delay anyway, so a second of lag never signs with an unpublished key.
-RING_CHECK_INTERVAL_S = 1.0
 REFRESH_LIFETIME = 90 * 24 * 3600  # at most; never past the password's own expiry
 
 
 def credential_fingerprint(secret_hash: str) -> str:
     """Names one stored password without revealing anything about it."""
     return hashlib.sha256(secret_hash.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """A key just added to the ring, and when every server sharing the ring signs with it."""
+
+    kid: str
+    signing_from: float
+    everywhere_from: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +58,9 @@ class SigningService:
 
     def _key(self) -> SigningKey:
         now = time.monotonic()
-        if now - self._refreshed >= RING_CHECK_INTERVAL_S:  # a stat, at most once a second
+        # A stat at most once per interval. A new key is published when it is written, so the
+        # lag never signs with an unpublished key.
+        if now - self._refreshed >= RING_CHECK_INTERVAL_S:
             self.ring.refresh()
             self._refreshed = now
         return self.ring.signing_key()
@@ -109,6 +118,23 @@ class SigningService:
         if not all(isinstance(v, str) for v in (sub, slot, fp)):
             return None
         return RefreshClaims(token=sub, slot=slot, fingerprint=fp)
+
+    def rotate(self) -> Rotation:
+        """Add a key that signs after the ring's publish delay and write the bundle.
+
+        Every server sharing the ring signs with it from ``everywhere_from``: its signing time,
+        or ``RING_CHECK_INTERVAL_S`` after it was written if that is later, since a worker that
+        rechecked the ring just before the write next rechecks that much later.
+        """
+        self.ring.rotate()
+        written_at = time.time()
+        newest = self.ring.entries[-1]
+        self.write_bundle()
+        return Rotation(
+            kid=newest.key.kid,
+            signing_from=newest.signing_from,
+            everywhere_from=max(newest.signing_from, written_at + RING_CHECK_INTERVAL_S),
+        )
 
     def jwks(self) -> dict[str, Any]:
         self.ring.refresh()

@@ -1,10 +1,12 @@
+"""The CLI against a live HTTP server on each database (``db_url`` from ``tests/conftest.py``:
+SQLite, and PostgreSQL marked ``postgres``), as a user's shell runs it."""
+
 from __future__ import annotations
 
 import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +16,6 @@ from werkzeug.serving import make_server
 from fleet.app import create_app
 from fleet.cli import cli
 from fleet.services import Services
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """The CLI is a client of the API, whose tests run on both databases: SQLite is enough."""
-    return f"sqlite:///{tmp_path / 'fleet.db'}"
 
 
 @dataclass

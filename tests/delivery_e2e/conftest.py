@@ -1,4 +1,5 @@
-"""The whole delivery path for real: fleet serve + mosquitto (dynamic security) + Distribution."""
+"""The whole delivery path for real: fleet serve + mosquitto (dynamic security) + Distribution,
+once with the server on SQLite and once on a fresh PostgreSQL schema."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import pytest
 from tests.e2e.fleet_process import FleetServer
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
+from tests.support.postgres import DATABASES, count_rows, server_database_url
 from tests.support.registry import Registry
+from tests.support.timing import scaled
 
+PIP_INSTALL_TIMEOUT_S = 600.0  # a bound on a failure, scaled
 AGENT_SOURCE = Path(__file__).resolve().parents[2] / "device_agent"
 SERVICE = "delivery-registry"
 ISSUER = "fleet-delivery"
@@ -30,8 +34,12 @@ class Parts:
     secret: str
 
 
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
+@pytest.fixture(scope="session", params=DATABASES)
+def parts(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Parts]:
+    """One broker, server and registry per database, shared by this directory's modules: their
+    devices, tokens and repositories have names of their own."""
     broker = Mosquitto().start()
     registry_port = free_port()
     server_dir: Path = tmp_path_factory.mktemp("fleet")
@@ -42,10 +50,10 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
         "FLEET_REGISTRY_LOGIN_SERVER": f"127.0.0.1:{registry_port}",
         "FLEET_SCHEDULER_ENABLED": "false",
     }
-    server = FleetServer(server_dir, env=env)
     try:
         with (
-            server,
+            server_database_url(request.param) as url,
+            FleetServer(server_dir, env=env, database_url=url) as server,
             Registry(
                 realm=server.realm,
                 service=SERVICE,
@@ -55,6 +63,8 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
                 port=registry_port,
             ) as registry,
         ):
+            if url:  # its API key is in its own schema, not in a file beside it
+                assert count_rows(url, "api_keys") == 1
             secret = server.device_group("pilots")
             yield Parts(broker, server, registry, secret)
     finally:
@@ -79,6 +89,6 @@ def fresh_agent(tmp_path_factory: pytest.TempPathFactory) -> str:
         cwd=root,
         env=env,
         capture_output=True,
-        timeout=600,
+        timeout=scaled(PIP_INSTALL_TIMEOUT_S),
     )
     return str(root / "venv/bin/fleet-agent")

@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device_agent.envelope import EnvelopeError, Opened, open_envelope
 from device_agent.keys import ed25519_public_from_b64, public_key_b64
+from tests.support.timing import DEFAULT_WAIT_S, scaled
 
-WAIT_S = 10.0
+HTTP_TIMEOUT_S = 30.0  # unscaled; a bound on a failure
 
 
 @dataclass
@@ -41,7 +43,7 @@ class WireDevice:
     def enroll(self, secret: str) -> requests.Response:
         answer = requests.post(
             f"{self.server_url}/api/v1/enroll",
-            timeout=30,
+            timeout=scaled(HTTP_TIMEOUT_S),
             json={
                 "deviceId": self.device_id,
                 "enrollmentSecret": secret,
@@ -72,7 +74,7 @@ class WireDevice:
         client.connect(host, int(port))
         client.loop_start()
         with self._cond:
-            self._cond.wait_for(lambda: self._connack is not None, WAIT_S)
+            self._cond.wait_for(lambda: self._connack is not None, scaled(DEFAULT_WAIT_S))
         if self._connack is not None and not self._connack.is_failure:
             topics = login["topics"]
             client.subscribe(topics["credentials"], qos=1)
@@ -133,11 +135,16 @@ class WireDevice:
         if self.auto_ack:
             self.say(type="ack", kind=kind, version=opened.version)
 
-    def wait_for(self, predicate: Any, what: str, timeout: float = WAIT_S) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_for(
+        self, predicate: Callable[[], object], what: str, timeout: float = DEFAULT_WAIT_S
+    ) -> None:
+        """Wait until ``predicate`` (about what this device has received) holds; it is
+        rechecked on every message. ``timeout`` is unscaled, as in ``timing.wait_until``."""
+        limit = scaled(timeout)
+        deadline = time.monotonic() + limit
         with self._cond:
             while not predicate():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{self.device_id}: no {what} within {timeout} s")
+                    raise AssertionError(f"{self.device_id}: no {what} within {limit:g} s")
                 self._cond.wait(left)

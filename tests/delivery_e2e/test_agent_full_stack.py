@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,9 +16,16 @@ import pytest
 from tests.delivery_e2e.conftest import Parts
 from tests.support import skopeo
 from tests.support.oci import build_oci_image
+from tests.support.timing import scaled, wait_until
 
 pytestmark = pytest.mark.e2e
+# Unscaled bounds on a failure. A pull cycle (token, manifest, blobs) takes a few seconds here;
+# each condition below waits for at most a couple of them.
 WAIT_S = 30.0
+COMMAND_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+# Each look at the agent's status is a `fleet-agent status` process: not 20 a second.
+STATUS_POLL_S = 0.2
 
 
 def agent_env(state: Path) -> dict[str, str]:
@@ -28,12 +34,9 @@ def agent_env(state: Path) -> dict[str, str]:
     return {**env, "FLEET_AGENT_STATE_DIR": str(state)}
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
+def agent_wait(predicate: Callable[[], object], what: str) -> None:
+    """``wait_until`` with this test's bound, polling gently."""
+    wait_until(predicate, what, timeout=WAIT_S, poll=STATUS_POLL_S)
 
 
 @pytest.mark.parametrize("backend", ["builtin", "skopeo"])
@@ -50,7 +53,7 @@ def test_agent_lives_through_rotation_and_kill_9_with_no_failed_pull(
             env=agent_env(state),
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=scaled(COMMAND_TIMEOUT_S),
             check=False,
         )
 
@@ -90,36 +93,37 @@ def test_agent_lives_through_rotation_and_kill_9_with_no_failed_pull(
     pulled = lambda: log.read_text().count("pulled ")  # noqa: E731
     running = start(config, log)
     try:
-        wait_until(
-            lambda: (status().get("last_pull") or {}).get("ok") is True, "a first successful pull"
+        agent_wait(
+            lambda: (status().get("last_pull") or {}).get("ok") is True,
+            "a first successful pull",
         )
         assert status()["credentials"]["slot"] == "password1"
         # a rotation while the agent keeps pulling (on its interval, and told to by the server)
         server.cli_ok("device", "pull", "--name", device)
         server.cli_ok("device", "rotate", "--name", device, "--now")
         server.cli_ok("device", "pull", "--name", device, "--image", "edge/stack:1.0")
-        wait_until(
+        agent_wait(
             lambda: (status()["credentials"] or {}).get("slot") == "password2",
             "the rotated password in use",
         )
-        wait_until(lambda: shown()["activeSlot"] == "password2", "the server to see the ack")
+        agent_wait(lambda: shown()["activeSlot"] == "password2", "the server to see the ack")
         count = pulled()
         server.cli_ok("device", "pull", "--name", device)
-        wait_until(lambda: pulled() > count, "a pull on the new password")
+        agent_wait(lambda: pulled() > count, "a pull on the new password")
         # kill -9, start again: the stored credentials still work
         running.send_signal(signal.SIGKILL)
-        running.wait(10)
+        running.wait(scaled(STOP_TIMEOUT_S))
         count = pulled()
         running = start(config, log)
-        wait_until(lambda: pulled() > count, "a pull after kill -9")
+        agent_wait(lambda: pulled() > count, "a pull after kill -9")
         server.cli_ok("device", "pull", "--name", device)
-        wait_until(lambda: pulled() > count + 1, "a commanded pull")
+        agent_wait(lambda: pulled() > count + 1, "a commanded pull")
         assert status()["credentials"]["slot"] == "password2"
-        wait_until(lambda: shown()["lastPullOk"] is True, "the server to hear the pull")
+        agent_wait(lambda: shown()["lastPullOk"] is True, "the server to hear the pull")
         assert shown()["pendingDeliveries"] == 0
     finally:
         running.terminate()
-        running.wait(15)
+        running.wait(scaled(STOP_TIMEOUT_S))
     text = log.read_text()
     assert pulled() >= 4
     assert "failed" not in text, text[-3000:]  # not one pull failed across the rotation

@@ -2,7 +2,7 @@
 
 ::
 
-    server = FleetServer(tmp_dir)
+    server = FleetServer(tmp_dir)  # or FleetServer(tmp_dir, database_url=POSTGRES_SCHEMA_URL)
     server.init()                 # fleet init
     server.create_api_key()       # fleet admin create-key --name e2e (last line is the key)
     server.start()                # fleet serve --port P --workers 2, waits for /healthz
@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,15 +29,16 @@ from typing import Any
 import requests
 
 from tests.support.ports import LOOPBACK, free_port
+from tests.support.timing import scaled, wait_until
 
 # The `fleet` script installed beside this interpreter (the project's venv), else the PATH's.
 _BESIDE_PYTHON = Path(sys.executable).with_name("fleet")
 FLEET = str(_BESIDE_PYTHON) if _BESIDE_PYTHON.exists() else (shutil.which("fleet") or "fleet")
 WORKERS = 2
+# Bounds on a failure, in seconds on this machine; each is scaled by FLEET_TEST_TIME_SCALE.
 CLI_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
-POLL_INTERVAL_S = 0.05
 PROBE_TIMEOUT_S = 1.0
 LOG_TAIL_CHARS = 4000
 API_KEY_NAME = "e2e"
@@ -69,9 +69,12 @@ class CliResult:
 
 
 class FleetServer:
-    """One data directory (SQLite by default), one ``fleet serve`` process, one API key."""
+    """One data directory, one database (``database_url``; empty: SQLite in the data directory),
+    one ``fleet serve`` process, one API key."""
 
-    def __init__(self, directory: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, env: dict[str, str] | None = None, database_url: str = ""
+    ) -> None:
         self.directory = Path(directory)
         self.data_dir = self.directory / "fleet-data"
         self.log_file = self.directory / "fleet-serve.log"
@@ -79,6 +82,8 @@ class FleetServer:
         self.port = free_port()
         self.api_key = ""
         self._extra_env = {"FLEET_LOGIN_FAILURE_BURST": str(LOGIN_FAILURE_BURST), **(env or {})}
+        if database_url:
+            self._extra_env["FLEET_DATABASE_URL"] = database_url
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,7 +120,7 @@ class FleetServer:
             input=input,
             capture_output=True,
             text=True,
-            timeout=CLI_TIMEOUT_S,
+            timeout=scaled(CLI_TIMEOUT_S),
             check=False,
         )
         return CliResult(command, done.returncode, done.stdout, done.stderr)
@@ -175,23 +180,22 @@ class FleetServer:
                 start_new_session=True,  # its own process group: the workers go with it
             )
 
+    def _healthy(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            self._process = None
+            raise FleetProcessError(f"fleet serve exited at start:\n{self.log_tail()}")
+        try:
+            answer = requests.get(f"{self.url}/healthz", timeout=scaled(PROBE_TIMEOUT_S))
+        except (requests.ConnectionError, requests.Timeout):  # still booting
+            return False
+        return answer.status_code == 200
+
     def _wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                self._process = None
-                raise FleetProcessError(f"fleet serve exited at start:\n{self.log_tail()}")
-            try:
-                answer = requests.get(f"{self.url}/healthz", timeout=PROBE_TIMEOUT_S)
-                if answer.status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(POLL_INTERVAL_S)
-        self.stop()
-        raise FleetProcessError(
-            f"fleet serve not healthy in {START_TIMEOUT_S} s:\n{self.log_tail()}"
-        )
+        try:
+            wait_until(self._healthy, "fleet serve answers /healthz", timeout=START_TIMEOUT_S)
+        except AssertionError as error:
+            self.stop()
+            raise FleetProcessError(f"{error}:\n{self.log_tail()}") from None
 
     def stop(self) -> None:
         """SIGTERM to gunicorn's master (it stops its workers); SIGKILL to the group if stuck."""
@@ -200,7 +204,7 @@ class FleetServer:
             return
         process.terminate()
         try:
-            process.wait(timeout=STOP_TIMEOUT_S)
+            process.wait(timeout=scaled(STOP_TIMEOUT_S))
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()

@@ -19,11 +19,15 @@ from tests.support import skopeo
 from tests.support.oci import OciImage, build_oci_image
 from tests.support.registry import Registry
 from tests.support.skopeo import DENIED, INVALID_CREDENTIALS, SkopeoResult
+from tests.support.timing import scaled
 
 SERVICE = "e2e-registry"
 ISSUER = "fleet-e2e"
 SERVER_ENV = {"FLEET_REGISTRY_SERVICE": SERVICE, "FLEET_TOKEN_ISSUER": ISSUER}
-HTTP_TIMEOUT_S = 10.0
+HTTP_TIMEOUT_S = scaled(10.0)  # one HTTP request; a bound on a failure
+# Requests on fresh connections spread over the two workers; with 12, the chance that one
+# worker sees none of them is 2 * 0.5**12, about 0.05%.
+ASKS_PER_WORKER_SPREAD = 12
 
 
 @dataclass

@@ -8,6 +8,7 @@ restarted registry.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import jwt
@@ -15,7 +16,9 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.stack import HTTP_TIMEOUT_S, ISSUER, SERVICE, Stack, ok
+from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
+from tests.e2e.stack import ASKS_PER_WORKER_SPREAD, HTTP_TIMEOUT_S, ISSUER, SERVICE, Stack, ok
+from tests.support.timing import DEFAULT_POLL_S, scaled
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +30,30 @@ def _kid(stack: Stack, creds: str) -> str:
     answer = stack.ask_token(creds, PULL)
     assert answer.status_code == 200, answer.text
     return str(jwt.get_unverified_header(answer.json()["token"])["kid"])
+
+
+def _kid_after_rotation(stack: Stack, creds: str, old_kid: str, rotated: float) -> str:
+    """The new key id, once every worker signs with it; ``rotated`` is the monotonic time just
+    after ``fleet keys rotate --publish-delay 0`` returned.
+
+    What the command promises: every worker rechecks the key ring at most
+    ``RING_CHECK_INTERVAL_S`` after it last did, so a request *sent* that long after the command
+    ended gets the new key from whichever worker answers. Before that the old key is allowed.
+    """
+    deadline = rotated + scaled(RING_CHECK_INTERVAL_S)
+    while True:
+        sent = time.monotonic()
+        kid = _kid(stack, creds)
+        if kid != old_kid:
+            break
+        assert sent < deadline, (
+            f"a token asked {sent - rotated:.2f} s after the rotation is still signed by the "
+            f"old key (promised: within {scaled(RING_CHECK_INTERVAL_S):g} s)"
+        )
+        time.sleep(DEFAULT_POLL_S)
+    time.sleep(max(0.0, deadline - time.monotonic()))  # past the bound, on every worker:
+    assert {_kid(stack, creds) for _ in range(ASKS_PER_WORKER_SPREAD)} == {kid}
+    return kid
 
 
 def _auth_config(stack: Stack) -> dict[str, str]:
@@ -56,11 +83,12 @@ def test_pushes_keep_working_across_a_key_rotation(stack: Stack) -> None:
         assert _kid(stack, creds) == first_kid
         ok(stack.push(REPOSITORY, creds, tag="v2"))
 
-        # With --publish-delay 0 the newest key signs at once ...
+        # With --publish-delay 0 the newest key signs on every worker within the ring's
+        # recheck interval of the command's end ...
         stack.server.cli_ok("keys", "rotate", "--publish-delay", "0")
-        new_kid = _kid(stack, creds)
-        assert new_kid != first_kid
-        published = requests.get(f"{stack.server.url}/.well-known/jwks.json", timeout=10).json()
+        new_kid = _kid_after_rotation(stack, creds, first_kid, time.monotonic())
+        jwks = f"{stack.server.url}/.well-known/jwks.json"
+        published = requests.get(jwks, timeout=HTTP_TIMEOUT_S).json()
         assert {first_kid, new_kid} <= {key["kid"] for key in published["keys"]}
         # Until it restarts, the registry knows only the bundle it started with.
         stale = stack.push(REPOSITORY, creds, tag="v3")

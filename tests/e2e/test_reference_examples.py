@@ -8,7 +8,6 @@ Repository names are lowercase (OCI names): the reference's ``sample/teamA/proje
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,13 +24,17 @@ from tests.e2e.stack import (
     unauthorized,
 )
 from tests.support import skopeo
+from tests.support.timing import scaled, wait_until
 
 pytestmark = pytest.mark.e2e
 
 HELLO = "samples/hello-world"
 NGINX = "samples/nginx"
-# How far ahead an expiring password is set: enough for one CLI call and one pull before it.
+# How far ahead an expiring password is set, before scaling: room for one CLI call and one pull.
+# A pull refused only once the expiry had passed proves nothing, so the test tries again with
+# twice the room, up to EXPIRY_ATTEMPTS times.
 EXPIRY_AHEAD_S = 4.0
+EXPIRY_ATTEMPTS = 3
 
 
 def test_use_token_examples(stack: Stack) -> None:
@@ -172,16 +175,26 @@ def test_regenerated_password_works_at_once_and_the_replaced_one_stops(stack: St
 def test_expired_password_fails(stack: Stack) -> None:
     creds = stack.given_token("ExpiringToken", "expiring/app", "content/write", "content/read")
     ok(stack.push("expiring/app", creds))
-    expiry = datetime.now(UTC) + timedelta(seconds=EXPIRY_AHEAD_S)
-    generated = stack.fleet(
-        "token", "credential", "generate", "--name", "ExpiringToken", "--password1",
-        "--expiration", expiry.isoformat(),
-    )  # fmt: skip
-    expiring = creds_with(creds, generated["passwords"][0]["value"])
-    assert datetime.fromisoformat(generated["passwords"][0]["expiry"]) == expiry
-    ok(stack.pull("expiring/app", expiring))  # before its expiry
+    ahead = scaled(EXPIRY_AHEAD_S)
+    for _ in range(EXPIRY_ATTEMPTS):
+        expiry = datetime.now(UTC) + timedelta(seconds=ahead)
+        generated = stack.fleet(
+            "token", "credential", "generate", "--name", "ExpiringToken", "--password1",
+            "--expiration", expiry.isoformat(),
+        )  # fmt: skip
+        expiring = creds_with(creds, generated["passwords"][0]["value"])
+        assert datetime.fromisoformat(generated["passwords"][0]["expiry"]) == expiry
+        before = stack.pull("expiring/app", expiring)
+        if before.ok:
+            break
+        # Refused: a failure unless the CLI call and the pull ran past the expiry.
+        assert datetime.now(UTC) >= expiry, before.output
+        ahead *= 2
+    else:
+        raise AssertionError(f"no pull finished within {ahead / 2:g} s of generating a password")
 
-    time.sleep(max(0.0, (expiry - datetime.now(UTC)).total_seconds()) + 0.2)
+    longest = EXPIRY_AHEAD_S * 2**EXPIRY_ATTEMPTS  # unscaled, as wait_until takes it
+    wait_until(lambda: datetime.now(UTC) > expiry, "the password's expiry", timeout=longest)
     unauthorized(stack.pull("expiring/app", expiring))
     assert stack.ask_token(expiring, "repository:expiring/app:pull").status_code == 401
 

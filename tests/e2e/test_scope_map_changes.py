@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.stack import Stack, denied, ok
+from tests.e2e.stack import ASKS_PER_WORKER_SPREAD, Stack, denied, ok
 
 pytestmark = pytest.mark.e2e
 
-# Requests on fresh connections spread over the two workers; with 12, the chance that one
-# worker sees none of them is 2 * 0.5**12, about 0.05%.
-ASKS_PER_WORKER_SPREAD = 12
 OLD = "swap/old"
 NEW = "swap/new"
 BOTH = (f"repository:{OLD}:pull,push", f"repository:{NEW}:pull,push")
