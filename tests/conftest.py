@@ -6,23 +6,19 @@ database). In CI (CI=true) an unreachable PostgreSQL is an error, never a silent
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from fleet.bootstrap import initialise
 from fleet.config import Settings, load_settings
 from fleet.services import Services
+from tests.support.postgres import fresh_schema
 
-POSTGRES_URL = os.environ.get(
-    "FLEET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 TEST_SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LW9mLWF0LWxlYXN0LTMyLWJ5dGVzIQ=="
 
 
@@ -39,34 +35,11 @@ class FakeClock:
         self.now += timedelta(**delta)
 
 
-def _postgres_available() -> str | None:
-    try:
-        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # any failure means "not reachable"
-        return f"{exc.__class__.__name__}: {exc}"
-
-
 @pytest.fixture(scope="session")
 def postgres_schema_url() -> Iterator[str]:
     """A fresh PostgreSQL schema for this test session, dropped at the end."""
-    problem = _postgres_available()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} in CI: {problem}")
-        pytest.skip(f"PostgreSQL not reachable: {problem}")
-    schema = f"fleet_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with fresh_schema("fleet_test") as url:
+        yield url
 
 
 def make_settings(data_dir: Path, database_url: str = "", **overrides: object) -> Settings:

@@ -10,7 +10,6 @@ up again must bring the schema back to what the models say, with the surviving r
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, create_engine, inspect, select, text
+from sqlalchemy import MetaData, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -33,9 +32,10 @@ from fleet.domain.rules import RepositoryActions
 from fleet.scheduler import FleetScheduler
 from fleet.services import Services
 from fleet.services.leadership import FileLeadership
-from tests.conftest import POSTGRES_URL, FakeClock, make_settings
+from tests.conftest import FakeClock, make_settings
 from tests.devices.conftest import new_device
 from tests.support.fake_broker import FakeBroker
+from tests.support.postgres import fresh_schema
 
 Rows = dict[str, list[dict[str, Any]]]
 
@@ -73,18 +73,8 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fleet.db'}"
         return
-    request.getfixturevalue("postgres_schema_url")  # skips when unreachable, fails in CI
-    schema = f"fleet_mig_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema("fleet_mig") as url:  # skips when unreachable, fails in CI
+        yield url
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.oci import OciImage
+from tests.support.timing import scaled
 
 SKOPEO = "/usr/bin/skopeo"
 COMMAND_TIMEOUT = "30s"
@@ -47,7 +48,7 @@ class SkopeoResult:
 def _run(args: list[str]) -> SkopeoResult:
     command = [SKOPEO, "--command-timeout", COMMAND_TIMEOUT, *args]
     completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, check=False
+        command, capture_output=True, text=True, timeout=scaled(PROCESS_TIMEOUT_S), check=False
     )
     return SkopeoResult(command, completed.returncode, completed.stdout, completed.stderr)
 

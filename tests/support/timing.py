@@ -9,7 +9,8 @@ larger scale costs nothing when the suite passes.
 ::
 
     wait_until(lambda: device.acknowledged, "the device acknowledged version 2")
-    answer = wait_until(lambda: fetch() or None, "an answer", timeout=scaled(5))
+    answer = wait_until(lambda: fetch() or None, "an answer", timeout=5)  # 5 s, scaled here
+    process.wait(scaled(30))  # any other deadline: scaled where it is used
 
 Durations that are part of what is tested (a password that expires in N seconds, a broker
 that must refuse within N seconds) are scaled too, where the test's claim holds for any N.
