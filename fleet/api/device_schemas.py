@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import Field, model_validator
 
+from fleet.api.paging import NEXT_CURSOR
 from fleet.api.schemas import ApiModel
 
 
@@ -58,6 +59,7 @@ class GroupOut(ApiModel):
 
 class GroupList(ApiModel):
     value: list[GroupOut]
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class DeviceOut(ApiModel):
@@ -80,6 +82,7 @@ class DeviceOut(ApiModel):
 
 class DeviceList(ApiModel):
     value: list[DeviceOut]
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class EnrollRequest(ApiModel):
