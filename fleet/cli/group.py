@@ -99,9 +99,15 @@ def create(inv: Invocation, name: str, **fields: Any) -> None:
     inv.show(inv.client.call("POST", "/groups", body), GROUP_COLUMNS)
 
 
-@az_command(group, "list", help="List device groups.", example="  fleet group list -o table")
-def list_(inv: Invocation) -> None:
-    inv.show(inv.client.call("GET", "/groups")["value"], GROUP_COLUMNS)
+@az_command(
+    group,
+    "list",
+    help="List device groups by name, printed page by page.",
+    example="  fleet group list -o table\n  fleet group list --top 1 --query '[0].name'",
+    paged=True,
+)
+def list_(inv: Invocation, top: int | None) -> None:
+    inv.show_list("/groups", GROUP_COLUMNS, top=top)
 
 
 @click.option("--name", "-n", required=True, help="Group name.")
