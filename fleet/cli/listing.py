@@ -59,24 +59,26 @@ def _json_chunks(pages_: Iterator[list[Any]]) -> Iterator[str]:
         )
         yield ("[\n" if first else ",\n") + text
         first = False
-    yield "[]" if first else "\n]"
+    yield "[]\n" if first else "\n]\n"
 
 
 def _table_chunks(pages_: Iterator[list[Any]], columns: Sequence[Column]) -> Iterator[str]:
+    header = [c.header for c in columns]
     widths: list[int] | None = None
     for rows in pages_:
         cells = [[cell(c.value(row)) for c in columns] for row in rows]
         if widths is None:
-            header = [c.header for c in columns]
             widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(columns))]
-            cells = [header, ["-" * w for w in widths], *cells]
-        yield "\n".join(
-            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            cells = [header, *cells]
+        lines = [
+            "  ".join(text.ljust(w) for text, w in zip(r, widths, strict=True)).rstrip()
             for r in cells
-        )
+        ]
+        if cells and cells[0] is header:
+            lines.insert(1, "  ".join("-" * w for w in widths))
+        yield "\n".join(lines) + "\n"
     if widths is None:  # no rows: the header alone, as the unpaged table printed it
-        header = [c.header for c in columns]
-        yield "\n".join(["  ".join(header), "  ".join("-" * len(h) for h in header)])
+        yield "\n".join(["  ".join(header), "  ".join("-" * len(h) for h in header)]) + "\n"
 
 
 def stream(
@@ -91,14 +93,14 @@ def stream(
     if output == "json":
         chunks = _json_chunks(pages_)
     elif output == "tsv":
-        chunks = ("\n".join(tsv_line(row) for row in rows) for rows in pages_)
+        chunks = ("".join(tsv_line(row) + "\n" for row in rows) for rows in pages_)
     elif columns is not None:
         chunks = _table_chunks(pages_, columns)
     else:  # a table without declared columns takes them from the rows: it needs them all
         emit([row for rows in pages_ for row in rows], output, None, None)
         return
     for chunk in chunks:
-        click.echo(chunk)
+        click.echo(chunk, nl=False)  # one write (and flush) per page
 
 
 top_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
