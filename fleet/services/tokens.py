@@ -64,13 +64,18 @@ def passwords_of(session: Session, token_ids: Sequence[int]) -> dict[int, list[P
     if not token_ids:
         return found
     rows = session.exec(
-        select(TokenPassword)
+        select(
+            TokenPassword.token_id,
+            TokenPassword.slot,
+            TokenPassword.created_at,
+            TokenPassword.expiry,
+        )  # columns, not ORM rows: a page's worth of objects is most of a list's time
         .where(col(TokenPassword.token_id).in_(token_ids))
         .order_by(col(TokenPassword.token_id), col(TokenPassword.slot))
     ).all()
-    for p in rows:
-        found.setdefault(p.token_id, []).append(
-            PasswordView(name=p.slot, created_at=p.created_at, expiry=p.expiry)
+    for token_id, slot, created_at, expiry in rows:
+        found.setdefault(token_id, []).append(
+            PasswordView(name=slot, created_at=created_at, expiry=expiry)
         )
     return found
 
@@ -127,7 +132,14 @@ class TokenService:
         check_limit(limit)
         with self.ctx.db.session() as s:
             query = (
-                select(Token, ScopeMap.name)
+                select(
+                    Token.id,
+                    Token.name,
+                    Token.status,
+                    Token.disable_at,
+                    Token.created_at,
+                    ScopeMap.name,
+                )
                 .join(ScopeMap, col(ScopeMap.id) == col(Token.scope_map_id), isouter=True)
                 .order_by(col(Token.name))
                 .limit(limit + 1)
@@ -136,12 +148,19 @@ class TokenService:
                 (after,) = self.cursors.decode(TOKENS, cursor, (str,))
                 query = query.where(col(Token.name) > after)
             rows = s.exec(query).all()
-            passwords = passwords_of(s, [t.id for t, _ in rows[:limit] if t.id is not None])
+            passwords = passwords_of(s, [r[0] for r in rows[:limit]])
             views = [
-                _make_view(t, map_name, passwords.get(t.id, ()))  # type: ignore[arg-type]
-                for t, map_name in rows[:limit]
+                TokenView(
+                    name=name,
+                    status=status,
+                    disable_at=disable_at,
+                    scope_map=map_name,
+                    created_at=created_at,
+                    passwords=tuple(passwords.get(token_id, ())),
+                )
+                for token_id, name, status, disable_at, created_at, map_name in rows[:limit]
             ]
-            return self.cursors.page(TOKENS, views, [(t.name,) for t, _ in rows], limit)
+            return self.cursors.page(TOKENS, views, [(r[1],) for r in rows], limit)
 
     # -- writes ---------------------------------------------------------------------------
     def create(

@@ -170,6 +170,7 @@ def test_token_walk_sees_every_token_once_in_order(services: Services, limit: in
     assert len(pages) == -(-len(TOKEN_NAMES) // limit)
     assert all(t.scope_map == PULL and len(t.passwords) == 2 for page in pages for t in page)
     assert all(p.value is None for page in pages for t in page for p in t.passwords)
+    assert pages[-1][-1] == services.tokens.show(pages[-1][-1].name)  # as shown alone
 
 
 def test_empty_list_is_one_empty_last_page(services: Services) -> None:
