@@ -45,6 +45,11 @@ class SecretOut(ApiModel):
     value: str | None = Field(default=None, description="Present only in the creating answer")
 
 
+class SecretList(ApiModel):
+    value: list[SecretOut]
+    next_cursor: str | None = NEXT_CURSOR
+
+
 class GroupOut(ApiModel):
     name: str
     scope_map: str | None

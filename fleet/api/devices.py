@@ -23,6 +23,7 @@ from fleet.api.device_schemas import (
     GroupOut,
     GroupUpdate,
     SecretCreate,
+    SecretList,
     SecretOut,
 )
 from fleet.api.expiry import resolve_expiry
@@ -115,6 +116,18 @@ def update_group(name: str, body: GroupUpdate) -> Any:
 def delete_group(name: str) -> Any:
     services().groups.delete(name, actor=actor())
     return "", 204
+
+
+@api.operation(
+    "/groups/<name>/secrets",
+    "GET",
+    summary="List a group's enrollment secrets and codes, oldest first (never their values)",
+    tag=GROUPS,
+    response=SecretList,
+    paged=True,
+)
+def list_secrets(name: str) -> Any:
+    return page_json(services().groups.secrets(name, **page_args()), secret_json)
 
 
 @api.operation(

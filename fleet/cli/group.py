@@ -186,6 +186,19 @@ def secret_create(
     inv.show(inv.client.call("POST", f"/groups/{name}/secrets", body), SECRET_COLUMNS)
 
 
+@click.option("--name", "-n", required=True, help="Group name.")
+@az_command(
+    secret,
+    "list",
+    help="List a group's enrollment secrets and codes, oldest first (never their values).",
+    example="  fleet group secret list --name pilots -o table\n"
+    "  fleet group secret list --name pilots --top 10 --query \"[?kind=='code'].id\"",
+    paged=True,
+)
+def secret_list(inv: Invocation, name: str, top: int | None) -> None:
+    inv.show_list(f"/groups/{name}/secrets", SECRET_COLUMNS, top=top)
+
+
 @click.option("--id", "secret_id", required=True, type=int, help="The secret's id (group show).")
 @click.option("--name", "-n", required=True, help="Group name.")
 @az_command(

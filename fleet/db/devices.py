@@ -47,6 +47,8 @@ class DeviceGroup(SQLModel, table=True):
 
 class EnrollmentSecret(SQLModel, table=True):
     __tablename__ = "enrollment_secrets"
+    # A group's secrets, oldest first, read page by page.
+    __table_args__ = (Index("ix_enrollment_secrets_group_id_id", "group_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     group_id: int = _fk("device_groups.id", "CASCADE", nullable=False)  # type: ignore[assignment]

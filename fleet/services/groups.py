@@ -26,7 +26,7 @@ from fleet.services.scope_maps import entries_of, get_map
 from fleet.services.views import GroupView, SecretView
 
 MAX_LIFETIME_DAYS = 3650
-GROUPS = "groups"  # the cursor's list
+GROUPS, SECRETS = "groups", "group-secrets"  # the cursors' lists
 
 
 def check_read_only(session: Session, scope_map: ScopeMap) -> None:
@@ -231,6 +231,23 @@ class GroupService:
             audit(s, self.ctx, actor, "group.delete", name)
 
     # -- enrollment secrets and codes -----------------------------------------------------
+    def secrets(
+        self, name: str, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    ) -> Page[SecretView]:
+        """One page of a group's secrets and codes (never their values), oldest first: two
+        queries per page."""
+        check_limit(limit)
+        with self.ctx.db.session() as s:
+            group = get_group(s, name)
+            kind = f"{SECRETS}:{group.id}"  # a cursor of another group's list is refused
+            query = select(EnrollmentSecret).where(EnrollmentSecret.group_id == group.id)
+            if cursor is not None:
+                (after,) = self.cursors.decode(kind, cursor, (int,))
+                query = query.where(col(EnrollmentSecret.id) > after)
+            rows = s.exec(query.order_by(col(EnrollmentSecret.id)).limit(limit + 1)).all()
+            views = [_secret_view(r) for r in rows[:limit]]
+            return self.cursors.page(kind, views, [(r.id,) for r in rows], limit)  # type: ignore[misc]
+
     def create_secret(
         self,
         name: str,

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from fleet.api import api as registry
-from fleet.api.device_schemas import DeviceList, GroupList
+from fleet.api.device_schemas import DeviceList, GroupList, SecretList
 from fleet.api.schemas import ScopeMapList, ScopeMapTokens, TokenList
 from fleet.services import Services
 
 PULL = "_repositories_pull"
-LISTS = ["/tokens", "/scope-maps", f"/scope-maps/{PULL}/tokens", "/groups", "/devices"]
+LISTS = [
+    "/tokens",
+    "/scope-maps",
+    f"/scope-maps/{PULL}/tokens",
+    "/groups",
+    "/groups/group-0/secrets",
+    "/devices",
+]
 
 
 def _walk(api: Any, path: str, limit: int, field: str = "value") -> list[list[Any]]:
@@ -37,6 +45,8 @@ def filled(services: Services) -> Services:
         services.tokens.create(f"token-{i:02d}", scope_map=PULL, actor="test")
     for i in range(3):
         services.groups.create(f"group-{i}", scope_map=PULL, actor="test")
+    for one_time in (False, True, True, False, True):
+        services.groups.create_secret("group-0", one_time=one_time, actor="test")
     return services
 
 
@@ -53,6 +63,10 @@ def test_walks_follow_next_cursor_to_the_end(api: Any, filled: Services) -> None
     groups = [g["name"] for p in _walk(api, "/groups", 2) for g in p]
     assert groups == ["group-0", "group-1", "group-2"]
     assert _walk(api, "/devices?group=group-0&status=active", 3) == [[]]
+    secrets = [x for p in _walk(api, "/groups/group-0/secrets", 2) for x in p]
+    assert [x["kind"] for x in secrets] == ["secret", "code", "code", "secret", "code"]
+    assert all("value" not in x for x in secrets)
+    assert sorted(x["id"] for x in secrets) == [x["id"] for x in secrets]
 
 
 def test_a_short_list_answers_as_before_plus_a_null_cursor(api: Any, filled: Services) -> None:
@@ -61,6 +75,7 @@ def test_a_short_list_answers_as_before_plus_a_null_cursor(api: Any, filled: Ser
         ("/scope-maps", ScopeMapList),
         (f"/scope-maps/{PULL}/tokens", ScopeMapTokens),
         ("/groups", GroupList),
+        ("/groups/group-1/secrets", SecretList),
         ("/devices", DeviceList),
     ]:
         body = api("GET", path).get_json()
@@ -78,7 +93,7 @@ def test_limits_out_of_range_are_400(api: Any, path: str, limit: str) -> None:
 
 
 @pytest.mark.parametrize("path", LISTS)
-def test_limit_bounds_are_accepted(api: Any, path: str) -> None:
+def test_limit_bounds_are_accepted(api: Any, filled: Services, path: str) -> None:
     for limit in ("1", "1000"):
         assert api("GET", f"{path}?limit={limit}").status_code == 200
 
@@ -86,6 +101,7 @@ def test_limit_bounds_are_accepted(api: Any, path: str) -> None:
 def test_bad_cursors_are_400(api: Any, filled: Services) -> None:
     tokens_cursor = api("GET", "/tokens?limit=2").get_json()["nextCursor"]
     groups_cursor = api("GET", "/groups?limit=1").get_json()["nextCursor"]
+    secrets_cursor = api("GET", "/groups/group-0/secrets?limit=1").get_json()["nextCursor"]
     body, tag = tokens_cursor.split(".")
     for path, cursor in [
         ("/tokens", "garbage"),
@@ -96,6 +112,7 @@ def test_bad_cursors_are_400(api: Any, filled: Services) -> None:
         ("/groups", tokens_cursor),
         (f"/scope-maps/{PULL}/tokens", tokens_cursor),
         ("/devices", tokens_cursor),
+        ("/groups/group-1/secrets", secrets_cursor),
     ]:
         response = api("GET", f"{path}?cursor={cursor}")
         assert response.status_code == 400, (path, cursor)
@@ -122,7 +139,7 @@ def test_openapi_documents_paging_on_every_list(app: Any) -> None:
         if not is_list:
             continue
         lists += 1
-        path = "/api/v1" + op.rule.replace("<name>", "{name}")
+        path = "/api/v1" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", op.rule)
         params = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"]}
         limit = params["limit"]["schema"]
         assert limit == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}

@@ -15,6 +15,7 @@ LIST_INDEXES = {
     "ix_devices_group_id_device_id": ("devices", ["group_id", "device_id"]),
     "ix_devices_group_id_status_device_id": ("devices", ["group_id", "status", "device_id"]),
     "ix_devices_status_device_id": ("devices", ["status", "device_id"]),
+    "ix_enrollment_secrets_group_id_id": ("enrollment_secrets", ["group_id", "id"]),
 }
 
 
@@ -22,7 +23,7 @@ def _indexes(services: Services) -> dict[str, tuple[str, list[str]]]:
     inspector = inspect(services.ctx.db.engine)
     return {
         ix["name"]: (table, list(ix["column_names"]))
-        for table in ("scope_maps", "tokens", "devices")
+        for table in ("scope_maps", "tokens", "devices", "enrollment_secrets")
         for ix in inspector.get_indexes(table)
         if ix["name"] in LIST_INDEXES
     }

@@ -250,6 +250,24 @@ def test_group_walk_with_counts_and_secrets(services: Services) -> None:
     assert by_name["group-3"] == services.groups.show("group-3")
 
 
+def test_secret_walk_per_group(services: Services) -> None:
+    services.groups.create("group-a", scope_map=PULL, actor=ME)
+    services.groups.create("group-b", scope_map=PULL, actor=ME)
+    made = [
+        services.groups.create_secret("group-a", one_time=i % 2 == 1, actor=ME) for i in range(7)
+    ]
+    services.groups.create_secret("group-b", actor=ME)
+    services.groups.revoke_secret("group-a", made[2].id, actor=ME)
+    for limit in (1, 3, 7, 8):
+        pages = walk(lambda **kw: services.groups.secrets("group-a", **kw), limit)
+        walked = [x for page in pages for x in page]
+        assert [x.id for x in walked] == [m.id for m in made]
+        assert all(x.value is None for x in walked) and walked[2].revoked_at is not None
+    cursor = services.groups.secrets("group-a", limit=2).next_cursor
+    with pytest.raises(ValidationError):
+        services.groups.secrets("group-b", cursor=cursor)
+
+
 def test_device_walks_with_filters(services: Services) -> None:
     services.groups.create("east-side", scope_map=PULL, actor=ME)
     services.groups.create("west-side", scope_map=PULL, actor=ME)
@@ -311,6 +329,7 @@ def test_queries_per_page_do_not_grow_with_the_page_size(services: Services) -> 
     for i in range(41):
         services.groups.create(f"grp-{i:02d}", scope_map=PULL, actor=ME)
         services.groups.create_secret(f"grp-{i:02d}", actor=ME)
+        services.groups.create_secret("grp-00", one_time=True, actor=ME)
     add_devices(services, "grp-00", [f"dev{i:02d}" for i in range(41)])
     lists: dict[str, tuple[Callable[..., Page[Any]], int]] = {
         "tokens": (services.tokens.list, 2),
@@ -319,6 +338,7 @@ def test_queries_per_page_do_not_grow_with_the_page_size(services: Services) -> 
         "groups": (services.groups.list, 3),
         "devices": (services.devices.list, 2),
         "a group's devices": (lambda **kw: services.devices.list(group="grp-00", **kw), 3),
+        "a group's secrets": (lambda **kw: services.groups.secrets("grp-00", **kw), 2),
     }
     for what, (list_page, expected) in lists.items():
         small, large = _queries(services, list_page, 2), _queries(services, list_page, 20)

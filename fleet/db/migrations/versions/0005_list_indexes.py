@@ -3,7 +3,9 @@
 Every list is read page by page with ``WHERE key > :after ORDER BY key LIMIT n + 1``. These
 indexes start with a list's filter and end with its sort key, so a page is an index range
 scan whatever its position: the scope maps (system-defined first, then by name), a scope
-map's tokens by name, and the devices of a group and/or status by device id. Tokens, groups
+map's tokens by name, the devices of a group and/or status by device id, and a group's
+enrollment secrets by id (PostgreSQL keeps equal keys of a one-column index in heap order,
+not by id). Tokens, groups
 and unfiltered devices are paged on their names' existing unique indexes.
 
 Revision ID: 0005
@@ -27,6 +29,7 @@ INDEXES = (
     ("ix_devices_group_id_device_id", "devices", ["group_id", "device_id"]),
     ("ix_devices_group_id_status_device_id", "devices", ["group_id", "status", "device_id"]),
     ("ix_devices_status_device_id", "devices", ["status", "device_id"]),
+    ("ix_enrollment_secrets_group_id_id", "enrollment_secrets", ["group_id", "id"]),
 )
 
 
