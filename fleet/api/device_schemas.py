@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import Field, model_validator
 
+from fleet.api.paging import NEXT_CURSOR
 from fleet.api.schemas import ApiModel
 
 
@@ -44,6 +45,11 @@ class SecretOut(ApiModel):
     value: str | None = Field(default=None, description="Present only in the creating answer")
 
 
+class SecretList(ApiModel):
+    value: list[SecretOut]
+    next_cursor: str | None = NEXT_CURSOR
+
+
 class GroupOut(ApiModel):
     name: str
     scope_map: str | None
@@ -58,6 +64,7 @@ class GroupOut(ApiModel):
 
 class GroupList(ApiModel):
     value: list[GroupOut]
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class DeviceOut(ApiModel):
@@ -80,6 +87,7 @@ class DeviceOut(ApiModel):
 
 class DeviceList(ApiModel):
     value: list[DeviceOut]
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class EnrollRequest(ApiModel):

@@ -23,9 +23,11 @@ from fleet.api.device_schemas import (
     GroupOut,
     GroupUpdate,
     SecretCreate,
+    SecretList,
     SecretOut,
 )
 from fleet.api.expiry import resolve_expiry
+from fleet.api.paging import page_args, page_json
 from fleet.api.schemas import ApiModel
 from fleet.domain.names import device_token_name
 from fleet.mqtt import topics
@@ -62,9 +64,16 @@ def device_json(view: DeviceView) -> dict[str, Any]:
 
 
 # -- groups -------------------------------------------------------------------------------
-@api.operation("/groups", "GET", summary="List device groups", tag=GROUPS, response=GroupList)
+@api.operation(
+    "/groups",
+    "GET",
+    summary="List device groups, by name",
+    tag=GROUPS,
+    response=GroupList,
+    paged=True,
+)
 def list_groups() -> Any:
-    return {"value": [group_json(g) for g in services().groups.list()]}
+    return page_json(services().groups.list(**page_args()), group_json)
 
 
 @api.operation(
@@ -111,6 +120,18 @@ def delete_group(name: str) -> Any:
 
 @api.operation(
     "/groups/<name>/secrets",
+    "GET",
+    summary="List a group's enrollment secrets and codes, oldest first (never their values)",
+    tag=GROUPS,
+    response=SecretList,
+    paged=True,
+)
+def list_secrets(name: str) -> Any:
+    return page_json(services().groups.secrets(name, **page_args()), secret_json)
+
+
+@api.operation(
+    "/groups/<name>/secrets",
     "POST",
     summary="Create an enrollment secret or one-time code (shown once)",
     tag=GROUPS,
@@ -144,16 +165,19 @@ def revoke_secret(name: str, secret_id: int) -> Any:
 @api.operation(
     "/devices",
     "GET",
-    summary="List devices",
+    summary="List devices, by device id",
     tag=DEVICES,
     response=DeviceList,
     query={"group": "Only this group's devices", "status": "pending, active or disabled"},
+    paged=True,
 )
 def list_devices() -> Any:
     found = services().devices.list(
-        group=request.args.get("group"), status=request.args.get("status")
+        group=request.args.get("group") or None,
+        status=request.args.get("status") or None,
+        **page_args(),
     )
-    return {"value": [device_json(d) for d in found]}
+    return page_json(found, device_json)
 
 
 @api.operation(

@@ -17,8 +17,31 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from fleet.domain.errors import ValidationError
+from fleet.services.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 Handler = Callable[..., Any]
+PAGE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_LIMIT,
+            "default": DEFAULT_LIMIT,
+        },
+        "description": "Rows per page; out of range: 400 InvalidLimit",
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "The previous page's nextCursor, unchanged (none: the first page); "
+        "a cursor not made by this list: 400 InvalidCursor",
+    },
+]
 _PATH_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
@@ -33,6 +56,7 @@ class Operation:
     response: type[BaseModel] | None
     query: dict[str, str]
     auth: bool
+    paged: bool = False
 
 
 def _describe(exc: PydanticValidationError) -> str:
@@ -62,9 +86,11 @@ class Api:
         response: type[BaseModel] | None = None,
         query: dict[str, str] | None = None,
         auth: bool = True,
+        paged: bool = False,
     ) -> Callable[[Handler], Handler]:
+        """Declare a route; ``paged`` adds the ``limit`` and ``cursor`` query parameters."""
         op = Operation(
-            rule, method.upper(), summary, tag, status, body, response, query or {}, auth
+            rule, method.upper(), summary, tag, status, body, response, query or {}, auth, paged
         )
         self.operations.append(op)
 
@@ -114,6 +140,8 @@ class Api:
                 }
                 for name, text in op.query.items()
             ]
+            if op.paged:
+                params += PAGE_PARAMETERS
             responses: dict[str, Any] = {
                 str(op.status): {"description": "Success"}
                 | (

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from fleet.api.paging import NEXT_CURSOR
+
 Slot = Literal["password1", "password2"]
 Status = Literal["enabled", "disabled"]
 MAX_EXPIRATION_DAYS = 3650
@@ -119,6 +121,7 @@ class TokenOut(ApiModel):
 
 class TokenList(ApiModel):
     value: list[TokenOut]
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class ScopeMapOut(ApiModel):
@@ -135,10 +138,12 @@ class ScopeMapOut(ApiModel):
 
 class ScopeMapList(ApiModel):
     value: list[ScopeMapOut]
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class ScopeMapTokens(ApiModel):
     tokens: list[str]
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class ScopeMapDeleted(ApiModel):

@@ -6,6 +6,7 @@ from typing import Any
 
 from fleet.api import api
 from fleet.api.auth import actor, services
+from fleet.api.paging import page_args, page_json
 from fleet.api.schemas import (
     RepositoryRule,
     ScopeMapCreate,
@@ -29,9 +30,18 @@ def _rules(rules: list[RepositoryRule]) -> list[RepositoryActions]:
     return [RepositoryActions(r.repository, tuple(r.actions)) for r in rules]
 
 
-@api.operation("/scope-maps", "GET", summary="List scope maps", tag=TAG, response=ScopeMapList)
+@api.operation(
+    "/scope-maps",
+    "GET",
+    summary="List scope maps, system-defined first, then by name",
+    tag=TAG,
+    response=ScopeMapList,
+    paged=True,
+)
 def list_scope_maps() -> Any:
-    return {"value": [scope_map_json(_registry(), m) for m in services().scope_maps.list()]}
+    registry = _registry()
+    found = services().scope_maps.list(**page_args())
+    return page_json(found, lambda m: scope_map_json(registry, m))
 
 
 @api.operation(
@@ -79,12 +89,14 @@ def update_scope_map(name: str, body: ScopeMapUpdate) -> Any:
 @api.operation(
     "/scope-maps/<name>/tokens",
     "GET",
-    summary="Tokens that use a scope map",
+    summary="Names of the tokens that use a scope map, by name",
     tag=TAG,
     response=ScopeMapTokens,
+    paged=True,
 )
 def scope_map_tokens(name: str) -> Any:
-    return {"tokens": services().scope_maps.tokens_using(name)}
+    found = services().scope_maps.tokens_using(name, **page_args())
+    return page_json(found, str, field="tokens")
 
 
 @api.operation(

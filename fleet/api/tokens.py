@@ -7,6 +7,7 @@ from typing import Any
 from fleet.api import api
 from fleet.api.auth import actor, services
 from fleet.api.expiry import resolve_expiry
+from fleet.api.paging import page_args, page_json
 from fleet.api.schemas import (
     CredentialGenerate,
     CredentialsOut,
@@ -25,9 +26,12 @@ def _registry() -> str:
     return services().ctx.settings.registry_name
 
 
-@api.operation("/tokens", "GET", summary="List tokens", tag=TAG, response=TokenList)
+@api.operation(
+    "/tokens", "GET", summary="List tokens, by name", tag=TAG, response=TokenList, paged=True
+)
 def list_tokens() -> Any:
-    return {"value": [token_json(_registry(), t) for t in services().tokens.list()]}
+    registry = _registry()
+    return page_json(services().tokens.list(**page_args()), lambda t: token_json(registry, t))
 
 
 @api.operation(

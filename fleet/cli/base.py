@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from fleet.cli.client import ApiClient
+from fleet.cli.listing import pages, stream, top_option
 from fleet.cli.output import OUTPUT_FORMATS, Column, emit
 
 # Options that take a repository and then every following word up to the next option.
@@ -99,11 +100,34 @@ class Invocation:
     def show(self, data: Any, columns: list[Column] | None = None) -> None:
         emit(data, self.output, self.query, columns)
 
+    def show_list(
+        self,
+        path: str,
+        columns: list[Column] | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        field: str = "value",
+        top: int | None = None,
+    ) -> None:
+        """Fetch a list page after page and print it as it comes (see ``listing``)."""
+        rows = pages(self.client, path, params, field=field, top=top)
+        stream(rows, self.output, self.query, columns)
 
-def az_command(group: click.Group, name: str, *, help: str, example: str) -> Callable[..., Any]:
+
+QUERY_HELP = "JMESPath query applied to the output."
+LIST_QUERY_HELP = (
+    "JMESPath query applied to the whole list: every page (up to --top) is fetched first, "
+    "then the answer is printed."
+)
+
+
+def az_command(
+    group: click.Group, name: str, *, help: str, example: str, paged: bool = False
+) -> Callable[..., Any]:
     """A command with ``--registry``, ``--server``, ``--output`` and ``--query``.
 
-    ``example`` is required: every command's help ends with one.
+    ``example`` is required: every command's help ends with one. A ``paged`` command (a list)
+    also takes ``--top N``, passed on as ``top``.
     """
 
     def decorator(fn: Callable[..., Any]) -> click.Command:
@@ -114,7 +138,7 @@ def az_command(group: click.Group, name: str, *, help: str, example: str) -> Cal
             return fn(Invocation(server, output, query), **kwargs)
 
         run = click.option("--registry", "-r", help="Registry name (optional: one default).")(run)
-        run = click.option("--query", help="JMESPath query applied to the output.")(run)
+        run = click.option("--query", help=LIST_QUERY_HELP if paged else QUERY_HELP)(run)
         run = click.option(
             "--output",
             "-o",
@@ -129,6 +153,8 @@ def az_command(group: click.Group, name: str, *, help: str, example: str) -> Cal
             metavar="URL",
             help="Fleet server URL [env FLEET_URL; default http://127.0.0.1:8080].",
         )(run)
+        if paged:
+            run = top_option(run)
         text = with_example(help, example)
         return group.command(name, cls=AzCommand, help=text)(run)
 

@@ -25,7 +25,9 @@ class ApiClient:
         self.api_key = api_key if api_key is not None else os.environ.get("FLEET_API_KEY", "")
         self.session = requests.Session()
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
         if not self.api_key:
             raise click.ClickException(
                 "no API key: set FLEET_API_KEY (create one on the server with "
@@ -37,6 +39,7 @@ class ApiClient:
                 method,
                 url,
                 json=body,
+                params=params,
                 timeout=TIMEOUT_S,
                 headers={"Authorization": f"Bearer {self.api_key}"},
             )

@@ -26,12 +26,17 @@ def device() -> None:
 
 @click.option("--status", type=click.Choice(["pending", "active", "disabled"]))
 @click.option("--group", help="Only this group's devices.")
-@az_command(device, "list", help="List devices.", example="  fleet device list -o table")
-def list_(inv: Invocation, group: str | None, status: str | None) -> None:
-    query = "&".join(f"{k}={v}" for k, v in (("group", group), ("status", status)) if v)
-    inv.show(
-        inv.client.call("GET", "/devices" + (f"?{query}" if query else ""))["value"], DEVICE_COLUMNS
-    )
+@az_command(
+    device,
+    "list",
+    help="List devices by id, printed page by page as they arrive.",
+    example="  fleet device list -o table\n"
+    "  fleet device list --group pilots --status disabled --top 20 -o tsv",
+    paged=True,
+)
+def list_(inv: Invocation, group: str | None, status: str | None, top: int | None) -> None:
+    params = {"group": group, "status": status}
+    inv.show_list("/devices", DEVICE_COLUMNS, params=params, top=top)
 
 
 @click.option("--name", "-n", "device_id", required=True, help="Device id.")

@@ -99,9 +99,15 @@ def create(inv: Invocation, name: str, **fields: Any) -> None:
     inv.show(inv.client.call("POST", "/groups", body), GROUP_COLUMNS)
 
 
-@az_command(group, "list", help="List device groups.", example="  fleet group list -o table")
-def list_(inv: Invocation) -> None:
-    inv.show(inv.client.call("GET", "/groups")["value"], GROUP_COLUMNS)
+@az_command(
+    group,
+    "list",
+    help="List device groups by name, printed page by page.",
+    example="  fleet group list -o table\n  fleet group list --top 1 --query '[0].name'",
+    paged=True,
+)
+def list_(inv: Invocation, top: int | None) -> None:
+    inv.show_list("/groups", GROUP_COLUMNS, top=top)
 
 
 @click.option("--name", "-n", required=True, help="Group name.")
@@ -178,6 +184,19 @@ def secret_create(
     if expiration_in_days:
         body["expirationInDays"] = expiration_in_days
     inv.show(inv.client.call("POST", f"/groups/{name}/secrets", body), SECRET_COLUMNS)
+
+
+@click.option("--name", "-n", required=True, help="Group name.")
+@az_command(
+    secret,
+    "list",
+    help="List a group's enrollment secrets and codes, oldest first (never their values).",
+    example="  fleet group secret list --name pilots -o table\n"
+    "  fleet group secret list --name pilots --top 10 --query \"[?kind=='code'].id\"",
+    paged=True,
+)
+def secret_list(inv: Invocation, name: str, top: int | None) -> None:
+    inv.show_list(f"/groups/{name}/secrets", SECRET_COLUMNS, top=top)
 
 
 @click.option("--id", "secret_id", required=True, type=int, help="The secret's id (group show).")

@@ -35,7 +35,7 @@ def apply_query(data: Any, query: str | None) -> Any:
         raise click.UsageError(f"--query {query!r} is not valid JMESPath: {exc}") from None
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -64,7 +64,7 @@ def render_table(data: Any, columns: Sequence[Column] | None) -> str:
         columns = [Column(k.upper(), k) for k in keys] or [Column("RESULT", "@")]
     table = [[c.header for c in columns]]
     for row in rows:
-        table.append([_cell(c.value(row)) for c in columns])
+        table.append([cell(c.value(row)) for c in columns])
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table
@@ -73,7 +73,7 @@ def render_table(data: Any, columns: Sequence[Column] | None) -> str:
     return "\n".join(lines)
 
 
-def _tsv_line(value: Any) -> str:
+def tsv_line(value: Any) -> str:
     if isinstance(value, dict):
         return "\t".join(_tsv_scalar(v) for v in value.values() if not isinstance(v, dict | list))
     if isinstance(value, list):
@@ -92,8 +92,8 @@ def _tsv_scalar(value: Any) -> str:
 def render_tsv(data: Any) -> str:
     rows = data["value"] if isinstance(data, dict) and set(data) == {"value"} else data
     if isinstance(rows, list):
-        return "\n".join(_tsv_line(r) for r in rows)
-    return _tsv_line(rows)
+        return "\n".join(tsv_line(r) for r in rows)
+    return tsv_line(rows)
 
 
 def emit(

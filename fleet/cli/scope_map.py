@@ -106,11 +106,13 @@ def show(inv: Invocation, name: str) -> None:
 @az_command(
     scope_map,
     "list",
-    help="List the scope maps, system-defined ones first.",
-    example="  fleet scope-map list --output table",
+    help="List the scope maps, system-defined ones first, printed page by page.",
+    example="  fleet scope-map list --output table\n"
+    "  fleet scope-map list --top 5 --query '[].name'",
+    paged=True,
 )
-def list_(inv: Invocation) -> None:
-    inv.show(inv.client.call("GET", "/scope-maps")["value"], SCOPE_MAP_COLUMNS)
+def list_(inv: Invocation, top: int | None) -> None:
+    inv.show_list("/scope-maps", SCOPE_MAP_COLUMNS, top=top)
 
 
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -123,7 +125,12 @@ def list_(inv: Invocation) -> None:
 )
 def delete(inv: Invocation, name: str, yes: bool) -> None:
     if not yes:
-        users = inv.client.call("GET", f"/scope-maps/{name}/tokens")["tokens"]
-        warning = f" Tokens {', '.join(users)} will be left with no permissions." if users else ""
+        shown = 20  # the first names, then how many more
+        answer = inv.client.call("GET", f"/scope-maps/{name}/tokens", params={"limit": shown})
+        users = answer["tokens"]
+        more = " and more" if answer.get("nextCursor") else ""
+        warning = (
+            f" Tokens {', '.join(users)}{more} will be left with no permissions." if users else ""
+        )
         click.confirm(f"Delete scope map {name!r}?{warning}", abort=True, err=True)
     inv.show(inv.client.call("DELETE", f"/scope-maps/{name}"))

@@ -108,9 +108,17 @@ def show(inv: Invocation, name: str) -> None:
     inv.show(inv.client.call("GET", f"/tokens/{name}"), TOKEN_COLUMNS)
 
 
-@az_command(token, "list", help="List the tokens.", example="  fleet token list --output table")
-def list_(inv: Invocation) -> None:
-    inv.show(inv.client.call("GET", "/tokens")["value"], TOKEN_COLUMNS)
+@az_command(
+    token,
+    "list",
+    help="List the tokens by name, printed page by page as they arrive.",
+    example="  fleet token list --output table\n"
+    "  fleet token list --top 10 --output tsv\n"
+    "  fleet token list --query \"[?status=='disabled'].name\"",
+    paged=True,
+)
+def list_(inv: Invocation, top: int | None) -> None:
+    inv.show_list("/tokens", TOKEN_COLUMNS, top=top)
 
 
 @click.option("--status", type=click.Choice(["enabled", "disabled"]), help="New status.")

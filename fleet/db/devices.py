@@ -47,6 +47,8 @@ class DeviceGroup(SQLModel, table=True):
 
 class EnrollmentSecret(SQLModel, table=True):
     __tablename__ = "enrollment_secrets"
+    # A group's secrets, oldest first, read page by page.
+    __table_args__ = (Index("ix_enrollment_secrets_group_id_id", "group_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     group_id: int = _fk("device_groups.id", "CASCADE", nullable=False)  # type: ignore[assignment]
@@ -62,6 +64,12 @@ class EnrollmentSecret(SQLModel, table=True):
 
 class Device(SQLModel, table=True):
     __tablename__ = "devices"
+    # The device list's filters, each ending with the device id the list is paged by.
+    __table_args__ = (
+        Index("ix_devices_group_id_device_id", "group_id", "device_id"),
+        Index("ix_devices_group_id_status_device_id", "group_id", "status", "device_id"),
+        Index("ix_devices_status_device_id", "status", "device_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(max_length=64, unique=True, index=True)

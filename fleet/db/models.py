@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from fleet.db.types import optional_when_field, when_field
@@ -23,6 +23,8 @@ class ScopeMapBase(SQLModel):
 
 class ScopeMap(ScopeMapBase, table=True):
     __tablename__ = "scope_maps"
+    # The list's order (system-defined first, then by name), read page by page.
+    __table_args__ = (Index("ix_scope_maps_type_name", "type", "name"),)
 
     id: int | None = Field(default=None, primary_key=True)
     type: str = Field(default=USER_DEFINED, max_length=16)
@@ -55,6 +57,8 @@ class TokenBase(SQLModel):
 
 class Token(TokenBase, table=True):
     __tablename__ = "tokens"
+    # A scope map's tokens, by name, read page by page.
+    __table_args__ = (Index("ix_tokens_scope_map_id_name", "scope_map_id", "name"),)
 
     id: int | None = Field(default=None, primary_key=True)
     scope_map_id: int | None = Field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -24,6 +25,7 @@ from fleet.db.devices import (
     CODE,
     DELIVERY_PENDING,
     DELIVERY_SUPERSEDED,
+    DEVICE_STATUSES,
     DISABLED,
     PENDING,
     Delivery,
@@ -38,6 +40,7 @@ from fleet.domain.errors import AuthenticationError, ConflictError, NotFoundErro
 from fleet.domain.names import device_token_name, validate_device_id
 from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
+from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.rotation import RotationService, other_slot
 from fleet.services.tokens import TokenService
 from fleet.services.views import DeviceView
@@ -49,6 +52,7 @@ RECENTLY_SEEN = timedelta(minutes=10)
 WIPE_WAIT_S = 3.0
 ACK_POLL_S = 0.1
 MAX_PULL_IMAGES = 50
+DEVICES = "devices"  # the cursor's list
 
 
 def _public_key(value: str, kind: type, label: str) -> str:
@@ -74,16 +78,29 @@ def get_device(s: Session, device_id: str) -> Device:
 def _view(s: Session, d: Device) -> DeviceView:
     group = s.get(DeviceGroup, d.group_id)
     token = s.get(Token, d.token_id) if d.token_id else None
-    pending = s.exec(
-        select(func.count())
-        .select_from(Delivery)
-        .where(Delivery.device_pk == d.id, Delivery.state == DELIVERY_PENDING)
-    ).one()
+    assert d.id is not None
+    pending = pending_counts(s, [d.id]).get(d.id, 0)
+    return _make_view(d, group.name if group else "", token.name if token else None, pending)
+
+
+def pending_counts(s: Session, device_pks: Sequence[int]) -> dict[int, int]:
+    """Deliveries not yet acknowledged, per device, in one query."""
+    if not device_pks:
+        return {}
+    rows = s.exec(
+        select(Delivery.device_pk, func.count())
+        .where(col(Delivery.device_pk).in_(device_pks), Delivery.state == DELIVERY_PENDING)
+        .group_by(col(Delivery.device_pk))
+    ).all()
+    return {pk: n for pk, n in rows}
+
+
+def _make_view(d: Device, group: str, token: str | None, pending: int) -> DeviceView:
     return DeviceView(
         device_id=d.device_id,
-        group=group.name if group else "",
+        group=group,
         status=d.status,
-        token=token.name if token else None,
+        token=token,
         mqtt_username=d.mqtt_username,
         enrolled_at=d.enrolled_at,
         approved_at=d.approved_at,
@@ -103,6 +120,7 @@ class DeviceService:
         self, ctx: ServiceContext, tokens: TokenService, delivery: DeliveryService
     ) -> None:
         self.ctx = ctx
+        self.cursors = Cursors(ctx.hasher)
         self.tokens = tokens
         self.delivery = delivery
         self.rotation = RotationService(ctx, delivery)
@@ -226,14 +244,50 @@ class DeviceService:
         with self.ctx.db.session() as s:
             return _view(s, get_device(s, device_id))
 
-    def list(self, *, group: str | None = None, status: str | None = None) -> list[DeviceView]:
+    def list(
+        self,
+        *,
+        group: str | None = None,
+        status: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[DeviceView]:
+        """One page of devices by id, optionally of one group and/or status.
+
+        At most three queries per page (the group's id, the devices with their group and
+        token names, their pending deliveries), each on an index that starts with the
+        filters and ends with the device id. An unknown group has no devices.
+        """
+        check_limit(limit)
+        if status is not None and status not in DEVICE_STATUSES:
+            raise ValidationError(
+                f"invalid status {status!r}: expected {', '.join(DEVICE_STATUSES)}",
+                code="InvalidStatus",
+            )
+        # The filters are part of the list a cursor belongs to.
+        kind = f"{DEVICES}:{group or ''}:{status or ''}"
+        after = self.cursors.decode(kind, cursor, (str,))[0] if cursor is not None else None
         with self.ctx.db.session() as s:
-            query = select(Device).order_by(col(Device.device_id))
+            query = (
+                select(Device, DeviceGroup.name, Token.name)
+                .join(DeviceGroup, col(DeviceGroup.id) == col(Device.group_id))
+                .join(Token, col(Token.id) == col(Device.token_id), isouter=True)
+                .order_by(col(Device.device_id))
+                .limit(limit + 1)
+            )
             if group is not None:
-                query = query.join(DeviceGroup).where(DeviceGroup.name == group)
+                group_id = s.exec(select(DeviceGroup.id).where(DeviceGroup.name == group)).first()
+                if group_id is None:
+                    return Page((), None)
+                query = query.where(Device.group_id == group_id)
             if status is not None:
                 query = query.where(Device.status == status)
-            return [_view(s, d) for d in s.exec(query).all()]
+            if after is not None:
+                query = query.where(col(Device.device_id) > after)
+            rows = s.exec(query).all()
+            pending = pending_counts(s, [d.id for d, _, _ in rows[:limit] if d.id is not None])
+            views = [_make_view(d, g, t, pending.get(d.id, 0)) for d, g, t in rows[:limit]]
+            return self.cursors.page(kind, views, [(d.device_id,) for d, _, _ in rows], limit)
 
     def scope_map_of(self, device_id: str) -> str | None:
         with self.ctx.db.session() as s:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +21,12 @@ from fleet.domain.actions import READ_ONLY_ACTIONS, Action
 from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
 from fleet.services.context import ServiceContext, audit
+from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.scope_maps import entries_of, get_map
 from fleet.services.views import GroupView, SecretView
 
 MAX_LIFETIME_DAYS = 3650
+GROUPS, SECRETS = "groups", "group-secrets"  # the cursors' lists
 
 
 def check_read_only(session: Session, scope_map: ScopeMap) -> None:
@@ -45,27 +48,44 @@ def get_group(session: Session, name: str) -> DeviceGroup:
     return row
 
 
+def _views(session: Session, rows: Sequence[tuple[DeviceGroup, str | None]]) -> list[GroupView]:
+    """Views of these groups (with their map's name) in two more queries, whatever their number."""
+    ids = [g.id for g, _ in rows if g.id is not None]
+    if not ids:
+        return []
+    counts = dict(
+        session.exec(
+            select(Device.group_id, func.count())
+            .where(col(Device.group_id).in_(ids))
+            .group_by(col(Device.group_id))
+        ).all()
+    )
+    secrets: dict[int, list[SecretView]] = {}
+    for row in session.exec(
+        select(EnrollmentSecret)
+        .where(col(EnrollmentSecret.group_id).in_(ids))
+        .order_by(col(EnrollmentSecret.group_id), col(EnrollmentSecret.id))
+    ).all():
+        secrets.setdefault(row.group_id, []).append(_secret_view(row))
+    return [
+        GroupView(
+            name=g.name,
+            scope_map=map_name,
+            password_lifetime_days=g.password_lifetime_days,
+            rotation_window_days=g.rotation_window_days,
+            inactivity_limit_days=g.inactivity_limit_days,
+            require_approval=g.require_approval,
+            created_at=g.created_at,
+            devices=counts.get(g.id, 0),
+            secrets=tuple(secrets.get(g.id, ())),  # type: ignore[arg-type]
+        )
+        for g, map_name in rows
+    ]
+
+
 def _view(session: Session, g: DeviceGroup) -> GroupView:
     scope_map = session.get(ScopeMap, g.scope_map_id) if g.scope_map_id else None
-    devices = session.exec(
-        select(func.count()).select_from(Device).where(Device.group_id == g.id)
-    ).one()
-    secrets = session.exec(
-        select(EnrollmentSecret)
-        .where(EnrollmentSecret.group_id == g.id)
-        .order_by(col(EnrollmentSecret.id))
-    ).all()
-    return GroupView(
-        name=g.name,
-        scope_map=scope_map.name if scope_map else None,
-        password_lifetime_days=g.password_lifetime_days,
-        rotation_window_days=g.rotation_window_days,
-        inactivity_limit_days=g.inactivity_limit_days,
-        require_approval=g.require_approval,
-        created_at=g.created_at,
-        devices=devices,
-        secrets=tuple(_secret_view(s) for s in secrets),
-    )
+    return _views(session, [(g, scope_map.name if scope_map else None)])[0]
 
 
 def _secret_view(row: EnrollmentSecret, value: str | None = None) -> SecretView:
@@ -98,6 +118,7 @@ def _check_durations(lifetime: int, window: int, inactivity: int | None) -> None
 class GroupService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self.cursors = Cursors(ctx.hasher)
 
     def create(
         self,
@@ -133,10 +154,23 @@ class GroupService:
             audit(s, self.ctx, actor, "group.create", name, scope_map=scope_map)
             return _view(s, row)
 
-    def list(self) -> list[GroupView]:
+    def list(self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page[GroupView]:
+        """One page of groups by name: three queries per page (groups, device counts,
+        enrollment secrets)."""
+        check_limit(limit)
         with self.ctx.db.session() as s:
-            rows = s.exec(select(DeviceGroup).order_by(col(DeviceGroup.name))).all()
-            return [_view(s, g) for g in rows]
+            query = (
+                select(DeviceGroup, ScopeMap.name)
+                .join(ScopeMap, col(ScopeMap.id) == col(DeviceGroup.scope_map_id), isouter=True)
+                .order_by(col(DeviceGroup.name))
+                .limit(limit + 1)
+            )
+            if cursor is not None:
+                (after,) = self.cursors.decode(GROUPS, cursor, (str,))
+                query = query.where(col(DeviceGroup.name) > after)
+            rows = s.exec(query).all()
+            keys = [(g.name,) for g, _ in rows]
+            return self.cursors.page(GROUPS, _views(s, rows[:limit]), keys, limit)
 
     def show(self, name: str) -> GroupView:
         with self.ctx.db.session() as s:
@@ -197,6 +231,23 @@ class GroupService:
             audit(s, self.ctx, actor, "group.delete", name)
 
     # -- enrollment secrets and codes -----------------------------------------------------
+    def secrets(
+        self, name: str, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    ) -> Page[SecretView]:
+        """One page of a group's secrets and codes (never their values), oldest first: two
+        queries per page."""
+        check_limit(limit)
+        with self.ctx.db.session() as s:
+            group = get_group(s, name)
+            kind = f"{SECRETS}:{group.id}"  # a cursor of another group's list is refused
+            query = select(EnrollmentSecret).where(EnrollmentSecret.group_id == group.id)
+            if cursor is not None:
+                (after,) = self.cursors.decode(kind, cursor, (int,))
+                query = query.where(col(EnrollmentSecret.id) > after)
+            rows = s.exec(query.order_by(col(EnrollmentSecret.id)).limit(limit + 1)).all()
+            views = [_secret_view(r) for r in rows[:limit]]
+            return self.cursors.page(kind, views, [(r.id,) for r in rows], limit)  # type: ignore[misc]
+
     def create_secret(
         self,
         name: str,

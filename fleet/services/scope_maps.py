@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, tuple_
@@ -22,9 +22,11 @@ from fleet.domain.names import validate_resource_name
 from fleet.domain.rules import RepositoryActions, to_entries
 from fleet.domain.system_maps import SYSTEM_SCOPE_MAP_NAMES, SYSTEM_SCOPE_MAPS
 from fleet.services.context import ServiceContext, audit
+from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.views import ScopeMapView
 
 MAX_DESCRIPTION = 1024
+SCOPE_MAPS, SCOPE_MAP_TOKENS = "scope-maps", "scope-map-tokens"  # the cursors' lists
 
 
 def _check_description(description: str | None) -> None:
@@ -40,19 +42,41 @@ def entries_of(session: Session, scope_map_id: int) -> list[tuple[str, str]]:
             ScopeMapEntry.scope_map_id == scope_map_id
         )
     ).all()
+    return _sorted_entries((r, a) for r, a in rows)
+
+
+def _sorted_entries(rows: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     order = {a.value: i for i, a in enumerate(Action)}
-    return sorted(((r, a) for r, a in rows), key=lambda e: (e[0], order.get(e[1], 99)))
+    return sorted(rows, key=lambda e: (e[0], order.get(e[1], 99)))
 
 
-def view_of(session: Session, row: ScopeMap) -> ScopeMapView:
-    assert row.id is not None
+def entries_of_many(session: Session, ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+    """The entries of these maps, in one query."""
+    found: dict[int, list[tuple[str, str]]] = {i: [] for i in ids}
+    if ids:
+        rows = session.exec(
+            select(
+                ScopeMapEntry.scope_map_id, ScopeMapEntry.repository, ScopeMapEntry.action
+            ).where(col(ScopeMapEntry.scope_map_id).in_(ids))
+        ).all()
+        for map_id, repository, action in rows:
+            found[map_id].append((repository, action))
+    return {i: _sorted_entries(e) for i, e in found.items()}
+
+
+def _make_view(row: ScopeMap, entries: Sequence[tuple[str, str]]) -> ScopeMapView:
     return ScopeMapView(
         name=row.name,
         type=row.type,
         description=row.description,
         created_at=row.created_at,
-        entries=tuple(entries_of(session, row.id)),
+        entries=tuple(entries),
     )
+
+
+def view_of(session: Session, row: ScopeMap) -> ScopeMapView:
+    assert row.id is not None
+    return _make_view(row, entries_of(session, row.id))
 
 
 def get_map(session: Session, name: str) -> ScopeMap:
@@ -65,6 +89,7 @@ def get_map(session: Session, name: str) -> ScopeMap:
 class ScopeMapService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self.cursors = Cursors(ctx.hasher)
 
     # -- system-defined maps -------------------------------------------------------------
     def ensure_system_maps(self) -> None:
@@ -96,10 +121,20 @@ class ScopeMapService:
         with self.ctx.db.session() as s:
             return view_of(s, get_map(s, name))
 
-    def list(self) -> list[ScopeMapView]:
+    def list(self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page[ScopeMapView]:
+        """One page of maps, system-defined first, then by name: two queries per page."""
+        check_limit(limit)
+        key = tuple_(col(ScopeMap.type), col(ScopeMap.name))
         with self.ctx.db.session() as s:
-            rows = s.exec(select(ScopeMap).order_by(col(ScopeMap.type), col(ScopeMap.name)))
-            return [view_of(s, r) for r in rows.all()]
+            query = select(ScopeMap).order_by(col(ScopeMap.type), col(ScopeMap.name))
+            if cursor is not None:
+                after = self.cursors.decode(SCOPE_MAPS, cursor, (str, str))
+                query = query.where(key > tuple_(*after))
+            rows = s.exec(query.limit(limit + 1)).all()
+            entries = entries_of_many(s, [r.id for r in rows[:limit] if r.id is not None])
+            views = [_make_view(r, entries.get(r.id, [])) for r in rows[:limit]]  # type: ignore[arg-type]
+            keys = [(r.type, r.name) for r in rows]
+            return self.cursors.page(SCOPE_MAPS, views, keys, limit)
 
     # -- writes ---------------------------------------------------------------------------
     def create(
@@ -228,12 +263,21 @@ class ScopeMapService:
             s.flush()
             return view_of(s, row)
 
-    def tokens_using(self, name: str) -> list[str]:
+    def tokens_using(
+        self, name: str, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    ) -> Page[str]:
+        """One page of the names of the tokens using a map: two queries per page."""
+        check_limit(limit)
         with self.ctx.db.session() as s:
             row = get_map(s, name)
-            return list(
-                s.exec(select(Token.name).where(Token.scope_map_id == row.id).order_by(Token.name))
-            )
+            # The cursor belongs to this map's list: one of another map's is refused.
+            kind = f"{SCOPE_MAP_TOKENS}:{row.id}"
+            query = select(Token.name).where(Token.scope_map_id == row.id)
+            if cursor is not None:
+                (after,) = self.cursors.decode(kind, cursor, (str,))
+                query = query.where(col(Token.name) > after)
+            names = list(s.exec(query.order_by(col(Token.name)).limit(limit + 1)))
+            return self.cursors.page(kind, names, [(n,) for n in names], limit)
 
     def delete(self, name: str, *, actor: str) -> list[str]:
         """Delete a map; tokens that used it are left with no permissions. Returns them."""

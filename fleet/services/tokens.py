@@ -16,10 +16,12 @@ from fleet.domain.errors import ConflictError, LimitExceededError, NotFoundError
 from fleet.domain.names import validate_resource_name
 from fleet.domain.rules import RepositoryActions, to_entries
 from fleet.services.context import ServiceContext, audit
+from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.scope_maps import ScopeMapService, get_map
 from fleet.services.views import PasswordView, TokenView
 
 SCOPE_MAP_SUFFIX = "-scope-map"
+TOKENS = "tokens"  # the cursor's list
 
 
 class _Unset:
@@ -56,26 +58,48 @@ def get_token(session: Session, name: str) -> Token:
     return row
 
 
+def passwords_of(session: Session, token_ids: Sequence[int]) -> dict[int, list[PasswordView]]:
+    """The stored passwords of these tokens (never their values), in one query."""
+    found: dict[int, list[PasswordView]] = {}
+    if not token_ids:
+        return found
+    rows = session.exec(
+        select(
+            TokenPassword.token_id,
+            TokenPassword.slot,
+            TokenPassword.created_at,
+            TokenPassword.expiry,
+        )  # columns, not ORM rows: a page's worth of objects is most of a list's time
+        .where(col(TokenPassword.token_id).in_(token_ids))
+        .order_by(col(TokenPassword.token_id), col(TokenPassword.slot))
+    ).all()
+    for token_id, slot, created_at, expiry in rows:
+        found.setdefault(token_id, []).append(
+            PasswordView(name=slot, created_at=created_at, expiry=expiry)
+        )
+    return found
+
+
+def _make_view(token: Token, scope_map: str | None, passwords: Sequence[PasswordView]) -> TokenView:
+    return TokenView(
+        name=token.name,
+        status=token.status,
+        disable_at=token.disable_at,
+        scope_map=scope_map,
+        created_at=token.created_at,
+        passwords=tuple(passwords),
+    )
+
+
 def _view(session: Session, token: Token, fresh: Sequence[PasswordView] = ()) -> TokenView:
     scope_map = None
     if token.scope_map_id is not None:
         scope_map = session.get(ScopeMap, token.scope_map_id)
     by_slot = {p.name: p for p in fresh}
-    stored = session.exec(
-        select(TokenPassword).where(TokenPassword.token_id == token.id).order_by(TokenPassword.slot)
-    ).all()
-    passwords = tuple(
-        by_slot.get(p.slot) or PasswordView(name=p.slot, created_at=p.created_at, expiry=p.expiry)
-        for p in stored
-    )
-    return TokenView(
-        name=token.name,
-        status=token.status,
-        disable_at=token.disable_at,
-        scope_map=scope_map.name if scope_map else None,
-        created_at=token.created_at,
-        passwords=passwords,
-    )
+    assert token.id is not None
+    stored = passwords_of(session, [token.id]).get(token.id, [])
+    passwords = [by_slot.get(p.name) or p for p in stored]
+    return _make_view(token, scope_map.name if scope_map else None, passwords)
 
 
 def _refuse_for_device(session: Session, token: Token, why: str) -> None:
@@ -90,6 +114,7 @@ class TokenService:
     def __init__(self, ctx: ServiceContext, scope_maps: ScopeMapService) -> None:
         self.ctx = ctx
         self.scope_maps = scope_maps
+        self.cursors = Cursors(ctx.hasher)
 
     def _check_expiry(self, expiry: datetime | None) -> None:
         if expiry is not None and expiry <= self.ctx.clock():
@@ -102,9 +127,40 @@ class TokenService:
         with self.ctx.db.session() as s:
             return _view(s, get_token(s, name))
 
-    def list(self) -> list[TokenView]:
+    def list(self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page[TokenView]:
+        """One page of tokens by name: two queries, whatever the page size."""
+        check_limit(limit)
         with self.ctx.db.session() as s:
-            return [_view(s, t) for t in s.exec(select(Token).order_by(Token.name)).all()]
+            query = (
+                select(
+                    Token.id,
+                    Token.name,
+                    Token.status,
+                    Token.disable_at,
+                    Token.created_at,
+                    ScopeMap.name,
+                )
+                .join(ScopeMap, col(ScopeMap.id) == col(Token.scope_map_id), isouter=True)
+                .order_by(col(Token.name))
+                .limit(limit + 1)
+            )
+            if cursor is not None:
+                (after,) = self.cursors.decode(TOKENS, cursor, (str,))
+                query = query.where(col(Token.name) > after)
+            rows = s.exec(query).all()
+            passwords = passwords_of(s, [r[0] for r in rows[:limit]])
+            views = [
+                TokenView(
+                    name=name,
+                    status=status,
+                    disable_at=disable_at,
+                    scope_map=map_name,
+                    created_at=created_at,
+                    passwords=tuple(passwords.get(token_id, ())),
+                )
+                for token_id, name, status, disable_at, created_at, map_name in rows[:limit]
+            ]
+            return self.cursors.page(TOKENS, views, [(r[1],) for r in rows], limit)
 
     # -- writes ---------------------------------------------------------------------------
     def create(

@@ -142,7 +142,10 @@ def test_scope_map_routes(api) -> None:  # type: ignore[no-untyped-def]
     valid(ScopeMapList, listed)
     assert [m["scopeMapType"] for m in listed["value"]].count("SystemDefined") == 5
     api("POST", "/tokens", {"name": "MyToken", "scopeMap": "MyScopeMap"})
-    assert api("GET", "/scope-maps/MyScopeMap/tokens").get_json() == {"tokens": ["MyToken"]}
+    assert api("GET", "/scope-maps/MyScopeMap/tokens").get_json() == {
+        "tokens": ["MyToken"],
+        "nextCursor": None,
+    }
     patched = api(
         "PATCH",
         "/scope-maps/MyScopeMap",

@@ -56,12 +56,13 @@ TABLES_AT: dict[str, set[str]] = {
     "0003": TABLES_0003,
     "0004": TABLES_0003,
     "0005": TABLES_0003 | {"operators", "token_health", "login_failures_hourly"},
+    "0006": TABLES_0003 | {"operators", "token_health", "login_failures_hourly"},
 }
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
 }
-HEAD = "0005"
+HEAD = "0006"
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 VERSION_TABLE = "alembic_version"
@@ -191,7 +192,7 @@ def test_each_downgrade_keeps_its_revisions_rows_and_the_way_back_up_restores_th
     expected_triggers = NOTIFY_TABLES if engine.dialect.name == "postgresql" else set()
     assert notify_triggers(engine) == expected_triggers
 
-    for target in ("0004", "0003", "0002", "0001"):
+    for target in ("0005", "0004", "0003", "0002", "0001"):
         migrate(engine, "downgrade", target)
         assert current_revision(engine) == target
         dropped = ADDED_IN_0003 if target < "0003" else {}
@@ -217,7 +218,7 @@ def test_down_to_each_revision_and_up_again_keeps_the_surviving_rows(
 ) -> None:
     fill(fresh_url, tmp_path)
     at_head = read_rows(engine)
-    for target in ("0004", "0003", "0002", "0001"):
+    for target in ("0005", "0004", "0003", "0002", "0001"):
         migrate(engine, "downgrade", target)
         migrate(engine, "upgrade", "head")
         assert current_revision(engine) == HEAD

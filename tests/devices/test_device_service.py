@@ -102,7 +102,7 @@ def test_enrollment_refusals_change_nothing(
         fleet.devices.enroll("bad id!", secret, *dev.keys)
     with pytest.raises(ValidationError):
         fleet.devices.enroll("rpi-0001", secret, "bm90IGEga2V5", dev.keys[1])
-    assert fleet.devices.list() == [] and broker.logins == {}
+    assert fleet.devices.list().items == () and broker.logins == {}
     fleet.devices.enroll("rpi-0001", secret, *dev.keys)
     with pytest.raises(ConflictError):  # no takeover
         fleet.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
@@ -247,7 +247,7 @@ def test_broker_down_at_enrollment_changes_nothing(
     broker.down = True
     with pytest.raises(BrokerUnavailableError):
         fleet.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
-    assert fleet.devices.list() == []
+    assert fleet.devices.list().items == ()
     broker.down = False
     fleet.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
 

@@ -21,7 +21,7 @@ def rules(*pairs: tuple[str, ...]) -> list[RepositoryActions]:
 
 
 def test_system_maps_are_present_and_read_only(services: Services) -> None:
-    names = [m.name for m in services.scope_maps.list()]
+    names = [m.name for m in services.scope_maps.list(limit=1000).items]
     assert set(SYSTEM_SCOPE_MAP_NAMES) <= set(names)
     assert names[: len(SYSTEM_SCOPE_MAP_NAMES)] == sorted(SYSTEM_SCOPE_MAP_NAMES)
     admin = services.scope_maps.show("_repositories_admin")
@@ -34,7 +34,7 @@ def test_system_maps_are_present_and_read_only(services: Services) -> None:
     with pytest.raises(ReadOnlyError):
         services.scope_maps.delete("_repositories_push", actor=ME)
     services.scope_maps.ensure_system_maps()  # idempotent
-    assert [m.name for m in services.scope_maps.list()] == names
+    assert [m.name for m in services.scope_maps.list(limit=1000).items] == names
 
 
 def test_create_show_update(services: Services) -> None:
@@ -80,11 +80,11 @@ def test_create_show_update(services: Services) -> None:
 def test_invalid_input_changes_nothing(
     services: Services, name: str, given: list, code: str
 ) -> None:
-    before = [m.name for m in services.scope_maps.list()]
+    before = [m.name for m in services.scope_maps.list(limit=1000).items]
     with pytest.raises(ValidationError) as info:
         services.scope_maps.create(name, rules(("ok/one", "content/read")) + given, actor=ME)
     assert info.value.code == code
-    assert [m.name for m in services.scope_maps.list()] == before
+    assert [m.name for m in services.scope_maps.list(limit=1000).items] == before
 
 
 def test_bad_update_changes_nothing(services: Services) -> None:
@@ -139,7 +139,7 @@ def test_scope_map_count_limit(make_services) -> None:  # type: ignore[no-untype
 def test_delete_map_in_use_leaves_tokens_without_permissions(services: Services) -> None:
     services.scope_maps.create("Shared-map", rules(("a/b", "content/read")), actor=ME)
     services.tokens.create("TokenOne", scope_map="Shared-map", actor=ME)
-    assert services.scope_maps.tokens_using("Shared-map") == ["TokenOne"]
+    assert services.scope_maps.tokens_using("Shared-map").items == ("TokenOne",)
     assert services.scope_maps.delete("Shared-map", actor=ME) == ["TokenOne"]
     assert services.tokens.show("TokenOne").scope_map is None
 
