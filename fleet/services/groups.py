@@ -14,16 +14,17 @@ from fleet.credentials import (
     HINT_CHARS,
     generate_secret,
 )
-from fleet.db.devices import CODE, SECRET, Device, DeviceGroup, EnrollmentSecret
-from fleet.db.models import ScopeMap, Token
+from fleet.db.devices import CODE, PENDING, SECRET, Device, DeviceGroup, EnrollmentSecret
+from fleet.db.models import ScopeMap, ScopeMapEntry, Token
 from fleet.domain.actions import READ_ONLY_ACTIONS, Action
 from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
 from fleet.services.context import ServiceContext, audit
 from fleet.services.scope_maps import entries_of, get_map
-from fleet.services.views import GroupView, SecretView
+from fleet.services.views import GroupSummary, GroupView, SecretView
 
 MAX_LIFETIME_DAYS = 3650
+MAX_MAP_CHOICES = 200
 
 
 def check_read_only(session: Session, scope_map: ScopeMap) -> None:
@@ -85,14 +86,21 @@ def _secret_view(row: EnrollmentSecret, value: str | None = None) -> SecretView:
 
 def _check_durations(lifetime: int, window: int, inactivity: int | None) -> None:
     if not 1 <= lifetime <= MAX_LIFETIME_DAYS:
-        raise ValidationError(f"the password lifetime must be 1 to {MAX_LIFETIME_DAYS} days")
+        raise ValidationError(
+            f"the password lifetime must be 1 to {MAX_LIFETIME_DAYS} days",
+            code="InvalidPasswordLifetime",
+        )
     if not 1 <= window < lifetime:
         raise ValidationError(
             f"the rotation window must be at least 1 day and shorter than the password "
-            f"lifetime ({lifetime} days)"
+            f"lifetime ({lifetime} days)",
+            code="InvalidRotationWindow",
         )
     if inactivity is not None and inactivity < 1:
-        raise ValidationError("the inactivity limit must be at least 1 day (or none)")
+        raise ValidationError(
+            "the inactivity limit must be at least 1 day (or none)",
+            code="InvalidInactivityLimit",
+        )
 
 
 class GroupService:
@@ -239,3 +247,49 @@ class GroupService:
                 s.add(row)
                 audit(s, self.ctx, actor, f"group.{row.kind}.revoke", name, hint=row.hint)
             return _secret_view(row)
+
+    # -- the dashboard's reads -------------------------------------------------------------
+    def summaries(self) -> list[GroupSummary]:
+        """Every group with its map's name and its device counts, in two queries in all."""
+        with self.ctx.db.session() as s:
+            rows = s.exec(
+                select(DeviceGroup, ScopeMap.name)
+                .join(ScopeMap, col(ScopeMap.id) == col(DeviceGroup.scope_map_id), isouter=True)
+                .order_by(col(DeviceGroup.name))
+            ).all()
+            counts: dict[int, dict[str, int]] = {}
+            for group_id, status, count in s.exec(
+                select(Device.group_id, Device.status, func.count()).group_by(
+                    col(Device.group_id), col(Device.status)
+                )
+            ).all():
+                counts.setdefault(group_id, {})[status] = count
+            return [
+                GroupSummary(
+                    name=g.name,
+                    scope_map=map_name,
+                    password_lifetime_days=g.password_lifetime_days,
+                    rotation_window_days=g.rotation_window_days,
+                    inactivity_limit_days=g.inactivity_limit_days,
+                    require_approval=g.require_approval,
+                    devices=sum(counts.get(g.id or 0, {}).values()),
+                    pending=counts.get(g.id or 0, {}).get(PENDING, 0),
+                )
+                for g, map_name in rows
+            ]
+
+    def read_only_maps(self, limit: int = MAX_MAP_CHOICES) -> list[str]:
+        """Names of scope maps a group may use (no action beyond reading), user-defined first."""
+        beyond_reading = select(ScopeMapEntry.id).where(
+            col(ScopeMapEntry.scope_map_id) == col(ScopeMap.id),
+            col(ScopeMapEntry.action).not_in(sorted(a.value for a in READ_ONLY_ACTIONS)),
+        )
+        with self.ctx.db.session() as s:
+            return list(
+                s.exec(
+                    select(ScopeMap.name)
+                    .where(~beyond_reading.exists())
+                    .order_by(col(ScopeMap.type).desc(), col(ScopeMap.name))
+                    .limit(limit)
+                ).all()
+            )
