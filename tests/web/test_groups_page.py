@@ -297,6 +297,8 @@ def test_revoke_asks_first_then_the_secret_enrolls_no_one(admin: Browser, fleet:
 def test_approve_and_reject_pending_devices(admin: Browser, fleet: Services) -> None:
     fleet.groups.create("careful", scope_map="devices-read", require_approval=True, actor="t")
     _enroll_pending(fleet, "careful", "rpi-0001", "rpi-0002", "rpi-0003", "rpi-0004")
+    fleet.groups.create("elsewhere", scope_map="devices-read", require_approval=True, actor="t")
+    _enroll_pending(fleet, "elsewhere", "rpi-0005")
     page = _text(admin.get("/ui/groups/careful"))
     assert "4 device(s) waiting for approval" in page
     assert page.count('aria-label="Approve rpi-0') == 4
@@ -327,25 +329,24 @@ def test_approve_and_reject_pending_devices(admin: Browser, fleet: Services) -> 
     token = admin.csrf("/ui/groups/careful")
     bulk = client.post(
         "/ui/groups/careful/approve",
-        data={"csrf_token": token, "device_id": ["rpi-0003", "rpi-0004", "rpi-0001"]},
+        data={"csrf_token": token, "device_id": ["rpi-0003", "rpi-0004", "rpi-0001", "rpi-0005"]},
     )
     assert bulk.status_code == 303
     assert [fleet.devices.show(d).status for d in ("rpi-0003", "rpi-0004")] == ["active"] * 2
     after = _text(admin.get("/ui/groups/careful"))
     assert "2 device(s) approved: rpi-0003, rpi-0004." in after
     assert "Not approved: device 'rpi-0001' is active, not pending." in after
+    assert "Not approved: device 'rpi-0005' is not in group 'careful'." in after
     assert "No device is waiting for approval." in after
 
     assert admin.get("/ui/groups/careful/devices/rpi-0001/reject").status_code == 409
-    fleet.groups.create("elsewhere", scope_map="devices-read", require_approval=True, actor="t")
-    _enroll_pending(fleet, "elsewhere", "rpi-0009")
     assert (
         admin.post(
-            "/ui/groups/careful/devices/rpi-0009/approve", {}, csrf_from="/ui/groups/careful"
+            "/ui/groups/careful/devices/rpi-0005/approve", {}, csrf_from="/ui/groups/careful"
         ).status_code
         == 404
     )
-    assert fleet.devices.show("rpi-0009").status == "pending"
+    assert fleet.devices.show("rpi-0005").status == "pending"
 
 
 def test_delete_asks_first_and_is_refused_while_devices_remain(

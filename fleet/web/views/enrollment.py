@@ -15,7 +15,7 @@ from flask import abort, flash, redirect, request, url_for
 
 from fleet.api.errors import status_of
 from fleet.db.devices import CODE, PENDING, SECRET
-from fleet.domain.errors import ConflictError, FleetError, ValidationError
+from fleet.domain.errors import ConflictError, FleetError, NotFoundError, ValidationError
 from fleet.services.devices import APPROVAL_QUEUE_PAGE
 from fleet.services.views import DeviceView, SecretView
 from fleet.web.blueprint import admin_required, web
@@ -87,17 +87,17 @@ def groups_secret_revoke(name: str, secret_id: int) -> Any:
     return redirect(url_for("web.groups_show", name=name), 303)
 
 
-def _pending_of(name: str, device_id: str) -> DeviceView:
+def _device_in(name: str, device_id: str) -> DeviceView:
     device = services().devices.show(device_id[:MAX_DEVICE_ID_CHARS])
     if device.group != name:
-        abort(404, description=f"device {device_id!r} is not in group {name!r}")
+        raise NotFoundError(f"device {device_id!r} is not in group {name!r}", code="DeviceNotFound")
     return device
 
 
 @web.post("/groups/<name>/devices/<device_id>/approve")
 @admin_required
 def groups_device_approve(name: str, device_id: str) -> Any:
-    _pending_of(name, device_id)
+    _device_in(name, device_id)
     services().devices.approve(device_id, actor=actor())
     flash(f"{device_id} approved: its registry credentials are on their way to it.")
     return redirect(url_for("web.groups_show", name=name), 303)
@@ -114,7 +114,7 @@ def groups_devices_approve(name: str) -> Any:
     approved, refused = [], []
     for device_id in chosen:
         try:
-            _pending_of(name, device_id)
+            _device_in(name, device_id)
             services().devices.approve(device_id, actor=actor())
             approved.append(device_id)
         except FleetError as exc:
@@ -129,7 +129,7 @@ def groups_devices_approve(name: str) -> Any:
 @web.route("/groups/<name>/devices/<device_id>/reject", methods=["GET", "POST"])
 @admin_required
 def groups_device_reject(name: str, device_id: str) -> Any:
-    device = _pending_of(name, device_id)
+    device = _device_in(name, device_id)
     if device.status != PENDING:
         raise ConflictError(f"device {device_id!r} is {device.status}, not pending")
     if request.method == "GET":
