@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.fleet_process import FleetServer
-from tests.web.browser import axe_violations, chromium  # noqa: F401  (a fixture)
+from tests.web.browser import axe_violations
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
@@ -36,7 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
 
 
 @pytest.fixture
-def context(chromium: Any, server: FleetServer) -> Iterator[Any]:  # noqa: F811
+def context(chromium: Any, server: FleetServer) -> Iterator[Any]:
     context = chromium.new_context()
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     yield context
