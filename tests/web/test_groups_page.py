@@ -146,7 +146,8 @@ BAD_GROUPS = [
      "the inactivity limit must be at least 1 day (or none)", 400),
     ({"inactivity_limit_days": "-3"}, "inactivity_limit_days",
      "The inactivity limit is a whole number of days (empty for no limit)", 400),
-    ({"scope_map": ""}, "scope_map", "required", 400),
+    ({"scope_map": ""}, "scope_map", "A scope map is required", 400),
+    ({"name": ""}, "name", "A name is required", 400),
 ]  # fmt: skip
 
 

@@ -34,6 +34,7 @@ DAYS_FIELDS = {
     "rotation_window_days": "The rotation window",
     "inactivity_limit_days": "The inactivity limit",
 }
+REQUIRED = {"name": "A name", "scope_map": "A scope map"}
 SETTINGS = ("scope_map", *DAYS_FIELDS, "require_approval")
 MAX_FIELD_CHARS = 64
 MAX_DAYS_DIGITS = 6  # the service checks the range; this keeps junk out of int()
@@ -61,7 +62,7 @@ class GroupForm:
             elif name == "require_approval":
                 self.parsed[name] = bool(raw)
             elif not raw:
-                self.errors[name] = "required"
+                self.errors[name] = f"{REQUIRED[name]} is required"
             else:
                 self.parsed[name] = raw
         return self
