@@ -223,6 +223,18 @@ def device_pull(device_id: str, body: PullRequest) -> Any:
 
 
 @api.operation(
+    "/devices/<device_id>/reject",
+    "POST",
+    summary="Reject a pending device: its record, token and broker login are removed",
+    tag=DEVICES,
+    status=204,
+)
+def device_reject(device_id: str) -> Any:
+    services().devices.reject(device_id, actor=actor())
+    return "", 204
+
+
+@api.operation(
     "/devices/<device_id>",
     "DELETE",
     summary="Delete a device and its token",

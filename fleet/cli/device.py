@@ -21,7 +21,7 @@ DEVICE_COLUMNS = [
 
 @click.group("device")
 def device() -> None:
-    """Enrolled devices: approve, disable, enable, delete, redeliver, rotate."""
+    """Enrolled devices: approve, reject, disable, enable, delete, redeliver, rotate."""
 
 
 @click.option("--status", type=click.Choice(["pending", "active", "disabled"]))
@@ -107,6 +107,21 @@ def pull(inv: Invocation, device_id: str, images: tuple[str, ...]) -> None:
         inv.client.call("POST", f"/devices/{device_id}/pull", {"images": list(images)}),
         DEVICE_COLUMNS,
     )
+
+
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--name", "-n", "device_id", required=True, help="Device id.")
+@az_command(
+    device,
+    "reject",
+    help="Reject a pending device: its record, registry token and broker login are removed "
+    "(it never had credentials); it may enroll again only with a valid secret or code.",
+    example="  fleet device reject --name rpi-0001 --yes",
+)
+def reject(inv: Invocation, device_id: str, yes: bool) -> None:
+    if not yes:
+        click.confirm(f"Reject pending device {device_id!r}?", abort=True, err=True)
+    inv.client.call("POST", f"/devices/{device_id}/reject")
 
 
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")

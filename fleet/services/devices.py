@@ -43,7 +43,7 @@ from fleet.services.delivery import DeliveryService
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.rotation import RotationService, other_slot
 from fleet.services.tokens import TokenService
-from fleet.services.views import DeviceView
+from fleet.services.views import ApprovalQueue, DeviceView, PendingDeviceView
 
 KEY_BYTES = 32
 # Before its broker login is disabled, a device seen this recently gets this long to
@@ -53,6 +53,7 @@ WIPE_WAIT_S = 3.0
 ACK_POLL_S = 0.1
 MAX_PULL_IMAGES = 50
 DEVICES = "devices"  # the cursor's list
+APPROVAL_QUEUE_PAGE = 100
 
 
 def _public_key(value: str, kind: type, label: str) -> str:
@@ -289,6 +290,22 @@ class DeviceService:
             views = [_make_view(d, g, t, pending.get(d.id, 0)) for d, g, t in rows[:limit]]
             return self.cursors.page(kind, views, [(d.device_id,) for d, _, _ in rows], limit)
 
+    def approval_queue(self, group: str, *, limit: int = APPROVAL_QUEUE_PAGE) -> ApprovalQueue:
+        """A group's first pending devices by id, and how many are pending: two queries."""
+        with self.ctx.db.session() as s:
+            group_id = s.exec(select(DeviceGroup.id).where(DeviceGroup.name == group)).first()
+            if group_id is None:
+                raise NotFoundError(f"device group {group!r} does not exist", code="GroupNotFound")
+            pending = (Device.group_id == group_id, Device.status == PENDING)
+            rows = s.exec(
+                select(Device.device_id, Device.enrolled_at)
+                .where(*pending)
+                .order_by(col(Device.device_id))
+                .limit(limit)
+            ).all()
+            total = s.exec(select(func.count()).select_from(Device).where(*pending)).one()
+            return ApprovalQueue(tuple(PendingDeviceView(d, at) for d, at in rows), total)
+
     def scope_map_of(self, device_id: str) -> str | None:
         with self.ctx.db.session() as s:
             group = s.get(DeviceGroup, get_device(s, device_id).group_id)
@@ -311,6 +328,34 @@ class DeviceService:
             pk = device.id
         self.delivery.publish_pending([pk])  # type: ignore[list-item]
         return self.show(device_id)
+
+    def reject(self, device_id: str, *, actor: str) -> None:
+        """Refuse a pending device: its record, token and broker login are removed.
+
+        It never had credentials. The rows go first, in one transaction that deletes the
+        device only while it is still pending (an approval that won the race keeps it); the
+        broker login goes after. The device may enroll again only with a valid secret or code,
+        and then waits for approval again.
+        """
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            if device.status != PENDING:
+                raise ConflictError(
+                    f"device {device_id!r} is {device.status}, not pending", code="NotPending"
+                )
+            pk, token_id, username = device.id, device.token_id, device.mqtt_username
+            s.exec(sql_delete(Delivery).where(col(Delivery.device_pk) == pk))
+            gone = s.exec(
+                sql_delete(Device).where(col(Device.id) == pk, col(Device.status) == PENDING)
+            )
+            if gone.rowcount != 1:
+                raise ConflictError(f"device {device_id!r} is no longer pending", code="NotPending")
+            if token_id is not None:
+                s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == token_id))
+                s.exec(sql_delete(Token).where(col(Token.id) == token_id))
+            audit(s, self.ctx, actor, "device.reject", device_id)
+        self._broker().delete_device(device_id, username)
+        self.delivery.clear_retained(device_id)
 
     def disable(self, device_id: str, *, actor: str, reason: str = "operator") -> DeviceView:
         """Cut the registry token and the broker login at once, and tell the device to wipe."""

@@ -15,18 +15,19 @@ from fleet.credentials import (
     HINT_CHARS,
     generate_secret,
 )
-from fleet.db.devices import CODE, SECRET, Device, DeviceGroup, EnrollmentSecret
-from fleet.db.models import ScopeMap, Token
+from fleet.db.devices import CODE, PENDING, SECRET, Device, DeviceGroup, EnrollmentSecret
+from fleet.db.models import ScopeMap, ScopeMapEntry, Token
 from fleet.domain.actions import READ_ONLY_ACTIONS, Action
 from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
 from fleet.services.context import ServiceContext, audit
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.scope_maps import entries_of, get_map
-from fleet.services.views import GroupView, SecretView
+from fleet.services.views import GroupSummary, GroupView, SecretView
 
 MAX_LIFETIME_DAYS = 3650
 GROUPS, SECRETS = "groups", "group-secrets"  # the cursors' lists
+MAX_MAP_CHOICES = 200
 
 
 def check_read_only(session: Session, scope_map: ScopeMap) -> None:
@@ -48,7 +49,12 @@ def get_group(session: Session, name: str) -> DeviceGroup:
     return row
 
 
-def _views(session: Session, rows: Sequence[tuple[DeviceGroup, str | None]]) -> list[GroupView]:
+def _views(
+    session: Session,
+    rows: Sequence[tuple[DeviceGroup, str | None]],
+    *,
+    with_secrets: bool = True,
+) -> list[GroupView]:
     """Views of these groups (with their map's name) in two more queries, whatever their number."""
     ids = [g.id for g, _ in rows if g.id is not None]
     if not ids:
@@ -61,7 +67,7 @@ def _views(session: Session, rows: Sequence[tuple[DeviceGroup, str | None]]) -> 
         ).all()
     )
     secrets: dict[int, list[SecretView]] = {}
-    for row in session.exec(
+    for row in () if not with_secrets else session.exec(
         select(EnrollmentSecret)
         .where(col(EnrollmentSecret.group_id).in_(ids))
         .order_by(col(EnrollmentSecret.group_id), col(EnrollmentSecret.id))
@@ -83,9 +89,10 @@ def _views(session: Session, rows: Sequence[tuple[DeviceGroup, str | None]]) -> 
     ]
 
 
-def _view(session: Session, g: DeviceGroup) -> GroupView:
+def _view(session: Session, g: DeviceGroup, *, with_secrets: bool = True) -> GroupView:
     scope_map = session.get(ScopeMap, g.scope_map_id) if g.scope_map_id else None
-    return _views(session, [(g, scope_map.name if scope_map else None)])[0]
+    rows = [(g, scope_map.name if scope_map else None)]
+    return _views(session, rows, with_secrets=with_secrets)[0]
 
 
 def _secret_view(row: EnrollmentSecret, value: str | None = None) -> SecretView:
@@ -105,14 +112,21 @@ def _secret_view(row: EnrollmentSecret, value: str | None = None) -> SecretView:
 
 def _check_durations(lifetime: int, window: int, inactivity: int | None) -> None:
     if not 1 <= lifetime <= MAX_LIFETIME_DAYS:
-        raise ValidationError(f"the password lifetime must be 1 to {MAX_LIFETIME_DAYS} days")
+        raise ValidationError(
+            f"the password lifetime must be 1 to {MAX_LIFETIME_DAYS} days",
+            code="InvalidPasswordLifetime",
+        )
     if not 1 <= window < lifetime:
         raise ValidationError(
             f"the rotation window must be at least 1 day and shorter than the password "
-            f"lifetime ({lifetime} days)"
+            f"lifetime ({lifetime} days)",
+            code="InvalidRotationWindow",
         )
     if inactivity is not None and inactivity < 1:
-        raise ValidationError("the inactivity limit must be at least 1 day (or none)")
+        raise ValidationError(
+            "the inactivity limit must be at least 1 day (or none)",
+            code="InvalidInactivityLimit",
+        )
 
 
 class GroupService:
@@ -172,9 +186,23 @@ class GroupService:
             keys = [(g.name,) for g, _ in rows]
             return self.cursors.page(GROUPS, _views(s, rows[:limit]), keys, limit)
 
-    def show(self, name: str) -> GroupView:
+    def show(self, name: str, *, with_secrets: bool = True) -> GroupView:
+        """A group; its secrets too unless ``with_secrets`` is false (page them with
+        :meth:`secrets` instead: a group may have issued a code per device)."""
         with self.ctx.db.session() as s:
-            return _view(s, get_group(s, name))
+            return _view(s, get_group(s, name), with_secrets=with_secrets)
+
+    def secret(self, name: str, secret_id: int) -> SecretView:
+        """One of a group's secrets or codes (never its value)."""
+        with self.ctx.db.session() as s:
+            group = get_group(s, name)
+            row = s.get(EnrollmentSecret, secret_id)
+            if row is None or row.group_id != group.id:
+                raise NotFoundError(
+                    f"group {name!r} has no enrollment secret or code {secret_id}",
+                    code="SecretNotFound",
+                )
+            return _secret_view(row)
 
     def update(self, name: str, *, actor: str, **changes: Any) -> GroupView:
         allowed = {
@@ -290,3 +318,49 @@ class GroupService:
                 s.add(row)
                 audit(s, self.ctx, actor, f"group.{row.kind}.revoke", name, hint=row.hint)
             return _secret_view(row)
+
+    # -- the dashboard's reads -------------------------------------------------------------
+    def summaries(self) -> list[GroupSummary]:
+        """Every group with its map's name and its device counts, in two queries in all."""
+        with self.ctx.db.session() as s:
+            rows = s.exec(
+                select(DeviceGroup, ScopeMap.name)
+                .join(ScopeMap, col(ScopeMap.id) == col(DeviceGroup.scope_map_id), isouter=True)
+                .order_by(col(DeviceGroup.name))
+            ).all()
+            counts: dict[int, dict[str, int]] = {}
+            for group_id, status, count in s.exec(
+                select(Device.group_id, Device.status, func.count()).group_by(
+                    col(Device.group_id), col(Device.status)
+                )
+            ).all():
+                counts.setdefault(group_id, {})[status] = count
+            return [
+                GroupSummary(
+                    name=g.name,
+                    scope_map=map_name,
+                    password_lifetime_days=g.password_lifetime_days,
+                    rotation_window_days=g.rotation_window_days,
+                    inactivity_limit_days=g.inactivity_limit_days,
+                    require_approval=g.require_approval,
+                    devices=sum(counts.get(g.id or 0, {}).values()),
+                    pending=counts.get(g.id or 0, {}).get(PENDING, 0),
+                )
+                for g, map_name in rows
+            ]
+
+    def read_only_maps(self, limit: int = MAX_MAP_CHOICES) -> list[str]:
+        """Names of scope maps a group may use (no action beyond reading), user-defined first."""
+        beyond_reading = select(ScopeMapEntry.id).where(
+            col(ScopeMapEntry.scope_map_id) == col(ScopeMap.id),
+            col(ScopeMapEntry.action).not_in(sorted(a.value for a in READ_ONLY_ACTIONS)),
+        )
+        with self.ctx.db.session() as s:
+            return list(
+                s.exec(
+                    select(ScopeMap.name)
+                    .where(~beyond_reading.exists())
+                    .order_by(col(ScopeMap.type).desc(), col(ScopeMap.name))
+                    .limit(limit)
+                ).all()
+            )

@@ -93,3 +93,31 @@ class DeviceView:
     last_pull_at: datetime | None
     last_pull_ok: bool | None
     last_pull_detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """A row of the dashboard's table of groups: settings and device counts, no secrets."""
+
+    name: str
+    scope_map: str | None
+    password_lifetime_days: int
+    rotation_window_days: int
+    inactivity_limit_days: int | None
+    require_approval: bool
+    devices: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDeviceView:
+    device_id: str
+    enrolled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalQueue:
+    """The first pending devices of a group (by id) and how many are pending in all."""
+
+    devices: tuple[PendingDeviceView, ...]
+    total: int

@@ -62,6 +62,25 @@ def test_group_routes(call) -> None:  # type: ignore[no-untyped-def]
     assert patched["requireApproval"] is True and patched["inactivityLimitDays"] == 14
     GroupList.model_validate(call("GET", "/groups").get_json())
     assert call("DELETE", "/groups/fleet-eu").status_code == 204
+    for body, code in [
+        ({"passwordLifetimeDays": 0}, "InvalidPasswordLifetime"),
+        ({"passwordLifetimeDays": 7, "rotationWindowDays": 7}, "InvalidRotationWindow"),
+        ({"inactivityLimitDays": 0}, "InvalidInactivityLimit"),
+    ]:
+        refused = call("POST", "/groups", {"name": "fleet-us", "scopeMap": "devices-read", **body})
+        assert refused.status_code == 400 and _code(refused) == code, refused.get_json()
+
+
+def test_reject_a_pending_device(call, fleet: Services, broker: FakeBroker) -> None:  # type: ignore[no-untyped-def]
+    fleet.groups.create("careful", scope_map="devices-read", require_approval=True, actor="t")
+    value = fleet.groups.create_secret("careful", actor="t").value or ""
+    fleet.devices.enroll("rpi-0007", value, *new_device("rpi-0007").keys)
+    assert call("POST", "/devices/rpi-0007/reject").status_code == 204
+    gone = call("GET", "/devices/rpi-0007")
+    assert gone.status_code == 404 and _code(gone) == "DeviceNotFound"
+    assert "rpi-0007" not in broker.logins
+    again = call("POST", "/devices/rpi-0007/reject")
+    assert again.status_code == 404 and _code(again) == "DeviceNotFound"
 
 
 def test_enroll_is_public_and_answers_per_protocol(call, fleet: Services, secret: str) -> None:  # type: ignore[no-untyped-def]
@@ -204,6 +223,8 @@ def test_device_routes(call, fleet: Services, broker: FakeBroker, secret: str) -
 
     approve = call("POST", "/devices/rpi-0001/approve")
     assert approve.status_code == 409 and _code(approve) == "NotPending"
+    reject = call("POST", "/devices/rpi-0001/reject")
+    assert reject.status_code == 409 and _code(reject) == "NotPending"
     missing = call("POST", "/devices/nobody/disable")
     assert missing.status_code == 404 and _code(missing) == "DeviceNotFound"
     assert call("DELETE", "/devices/rpi-0001").status_code == 204

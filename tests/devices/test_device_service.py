@@ -147,6 +147,42 @@ def test_approval_flow(fleet: Services, broker: FakeBroker) -> None:
         fleet.devices.approve("rpi-0009", actor=ME)
 
 
+def test_reject_removes_a_pending_device_and_nothing_else(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    fleet.groups.create("careful", scope_map="devices-read", require_approval=True, actor=ME)
+    value = fleet.groups.create_secret("careful", actor=ME).value or ""
+    for device_id in ("rpi-0010", "rpi-0011"):
+        fleet.devices.enroll(device_id, value, *new_device(device_id).keys)
+    fleet.devices.enroll("rpi-0012", secret, *new_device("rpi-0012").keys)  # active
+    queue = fleet.devices.approval_queue("careful")
+    assert [d.device_id for d in queue.devices] == ["rpi-0010", "rpi-0011"] and queue.total == 2
+
+    fleet.devices.reject("rpi-0010", actor="operator:alice")
+    with pytest.raises(NotFoundError):
+        fleet.devices.show("rpi-0010")
+    with pytest.raises(NotFoundError):
+        fleet.tokens.show("dev-rpi-0010")
+    assert "rpi-0010" not in broker.logins and "rpi-0011" in broker.logins
+    queue = fleet.devices.approval_queue("careful")
+    assert [d.device_id for d in queue.devices] == ["rpi-0011"] and queue.total == 1
+    with fleet.ctx.db.session() as s:
+        last = s.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc())).first()
+    assert last is not None
+    assert (last.actor, last.action, last.target) == ("operator:alice", "device.reject", "rpi-0010")
+
+    before = snapshot(fleet, broker)
+    with pytest.raises(ConflictError, match="'rpi-0012' is active, not pending"):
+        fleet.devices.reject("rpi-0012", actor=ME)
+    assert snapshot(fleet, broker) == before
+    assert fleet.devices.show("rpi-0012").status == "active"
+    with pytest.raises(NotFoundError):
+        fleet.devices.approval_queue("nobody")
+    # a rejected device may enroll again, and waits for approval again
+    again, _ = fleet.devices.enroll("rpi-0010", value, *new_device("rpi-0010").keys)
+    assert again.status == "pending"
+
+
 def test_hello_and_ack(fleet: Services, broker: FakeBroker, secret: str) -> None:
     dev = new_device("rpi-0001")
     fleet.devices.enroll("rpi-0001", secret, *dev.keys)
