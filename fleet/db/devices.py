@@ -62,6 +62,11 @@ class EnrollmentSecret(SQLModel, table=True):
 
 class Device(SQLModel, table=True):
     __tablename__ = "devices"
+    # The overview's counters: expiring credentials and silent devices, among the active ones.
+    __table_args__ = (
+        Index("ix_devices_status_expiry", "status", "active_expiry"),
+        Index("ix_devices_status_last_seen", "status", "last_seen_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(max_length=64, unique=True, index=True)
@@ -105,6 +110,9 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("device_pk", "version"),
         Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),
+        # The overview's 7-day chart: rotations and acknowledgements per hour.
+        Index("ix_deliveries_kind_created_at", "kind", "created_at"),
+        Index("ix_deliveries_acked_at", "acked_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

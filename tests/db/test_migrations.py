@@ -57,11 +57,13 @@ TABLES_AT: dict[str, set[str]] = {
     "0004": TABLES_0003,
     "0005": TABLES_0003 | {"operators", "token_health", "login_failures_hourly"},
 }
+TABLES_AT["0006"] = TABLES_AT["0005"]  # a placeholder for the paged lists' indexes
+TABLES_AT["0007"] = TABLES_AT["0005"]  # the overview's indexes
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
 }
-HEAD = "0005"
+HEAD = "0007"
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 VERSION_TABLE = "alembic_version"
