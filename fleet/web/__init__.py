@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 from fleet.services import Services
 from fleet.web.blueprint import web
 from fleet.web.session import init_sessions
-from fleet.web.views import audit, auth  # noqa: F401  (they register their routes on `web`)
+from fleet.web.views import audit, auth, overview  # noqa: F401  (they register their routes on `web`)
 
 
 def init_app(app: Flask, services: Services) -> None:
