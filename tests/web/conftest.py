@@ -15,6 +15,10 @@ from fleet.app import create_app
 from fleet.services import Services
 from fleet.services.operators import OperatorService
 
+# One browser for the whole session, shared by every browser test module (a second
+# sync_playwright() inside the first one's event loop would fail).
+from tests.web.browser import chromium  # noqa: F401
+
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

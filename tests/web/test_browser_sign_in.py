@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.fleet_process import FleetServer
-from tests.web.browser import axe_violations, chromium  # noqa: F401  (a fixture)
+from tests.web.browser import axe_violations
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
 
 
 @pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:  # noqa: F811
+def page(chromium: Any) -> Iterator[Any]:
     context = chromium.new_context()
     page = context.new_page()
     page.csp_errors = []
