@@ -65,7 +65,7 @@ class Device(SQLModel, table=True):
     # The overview's counters: expiring credentials and silent devices, among the active ones.
     __table_args__ = (
         Index("ix_devices_status_expiry", "status", "active_expiry"),
-        Index("ix_devices_status_last_seen", "status", "last_seen_at"),
+        Index("ix_devices_status_group_last_seen", "status", "group_id", "last_seen_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

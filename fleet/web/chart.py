@@ -18,6 +18,7 @@ LEFT = 150  # room for the panel's label
 PANEL_HEIGHT = 56
 PANEL_GAP = 22
 TOP = 8
+HOUR_FORMAT = "%Y-%m-%d %H:00"
 SERIES = (
     ("rotations", "Rotations"),
     ("acked", "Acknowledged deliveries"),
@@ -30,8 +31,8 @@ class Bar:
     x: int
     y: float
     height: float
-    hour: datetime
     value: int
+    title: str  # "2026-12-02 14:00 UTC: 3 rotations"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +60,24 @@ class Chart:
     days: list[DayTick]
     first: datetime | None
     last: datetime | None
+    # The same figures as a table, newest hour first: (hour, rotations, acked, failed logins).
+    rows: list[tuple[str, int, int, int]]
 
 
 def build_chart(points: Sequence[HourPoint]) -> Chart:
+    labels = [p.hour.strftime(HOUR_FORMAT) for p in points]
     panels = []
     for index, (key, label) in enumerate(SERIES):
         values = [int(getattr(p, key)) for p in points]
         peak = max(values, default=0)
         top = TOP + index * (PANEL_HEIGHT + PANEL_GAP)
         bars = []
-        for i, (point, value) in enumerate(zip(points, values, strict=True)):
+        noun = label.lower()
+        for i, (label_at, value) in enumerate(zip(labels, values, strict=True)):
             height = round(PANEL_HEIGHT * value / peak, 2) if peak else 0.0
+            y = top + PANEL_HEIGHT - height
             bars.append(
-                Bar(LEFT + i * BAR_WIDTH, top + PANEL_HEIGHT - height, height, point.hour, value)
+                Bar(LEFT + i * BAR_WIDTH, y, height, value, f"{label_at} UTC: {value} {noun}")
             )
         panels.append(Panel(key, label, top, peak, sum(values), bars))
     days = [
@@ -88,4 +94,8 @@ def build_chart(points: Sequence[HourPoint]) -> Chart:
         days=days,
         first=points[0].hour if points else None,
         last=points[-1].hour if points else None,
+        rows=[
+            (label, p.rotations, p.acked, p.failed_logins)
+            for label, p in zip(reversed(labels), reversed(points), strict=True)
+        ],
     )
