@@ -185,8 +185,8 @@ class FleetServer:
                 answer = requests.get(f"{self.url}/healthz", timeout=PROBE_TIMEOUT_S)
                 if answer.status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or its workers still booting on a busy machine
             time.sleep(POLL_INTERVAL_S)
         self.stop()
         raise FleetProcessError(
