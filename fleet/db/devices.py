@@ -64,11 +64,14 @@ class EnrollmentSecret(SQLModel, table=True):
 
 class Device(SQLModel, table=True):
     __tablename__ = "devices"
-    # The device list's filters, each ending with the device id the list is paged by.
+    # The device list's filters (each ending with the device id it is paged by), then the
+    # overview's counters: expiring credentials and silent devices among the active ones.
     __table_args__ = (
         Index("ix_devices_group_id_device_id", "group_id", "device_id"),
         Index("ix_devices_group_id_status_device_id", "group_id", "status", "device_id"),
         Index("ix_devices_status_device_id", "status", "device_id"),
+        Index("ix_devices_status_expiry", "status", "active_expiry"),
+        Index("ix_devices_status_group_last_seen", "status", "group_id", "last_seen_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -113,6 +116,9 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("device_pk", "version"),
         Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),
+        # The overview's 7-day chart: rotations and acknowledgements per hour.
+        Index("ix_deliveries_kind_created_at", "kind", "created_at"),
+        Index("ix_deliveries_acked_at", "acked_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -145,6 +145,22 @@ class LoginFailureHourly(SQLModel, table=True):
     count: int = Field(default=0)
 
 
+class ActivityHourly(SQLModel, table=True):
+    """Rotations, acknowledged deliveries and failed logins of an hour that has ended.
+
+    Written by the overview the first time it needs an ended hour (counted once from the
+    deliveries and ``login_failures_hourly``, by index), never on the delivery or login path;
+    the current hour is counted live.
+    """
+
+    __tablename__ = "activity_hourly"
+
+    hour: datetime = when_field(primary_key=True)
+    rotations: int = Field(default=0)
+    acked: int = Field(default=0)
+    failed_logins: int = Field(default=0)
+
+
 class AuditEvent(SQLModel, table=True):
     """Who did what, when. Never a secret."""
 

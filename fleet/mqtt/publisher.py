@@ -152,6 +152,10 @@ class Publisher:
     def connected(self) -> bool:
         return self._connection.connected
 
+    @property
+    def last_failure(self) -> str:
+        return self._connection.last_failure
+
     def __enter__(self) -> Publisher:
         return self.start()
 

@@ -15,6 +15,7 @@ from fleet.services.devices import DeviceService
 from fleet.services.groups import GroupService
 from fleet.services.health import HealthRecorder
 from fleet.services.operators import OperatorService
+from fleet.services.overview import OverviewService
 from fleet.services.registry_auth import RegistryAuthService
 from fleet.services.scope_maps import ScopeMapService
 from fleet.services.signing import SigningService
@@ -30,6 +31,7 @@ class Services:
     api_keys: ApiKeyService
     operators: OperatorService
     audit: AuditService
+    overview: OverviewService
     health: HealthRecorder
     registry_auth: RegistryAuthService
     signing: SigningService
@@ -57,6 +59,7 @@ class Services:
             api_keys=ApiKeyService(ctx),
             operators=OperatorService(ctx),
             audit=AuditService(ctx),
+            overview=OverviewService(ctx),
             health=HealthRecorder(ctx, flush_interval_s=ctx.settings.health_flush_seconds),
             registry_auth=RegistryAuthService(ctx),
             signing=SigningService.open(ctx.settings),

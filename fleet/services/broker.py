@@ -122,6 +122,16 @@ class MosquittoBroker:
             _, publisher = self._connected()
             publisher.publish_many(publications)
 
+    def connection_state(self) -> tuple[str, str]:
+        """("connected" | "disconnected" | "not connected yet", a line saying where and why)."""
+        publisher = self._publisher
+        where = self.address.url
+        if publisher is None:
+            return "not connected yet", f"{where}: connects on first use"
+        if publisher.connected:
+            return "connected", where
+        return "disconnected", f"{where}: {publisher.last_failure}"
+
     def close(self) -> None:
         with self._lock:
             for part in (self._publisher, self._admin):
@@ -143,6 +153,9 @@ class NoBroker:
 
     def _refuse(self, *_: object) -> None:
         raise BrokerUnavailableError(self.reason)
+
+    def connection_state(self) -> tuple[str, str]:
+        return "not configured", self.reason
 
     provision_device = disable_device = enable_device = delete_device = publish = _refuse
 

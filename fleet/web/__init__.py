@@ -8,7 +8,13 @@ from werkzeug.wrappers import Response
 from fleet.services import Services
 from fleet.web.blueprint import web
 from fleet.web.session import init_sessions
-from fleet.web.views import audit, auth, enrollment, groups  # noqa: F401  (they register their routes on `web`)
+from fleet.web.views import (  # noqa: F401  (they register their routes on `web`)
+    audit,
+    auth,
+    enrollment,
+    groups,
+    overview,
+)
 
 
 def init_app(app: Flask, services: Services) -> None:

@@ -39,7 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: a path under /ui/ of this server, never another host."""
-    default = url_for("web.home")
+    default = url_for("web.overview")
     if not target:
         return default
     parts = urlsplit(target)

@@ -58,11 +58,12 @@ TABLES_AT: dict[str, set[str]] = {
     "0005": TABLES_0003 | {"operators", "token_health", "login_failures_hourly"},
     "0006": TABLES_0003 | {"operators", "token_health", "login_failures_hourly"},
 }
+TABLES_AT["0007"] = TABLES_AT["0005"] | {"activity_hourly"}  # the overview's
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
 }
-HEAD = "0006"
+HEAD = "0007"
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 VERSION_TABLE = "alembic_version"
@@ -128,6 +129,8 @@ def fill(url: str, tmp_path: Path) -> None:
         scheduler = FleetScheduler(services, FileLeadership(tmp_path / "scheduler.lock"))
         scheduler.tick()
         scheduler.stop()
+        clock.advance(hours=2)
+        services.overview.page()  # keeps the ended hours' activity
     finally:
         services.close()
 
@@ -192,7 +195,7 @@ def test_each_downgrade_keeps_its_revisions_rows_and_the_way_back_up_restores_th
     expected_triggers = NOTIFY_TABLES if engine.dialect.name == "postgresql" else set()
     assert notify_triggers(engine) == expected_triggers
 
-    for target in ("0005", "0004", "0003", "0002", "0001"):
+    for target in ("0006", "0005", "0004", "0003", "0002", "0001"):
         migrate(engine, "downgrade", target)
         assert current_revision(engine) == target
         dropped = ADDED_IN_0003 if target < "0003" else {}
@@ -218,7 +221,7 @@ def test_down_to_each_revision_and_up_again_keeps_the_surviving_rows(
 ) -> None:
     fill(fresh_url, tmp_path)
     at_head = read_rows(engine)
-    for target in ("0005", "0004", "0003", "0002", "0001"):
+    for target in ("0006", "0005", "0004", "0003", "0002", "0001"):
         migrate(engine, "downgrade", target)
         migrate(engine, "upgrade", "head")
         assert current_revision(engine) == HEAD

@@ -61,8 +61,10 @@ def test_sign_in_by_keyboard_then_sign_out(server: FleetServer, page: Any) -> No
 
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{server.url}/ui/audit")
+    page.wait_for_url(f"{server.url}/ui/overview")  # "/" asked for /ui/, which is the overview
     assert page.get_by_text("alice (admin)").is_visible()
+    page.get_by_role("link", name="Audit").click()
+    page.wait_for_url(f"{server.url}/ui/audit")
     assert page.get_by_role("cell", name="operator.sign-in-failed").is_visible()
     assert axe_violations(page) == []
     page.keyboard.press("Tab")
@@ -82,6 +84,8 @@ def test_the_audit_log_filters_and_downloads(server: FleetServer, page: Any) -> 
     page.get_by_label("Name").fill("victor")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.url}/ui/overview")
+    page.get_by_role("link", name="Audit").click()
     page.wait_for_url(f"{server.url}/ui/audit")
     page.get_by_label("Actor").fill("cli:server-host")
     page.get_by_role("button", name="Filter").click()

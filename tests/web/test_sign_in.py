@@ -32,7 +32,7 @@ def test_signing_in_leads_to_the_page_asked_for(browser: Browser) -> None:
 )
 def test_next_never_leads_off_the_dashboard(browser: Browser, target: str) -> None:
     answer = browser.post("/ui/sign-in", {"name": "alice", "password": PASSWORD, "next": target})
-    assert answer.headers["Location"] == "/ui/"
+    assert answer.headers["Location"] == "/ui/overview"
 
 
 def test_a_wrong_password_is_a_401_that_says_no_more(browser: Browser) -> None:

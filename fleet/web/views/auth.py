@@ -15,7 +15,7 @@ from fleet.web.session import sign_in as start_session
 
 @web.get("/")
 def home() -> Any:
-    return redirect(url_for("web.audit"))
+    return redirect(url_for("web.overview"))
 
 
 @web.route("/sign-in", methods=["GET", "POST"])
