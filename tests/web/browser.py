@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e.fleet_process import FleetServer
 
 CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).resolve().parents[1] / "support" / "vendor" / "axe.min.js"
@@ -45,3 +48,21 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
         for v in results["violations"]
         if v["impact"] in BLOCKING_IMPACTS
     ]
+
+
+OPERATOR_PASSWORD = "correct horse battery staple"
+OPERATORS = (("alice", "admin"), ("victor", "viewer"))
+
+
+@contextlib.contextmanager
+def dashboard_server(directory: Path, env: dict[str, str] | None = None) -> Iterator[FleetServer]:
+    """A real ``fleet serve`` with an admin (alice) and a viewer (victor), both signing in
+    with ``OPERATOR_PASSWORD``, made on the server host as an operator would."""
+    with FleetServer(directory, env=env) as server:
+        for name, role in OPERATORS:
+            made = server.cli(
+                "admin", "create-operator", "--name", name, "--role", role, "--password-stdin",
+                input=OPERATOR_PASSWORD + "\n",
+            )  # fmt: skip
+            assert made.ok, made.stderr
+        yield server

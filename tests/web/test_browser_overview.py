@@ -12,22 +12,17 @@ import pytest
 import requests
 
 from tests.e2e.fleet_process import FleetServer
-from tests.web.browser import axe_violations
+from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
+from tests.web.browser import axe_violations, dashboard_server
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "correct horse battery staple"
 FLUSH_WAIT_S = 20.0
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
     env = {"FLEET_HEALTH_FLUSH_SECONDS": "1"}
-    with FleetServer(tmp_path_factory.mktemp("web-overview"), env=env) as server:
-        made = server.cli(
-            "admin", "create-operator", "--name", "alice", "--role", "admin", "--password-stdin",
-            input=PASSWORD + "\n",
-        )  # fmt: skip
-        assert made.ok, made.stderr
+    with dashboard_server(tmp_path_factory.mktemp("web-overview"), env=env) as server:
         assert server.cli("token", "create", "--name", "robot-1", "--repository", "samples/*",
                           "content/read").ok  # fmt: skip
         yield server

@@ -10,27 +10,15 @@ from typing import Any
 import pytest
 
 from tests.e2e.fleet_process import FleetServer
-from tests.web.browser import axe_violations
+from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
+from tests.web.browser import axe_violations, dashboard_server
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
-    with FleetServer(tmp_path_factory.mktemp("web-server")) as server:
-        for name, role in (("alice", "admin"), ("victor", "viewer")):
-            made = server.cli(
-                "admin",
-                "create-operator",
-                "--name",
-                name,
-                "--role",
-                role,
-                "--password-stdin",
-                input=PASSWORD + "\n",
-            )
-            assert made.ok, made.stderr
+    with dashboard_server(tmp_path_factory.mktemp("web-server")) as server:
         yield server
 
 
