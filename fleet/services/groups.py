@@ -67,12 +67,14 @@ def _views(
         ).all()
     )
     secrets: dict[int, list[SecretView]] = {}
-    for row in () if not with_secrets else session.exec(
-        select(EnrollmentSecret)
-        .where(col(EnrollmentSecret.group_id).in_(ids))
-        .order_by(col(EnrollmentSecret.group_id), col(EnrollmentSecret.id))
-    ).all():
-        secrets.setdefault(row.group_id, []).append(_secret_view(row))
+    if with_secrets:
+        query = (
+            select(EnrollmentSecret)
+            .where(col(EnrollmentSecret.group_id).in_(ids))
+            .order_by(col(EnrollmentSecret.group_id), col(EnrollmentSecret.id))
+        )
+        for row in session.exec(query).all():
+            secrets.setdefault(row.group_id, []).append(_secret_view(row))
     return [
         GroupView(
             name=g.name,
