@@ -24,45 +24,71 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class CompiledScopeMap:
-    """An immutable index of a scope map's rules."""
+    """An immutable index of a scope map's rules, one rule per distinct pattern.
 
-    root: frozenset[Action] = NO_ACTIONS
-    exact: Mapping[str, frozenset[Action]] = field(default_factory=dict)
-    prefixes: Mapping[str, frozenset[Action]] = field(default_factory=dict)
+    :meth:`matching` is the one statement of which rules match a repository: :meth:`evaluate`
+    (the token endpoint's answer) is the union of their actions, and the access explainer
+    (:mod:`fleet.domain.explain`) shows them, so the two cannot disagree.
+    """
 
-    def evaluate(self, repository: str) -> frozenset[Action]:
-        """All actions of every rule matching ``repository``; matching rules add up."""
+    root: Rule | None = None
+    exact: Mapping[str, Rule] = field(default_factory=dict)
+    prefixes: Mapping[str, Rule] = field(default_factory=dict)
+
+    def matching(self, repository: str) -> list[Rule]:
+        """Every rule matching ``repository``: ``*``, then ``prefix/*`` from the shortest
+        prefix, then the exact name. An invalid name matches nothing."""
         if not is_valid_repository(repository):
-            return NO_ACTIONS
-        granted = set(self.root)
-        granted |= self.exact.get(repository, NO_ACTIONS)
+            return []
+        found = [] if self.root is None else [self.root]
         if self.prefixes:
             # Every proper ancestor path "a", "a/b", ... of "a/b/c" is a candidate prefix.
             end = repository.find("/")
             while end != -1:
-                granted |= self.prefixes.get(repository[:end], NO_ACTIONS)
+                rule = self.prefixes.get(repository[:end])
+                if rule is not None:
+                    found.append(rule)
                 end = repository.find("/", end + 1)
+        rule = self.exact.get(repository)
+        if rule is not None:
+            found.append(rule)
+        return found
+
+    def evaluate(self, repository: str) -> frozenset[Action]:
+        """All actions of every rule matching ``repository``; matching rules add up."""
+        matched = self.matching(repository)
+        if not matched:
+            return NO_ACTIONS
+        if len(matched) == 1:
+            return matched[0].actions
+        granted: set[Action] = set()
+        for rule in matched:
+            granted |= rule.actions
         return frozenset(granted)
 
 
 EMPTY_SCOPE_MAP = CompiledScopeMap()
+ROOT_PATTERN = Pattern(PatternKind.ROOT, "")
 
 
 def compile_rules(rules: Iterable[Rule]) -> CompiledScopeMap:
-    root: set[Action] = set()
+    """Index ``rules``; rules of one pattern merge into one (their actions add up)."""
+    root: set[Action] | None = None
     exact: dict[str, set[Action]] = {}
     prefixes: dict[str, set[Action]] = {}
     for rule in rules:
         if rule.pattern.kind is PatternKind.ROOT:
-            root |= rule.actions
+            root = (root or set()) | rule.actions
         elif rule.pattern.kind is PatternKind.PREFIX:
             prefixes.setdefault(rule.pattern.value, set()).update(rule.actions)
         else:
             exact.setdefault(rule.pattern.value, set()).update(rule.actions)
     return CompiledScopeMap(
-        root=frozenset(root),
-        exact={k: frozenset(v) for k, v in exact.items()},
-        prefixes={k: frozenset(v) for k, v in prefixes.items()},
+        root=None if root is None else Rule(ROOT_PATTERN, frozenset(root)),
+        exact={k: Rule(Pattern(PatternKind.EXACT, k), frozenset(v)) for k, v in exact.items()},
+        prefixes={
+            k: Rule(Pattern(PatternKind.PREFIX, k), frozenset(v)) for k, v in prefixes.items()
+        },
     )
 
 

@@ -39,6 +39,7 @@ from sqlalchemy.sql import Select
 from fleet.db.models import ENABLED, ScopeMap, ScopeMapEntry, Token, TokenPassword
 from fleet.domain.actions import Action
 from fleet.domain.evaluation import EMPTY_SCOPE_MAP, CompiledScopeMap, compile_entries
+from fleet.domain.explain import password_is_live
 from fleet.services.context import ServiceContext
 from fleet.services.credential_changes import ChangeWatch, watch_for
 from fleet.services.signing import RefreshClaims, credential_fingerprint
@@ -343,7 +344,7 @@ def _proved(
     matched = None
     for kept in slots:
         principal = kept.principal
-        live = kept.enabled and (principal.expiry is None or principal.expiry > now)
+        live = password_is_live(kept.enabled, principal.expiry, now)
         if proves(principal.slot, kept.stored) and live and matched is None:
             matched = principal
     for _ in range(2 - len(slots)):
