@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fleet.services.access import AccessService
 from fleet.services.api_keys import ApiKeyService
 from fleet.services.audit import AuditService
 from fleet.services.broker import Broker, MosquittoBroker, NoBroker
@@ -39,6 +40,7 @@ class Services:
     delivery: DeliveryService
     devices: DeviceService
     status_intake: StatusIntake
+    access: AccessService
     broker: Broker | None = None
     # Whether this process hears device status (web workers do; a one-off command must not:
     # it would take its share of the status stream and exit with it unhandled).
@@ -67,6 +69,7 @@ class Services:
             delivery=delivery,
             devices=DeviceService(ctx, tokens, delivery),
             status_intake=StatusIntake(delivery.handle_status),
+            access=AccessService(ctx),
             broker=broker,
         )
         holder.append(services)

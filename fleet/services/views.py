@@ -121,3 +121,45 @@ class ApprovalQueue:
 
     devices: tuple[PendingDeviceView, ...]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    """A scope map's rule as its table shows it: a pattern and all its actions."""
+
+    repository: str
+    actions: tuple[str, ...]
+    matches: bool  # whether it matches the repository asked about
+    grants: bool  # whether it matches and holds the action asked about
+
+
+@dataclass(frozen=True, slots=True)
+class DenialView:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordStateView:
+    name: str  # password1 or password2
+    expiry: datetime | None
+    live: bool  # it signs in now
+
+
+@dataclass(frozen=True, slots=True)
+class AccessView:
+    """The access explainer's answer for one token or scope map, repository and action."""
+
+    repository: str
+    action: str
+    allowed: bool
+    token: str | None  # None when a scope map was asked about on its own
+    token_status: str | None
+    disable_at: datetime | None
+    passwords: tuple[PasswordStateView, ...]
+    scope_map: str | None  # None for a token whose map was deleted
+    scope_map_type: str | None
+    granted: tuple[str, ...]  # every action the matching rules grant on the repository
+    matched: tuple[RuleView, ...]  # the matching rules, broadest first
+    rules: tuple[RuleView, ...]  # the map's whole table, by pattern, matching ones marked
+    reasons: tuple[DenialView, ...]  # empty when allowed
