@@ -28,6 +28,6 @@ def openapi_document() -> Any:
 
 
 # Routes register themselves on `api` when imported.
-from fleet.api import devices, scheduler, scope_maps, tokens  # noqa: E402
+from fleet.api import access, devices, scheduler, scope_maps, tokens  # noqa: E402
 
-__all__ = ["api", "blueprint", "devices", "scheduler", "scope_maps", "tokens"]
+__all__ = ["access", "api", "blueprint", "devices", "scheduler", "scope_maps", "tokens"]

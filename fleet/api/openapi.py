@@ -57,6 +57,8 @@ class Operation:
     query: dict[str, str]
     auth: bool
     paged: bool = False
+    # Query parameters documented in full (required, bounds, choices), as OpenAPI spells them.
+    parameters: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _describe(exc: PydanticValidationError) -> str:
@@ -87,10 +89,21 @@ class Api:
         query: dict[str, str] | None = None,
         auth: bool = True,
         paged: bool = False,
+        parameters: list[dict[str, Any]] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare a route; ``paged`` adds the ``limit`` and ``cursor`` query parameters."""
         op = Operation(
-            rule, method.upper(), summary, tag, status, body, response, query or {}, auth, paged
+            rule,
+            method.upper(),
+            summary,
+            tag,
+            status,
+            body,
+            response,
+            query or {},
+            auth,
+            paged,
+            list(parameters or []),
         )
         self.operations.append(op)
 
@@ -140,6 +153,7 @@ class Api:
                 }
                 for name, text in op.query.items()
             ]
+            params += op.parameters
             if op.paged:
                 params += PAGE_PARAMETERS
             responses: dict[str, Any] = {

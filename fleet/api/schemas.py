@@ -148,3 +148,55 @@ class ScopeMapTokens(ApiModel):
 
 class ScopeMapDeleted(ApiModel):
     tokens_without_permissions: list[str]
+
+
+class PasswordStateOut(ApiModel):
+    name: Slot
+    expiry: datetime | None
+    live: bool = Field(description="Whether it signs in now (token enabled, not expired)")
+
+
+class AccessTokenOut(ApiModel):
+    name: str
+    status: Status
+    disable_at: datetime | None
+    passwords: list[PasswordStateOut]
+
+
+class AccessScopeMapOut(ApiModel):
+    name: str
+    type: Literal["UserDefined", "SystemDefined"]
+
+
+class MatchedRuleOut(ApiModel):
+    repository: str = Field(description="The rule's pattern: exact, prefix/* or *")
+    actions: list[str]
+    grants_action: bool = Field(description="Whether this rule holds the action asked about")
+
+
+class DenialOut(ApiModel):
+    code: Literal[
+        "TokenDisabled",
+        "NoLivePassword",
+        "NoScopeMap",
+        "InvalidRepository",
+        "NoRuleMatched",
+        "ActionNotGranted",
+    ]
+    message: str
+
+
+class AccessOut(ApiModel):
+    """The access explainer's answer: the token endpoint's decision and the rules behind it."""
+
+    repository: str
+    action: str
+    decision: Literal["allowed", "denied"]
+    allowed: bool
+    token: AccessTokenOut | None = Field(description="Null when a scope map was asked about")
+    scope_map: AccessScopeMapOut | None = Field(description="Null for a token without one")
+    granted_actions: list[str] = Field(
+        description="Every action the matching rules grant on the repository"
+    )
+    matched_rules: list[MatchedRuleOut] = Field(description="Broadest first")
+    reasons: list[DenialOut] = Field(description="Why it is denied; empty when allowed")

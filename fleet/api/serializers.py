@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fleet.services.health import TokenHealthView
-from fleet.services.views import PasswordView, ScopeMapView, TokenView
+from fleet.services.views import AccessView, PasswordView, ScopeMapView, TokenView
 
 PROVISIONED = "Succeeded"
 
@@ -69,4 +69,36 @@ def health_json(h: TokenHealthView) -> dict[str, Any]:
         "lastUsed": seen(h.last_used_at, h.last_used_address),
         "failedLogins": h.failed_logins,
         "lastFailed": seen(h.last_failed_at, h.last_failed_address),
+    }
+
+
+def access_json(v: AccessView) -> dict[str, Any]:
+    token = None
+    if v.token is not None:
+        token = {
+            "name": v.token,
+            "status": v.token_status,
+            "disableAt": v.disable_at.isoformat() if v.disable_at else None,
+            "passwords": [
+                {
+                    "name": p.name,
+                    "expiry": p.expiry.isoformat() if p.expiry else None,
+                    "live": p.live,
+                }
+                for p in v.passwords
+            ],
+        }
+    return {
+        "repository": v.repository,
+        "action": v.action,
+        "decision": "allowed" if v.allowed else "denied",
+        "allowed": v.allowed,
+        "token": token,
+        "scopeMap": {"name": v.scope_map, "type": v.scope_map_type} if v.scope_map else None,
+        "grantedActions": list(v.granted),
+        "matchedRules": [
+            {"repository": r.repository, "actions": list(r.actions), "grantsAction": r.grants}
+            for r in v.matched
+        ],
+        "reasons": [{"code": r.code, "message": r.message} for r in v.reasons],
     }
