@@ -51,10 +51,15 @@ class AzCommand(click.Command):
         return super().parse_args(ctx, _gather(args))
 
 
+def split_words(value: str) -> list[str]:
+    """The words a greedy option gathered (``--repository samples/x content/read``)."""
+    return [w for w in value.split(_SEP) if w]
+
+
 def split_rules(values: tuple[str, ...], option: str) -> list[list[str]]:
     rules = []
     for value in values:
-        words = [w for w in value.split(_SEP) if w]
+        words = split_words(value)
         if len(words) < 2:
             raise click.UsageError(
                 f"{option} takes a repository and at least one action, for example "

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from fleet.cli.access import access_options, check_access
 from fleet.cli.base import Invocation, az_command, rules_json
 from fleet.cli.output import Column
 
@@ -134,3 +135,18 @@ def delete(inv: Invocation, name: str, yes: bool) -> None:
         )
         click.confirm(f"Delete scope map {name!r}?{warning}", abort=True, err=True)
     inv.show(inv.client.call("DELETE", f"/scope-maps/{name}"))
+
+
+@access_options
+@click.option("--name", "-n", required=True, help="Scope map name.")
+@az_command(
+    scope_map,
+    "check-access",
+    help="Explain whether a scope map grants an action on a repository: allowed or denied and "
+    "every rule that matched (a token using it must also be enabled and have a live "
+    "password: see fleet token check-access). Changes nothing.",
+    example="  fleet scope-map check-access --name MyScopeMap \\\n"
+    "    --repository sample/teama/projectb --action content/delete --output table",
+)
+def check_access_(inv: Invocation, name: str, repository: str, action: str) -> None:
+    check_access(inv, "scopeMap", name, repository, action)

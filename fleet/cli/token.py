@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from fleet.cli.access import access_options, check_access
 from fleet.cli.base import Invocation, az_command, parse_when, rules_json
 from fleet.cli.output import Column
 
@@ -119,6 +120,23 @@ def show(inv: Invocation, name: str) -> None:
 )
 def list_(inv: Invocation, top: int | None) -> None:
     inv.show_list("/tokens", TOKEN_COLUMNS, top=top)
+
+
+@access_options
+@click.option("--name", "-n", required=True, help="Token name.")
+@az_command(
+    token,
+    "check-access",
+    help="Explain whether a token may do an action on a repository: allowed or denied, every "
+    "rule of its scope map that matched, and why when denied (token disabled, no live "
+    "password, no rule matched, the action not granted). Changes nothing.",
+    example="  fleet token check-access --name MyToken \\\n"
+    "    --repository samples/hello-world --action content/write\n"
+    "  fleet token check-access --name MyToken --repository samples/nginx \\\n"
+    "    --action content/read --query decision --output tsv",
+)
+def check_access_(inv: Invocation, name: str, repository: str, action: str) -> None:
+    check_access(inv, "token", name, repository, action)
 
 
 @click.option("--status", type=click.Choice(["enabled", "disabled"]), help="New status.")
