@@ -9,6 +9,7 @@ from fleet.services import Services
 from fleet.web.blueprint import web
 from fleet.web.session import init_sessions
 from fleet.web.views import (  # noqa: F401  (they register their routes on `web`)
+    access,
     audit,
     auth,
     enrollment,
