@@ -61,10 +61,7 @@ class CompiledScopeMap:
             return NO_ACTIONS
         if len(matched) == 1:
             return matched[0].actions
-        granted: set[Action] = set()
-        for rule in matched:
-            granted |= rule.actions
-        return frozenset(granted)
+        return NO_ACTIONS.union(*[rule.actions for rule in matched])
 
 
 EMPTY_SCOPE_MAP = CompiledScopeMap()
