@@ -29,7 +29,7 @@ MAX_DESCRIPTION = 1024
 SCOPE_MAPS, SCOPE_MAP_TOKENS = "scope-maps", "scope-map-tokens"  # the cursors' lists
 
 
-def _check_description(description: str | None) -> None:
+def check_description(description: str | None) -> None:
     if description is not None and len(description) > MAX_DESCRIPTION:
         raise ValidationError(
             f"the description is longer than {MAX_DESCRIPTION} characters", code="InvalidRequest"
@@ -146,7 +146,7 @@ class ScopeMapService:
         actor: str,
     ) -> ScopeMapView:
         validate_resource_name(name, "scope map")
-        _check_description(description)
+        check_description(description)
         entries = to_entries(rules)
         with self.ctx.db.session() as s:
             view = self.create_in(s, name, entries, description, actor=actor)
@@ -208,7 +208,7 @@ class ScopeMapService:
         description: str | None = None,
         actor: str,
     ) -> ScopeMapView:
-        _check_description(description)
+        check_description(description)
         to_add = to_entries(add)
         to_remove = to_entries(remove)
         with self.ctx.db.session() as s:
