@@ -73,8 +73,12 @@ class RulesForm:
     def errors(self) -> bool:
         return any(r.error for r in self.rows)
 
-    def rules(self) -> list[RepositoryActions]:
-        """The filled rows as rules; each invalid row gets its error (check ``errors``)."""
+    def rules(self, *, unchecked_removes: bool = False) -> list[RepositoryActions]:
+        """The filled rows as rules; each invalid row gets its error (check ``errors``).
+
+        A repository with no permission checked is an error, or, when editing a map
+        (``unchecked_removes``), the way to remove it.
+        """
         found = []
         for row in self.rows:
             row.error = None
@@ -84,6 +88,8 @@ class RulesForm:
                 row.error = "enter a repository for these permissions"
                 continue
             rule = RepositoryActions(row.repository, row.actions)
+            if not row.actions and unchecked_removes:
+                continue
             if not row.actions:
                 row.error = f"choose at least one permission for {row.repository!r}"
                 continue
@@ -95,9 +101,11 @@ class RulesForm:
             found.append(rule)
         return found
 
-    def entries(self) -> set[tuple[str, str]]:
-        """What the valid rows grant, as (pattern, action) pairs (after :meth:`rules`)."""
-        return {(p, a.value) for p, a in to_entries(self.rules())}
+    def entries(self, *, unchecked_removes: bool = False) -> set[tuple[str, str]]:
+        """What the rows grant, as (pattern, action) pairs; call it once :attr:`errors` is
+        False after :meth:`rules`."""
+        rules = self.rules(unchecked_removes=unchecked_removes)
+        return {(p, a.value) for p, a in to_entries(rules)}
 
     def fail(self, exc: ValidationError) -> bool:
         """Put a service error on the row it names; False when it names none."""

@@ -16,7 +16,7 @@ from flask import flash, redirect, render_template, request, url_for
 
 from fleet.api.errors import status_of
 from fleet.db.models import SYSTEM_DEFINED
-from fleet.domain.errors import FleetError, ValidationError
+from fleet.domain.errors import FleetError, ReadOnlyError, ValidationError
 from fleet.services.views import ScopeMapView
 from fleet.web.blueprint import admin_required, web
 from fleet.web.session import services
@@ -53,8 +53,8 @@ class MapForm:
 
     def entries_or_none(self) -> set[tuple[str, str]] | None:
         """What the rows grant, or None when a row is wrong (each wrong row says why)."""
-        self.rules.rules()
-        return None if self.rules.errors else self.rules.entries()
+        self.rules.rules(unchecked_removes=True)
+        return None if self.rules.errors else self.rules.entries(unchecked_removes=True)
 
     def fail(self, exc: FleetError) -> None:
         if exc.code in ("InvalidName", "ReservedName", "ScopeMapExists"):
@@ -153,6 +153,8 @@ def scope_maps_update(name: str) -> Any:
             description=description,
             actor=actor(),
         )
+    except ReadOnlyError:
+        raise  # a system-defined map's page has no form to show it on: an error page
     except FleetError as exc:
         form.fail(exc)
         return map_page(name, status_of(exc), form)

@@ -225,6 +225,8 @@ def tokens_scope_map(name: str) -> Any:
     try:
         services().tokens.update(name, scope_map=chosen, actor=actor())
     except FleetError as exc:
+        if exc.code == "DeviceToken":
+            raise  # the page shows no scope-map field for a device's token: an error page
         return token_page(name, status_of(exc), map_field=MapField(chosen, exc.message))
     flash(f"Token {name} now uses scope map {chosen}.")
     return redirect(url_for("web.tokens_show", name=name), 303)
