@@ -127,9 +127,14 @@ class TokenService:
         with self.ctx.db.session() as s:
             return _view(s, get_token(s, name))
 
-    def list(self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page[TokenView]:
-        """One page of tokens by name: two queries, whatever the page size."""
+    def list(
+        self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None, before: str | None = None
+    ) -> Page[TokenView]:
+        """One page of tokens by name, after ``cursor`` or (backwards) just before ``before``:
+        two queries, whatever the page size."""
         check_limit(limit)
+        if cursor is not None and before is not None:
+            raise ValidationError("give cursor or before, not both", code="InvalidCursor")
         with self.ctx.db.session() as s:
             query = (
                 select(
@@ -141,9 +146,13 @@ class TokenService:
                     ScopeMap.name,
                 )
                 .join(ScopeMap, col(ScopeMap.id) == col(Token.scope_map_id), isouter=True)
-                .order_by(col(Token.name))
                 .limit(limit + 1)
             )
+            if before is not None:
+                (until,) = self.cursors.decode(TOKENS, before, (str,))
+                query = query.where(col(Token.name) < until).order_by(col(Token.name).desc())
+            else:
+                query = query.order_by(col(Token.name))
             if cursor is not None:
                 (after,) = self.cursors.decode(TOKENS, cursor, (str,))
                 query = query.where(col(Token.name) > after)
@@ -160,7 +169,10 @@ class TokenService:
                 )
                 for token_id, name, status, disable_at, created_at, map_name in rows[:limit]
             ]
-            return self.cursors.page(TOKENS, views, [(r[1],) for r in rows], limit)
+            keys = [(r[1],) for r in rows]
+            if before is not None:
+                return self.cursors.page_before(TOKENS, views, keys, limit)
+            return self.cursors.page_after(TOKENS, views, keys, limit, first=cursor is None)
 
     def device_of(self, name: str) -> str | None:
         """The id of the device that owns token ``name``, or None for an operator's token."""

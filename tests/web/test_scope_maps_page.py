@@ -89,6 +89,9 @@ def test_the_list_shows_system_maps_first_and_pages_in_constant_queries(
     assert re.findall(r'<th scope="row"><a href="/ui/scope-maps/([^"]+)">', second) == [
         f"map-{n:03d}" for n in range(44, 50)
     ]
+    prev_link = second.split('" rel="prev"')[0].rsplit('href="', 1)[1]
+    back = _text(admin.get(prev_link))
+    assert back.count('<th scope="row"><a href="/ui/scope-maps/') == 50 and 'rel="prev"' not in back
 
 
 def test_a_system_defined_map_is_shown_read_only(admin: Browser, services: Services) -> None:

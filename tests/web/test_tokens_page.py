@@ -95,7 +95,11 @@ def test_the_list_shows_each_token_and_pages_in_constant_queries(
     second = _text(admin.get(next_link))
     rest = re.findall(r'<th scope="row"><a href="/ui/tokens/([^"]+)">', second)
     assert rest == [f"Token-{n:03d}" for n in range(48, 60)]
-    assert 'rel="next"' not in second and ">First page</a>" in second
+    assert 'rel="next"' not in second and 'rel="prev">Previous</a>' in second
+    prev_link = second.split('" rel="prev"')[0].rsplit('href="', 1)[1]
+    back = _text(admin.get(prev_link))
+    assert re.findall(r'<th scope="row"><a href="/ui/tokens/([^"]+)">', back) == listed
+    assert 'rel="prev"' not in back and 'rel="next"' in back
     bad = admin.get("/ui/tokens?cursor=WyJ4Il0.0000")
     assert bad.status_code == 400 and "the cursor is not valid for this list" in _text(bad)
 

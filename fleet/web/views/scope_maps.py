@@ -68,8 +68,11 @@ class MapForm:
 @web.get("/scope-maps")
 def scope_maps() -> Any:
     svc = services()
-    page = svc.scope_maps.list(limit=PAGE, cursor=request.args.get("cursor") or None)
-    first = not request.args.get("cursor")
+    args = request.args
+    page = svc.scope_maps.list(
+        limit=PAGE, cursor=args.get("cursor") or None, before=args.get("before") or None
+    )
+    first = page.prev_cursor is None and not args.get("cursor")
     return render_template("scope_maps.html", page=page, first=first, now=svc.ctx.clock())
 
 

@@ -90,8 +90,11 @@ def map_choices() -> list[str]:
 @web.get("/tokens")
 def tokens() -> Any:
     svc = services()
-    page = svc.tokens.list(limit=PAGE, cursor=request.args.get("cursor") or None)
-    first = not request.args.get("cursor")
+    args = request.args
+    page = svc.tokens.list(
+        limit=PAGE, cursor=args.get("cursor") or None, before=args.get("before") or None
+    )
+    first = page.prev_cursor is None and not args.get("cursor")
     return render_template("tokens.html", page=page, first=first, now=svc.ctx.clock())
 
 
