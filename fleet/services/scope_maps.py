@@ -150,6 +150,14 @@ class ScopeMapService:
                 return self.cursors.page_before(SCOPE_MAPS, views, keys, limit)
             return self.cursors.page_after(SCOPE_MAPS, views, keys, limit, first=cursor is None)
 
+    def names(self, *, limit: int = DEFAULT_LIMIT) -> list[str]:
+        """The first ``limit`` map names in the list's order, without their rules: one query
+        (what a form offers to choose from; any other name may still be typed)."""
+        check_limit(limit)
+        with self.ctx.db.session() as s:
+            query = select(ScopeMap.name).order_by(col(ScopeMap.type), col(ScopeMap.name))
+            return list(s.exec(query.limit(limit)))
+
     # -- writes ---------------------------------------------------------------------------
     def create(
         self,

@@ -84,7 +84,7 @@ class TokenForm:
 
 
 def map_choices() -> list[str]:
-    return [m.name for m in services().scope_maps.list(limit=MAP_CHOICES).items]
+    return services().scope_maps.names(limit=MAP_CHOICES)
 
 
 @web.get("/tokens")
