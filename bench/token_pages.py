@@ -101,8 +101,9 @@ def _paths(client: Any, depth: int) -> Iterator[tuple[str, str]]:
     for _ in range(depth):  # follow Next as an operator would
         path = _link(client.get(path).get_data(as_text=True), "next")
     yield f"token list, page {depth + 1}", path
-    yield f"token list, Previous from page {depth + 1}", _link(
-        client.get(path).get_data(as_text=True), "prev"
+    yield (
+        f"token list, Previous from page {depth + 1}",
+        _link(client.get(path).get_data(as_text=True), "prev"),
     )
     yield "a token's page", f"/ui/tokens/{population.BULK_PREFIX}{1:06d}"
     yield "scope map list, first page", "/ui/scope-maps"
