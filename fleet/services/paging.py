@@ -41,6 +41,8 @@ class InvalidCursorError(ValidationError):
 class Page(Generic[T]):
     items: tuple[T, ...]
     next_cursor: str | None  # None: this is the last page
+    # For lists that also page backwards (the dashboard's "Previous"): None on the first page.
+    prev_cursor: str | None = None
 
 
 def check_limit(limit: int) -> int:
@@ -109,3 +111,24 @@ class Cursors:
         if len(keys) > limit:
             return Page(tuple(items[:limit]), self.encode(kind, keys[limit - 1]))
         return Page(tuple(items), None)
+
+    def page_after(
+        self, kind: str, items: Sequence[T], keys: Sequence[Key], limit: int, *, first: bool
+    ) -> Page[T]:
+        """:meth:`page`, with a cursor back to the page before it unless it is the first."""
+        found = self.page(kind, items, keys, limit)
+        back = None if first or not keys else self.encode(kind, keys[0])
+        return Page(found.items, found.next_cursor, back)
+
+    def page_before(
+        self, kind: str, items: Sequence[T], keys: Sequence[Key], limit: int
+    ) -> Page[T]:
+        """The page that ends just before a cursor, from up to ``limit + 1`` rows read in
+        *descending* order (``keys`` their sort keys): the rows come back in ascending order,
+        with a cursor forward to the page the walk came from and one back if there is more."""
+        kept = list(items[:limit])[::-1]
+        kept_keys = list(keys[:limit])[::-1]
+        if not kept_keys:
+            return Page((), None, None)
+        back = self.encode(kind, kept_keys[0]) if len(keys) > limit else None
+        return Page(tuple(kept), self.encode(kind, kept_keys[-1]), back)

@@ -29,7 +29,7 @@ MAX_DESCRIPTION = 1024
 SCOPE_MAPS, SCOPE_MAP_TOKENS = "scope-maps", "scope-map-tokens"  # the cursors' lists
 
 
-def _check_description(description: str | None) -> None:
+def check_description(description: str | None) -> None:
     if description is not None and len(description) > MAX_DESCRIPTION:
         raise ValidationError(
             f"the description is longer than {MAX_DESCRIPTION} characters", code="InvalidRequest"
@@ -121,12 +121,24 @@ class ScopeMapService:
         with self.ctx.db.session() as s:
             return view_of(s, get_map(s, name))
 
-    def list(self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page[ScopeMapView]:
-        """One page of maps, system-defined first, then by name: two queries per page."""
+    def list(
+        self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None, before: str | None = None
+    ) -> Page[ScopeMapView]:
+        """One page of maps, system-defined first, then by name, after ``cursor`` or
+        (backwards) just before ``before``: two queries per page."""
         check_limit(limit)
+        if cursor is not None and before is not None:
+            raise ValidationError("give cursor or before, not both", code="InvalidCursor")
         key = tuple_(col(ScopeMap.type), col(ScopeMap.name))
         with self.ctx.db.session() as s:
-            query = select(ScopeMap).order_by(col(ScopeMap.type), col(ScopeMap.name))
+            query = select(ScopeMap)
+            if before is not None:
+                until = self.cursors.decode(SCOPE_MAPS, before, (str, str))
+                query = query.where(key < tuple_(*until)).order_by(
+                    col(ScopeMap.type).desc(), col(ScopeMap.name).desc()
+                )
+            else:
+                query = query.order_by(col(ScopeMap.type), col(ScopeMap.name))
             if cursor is not None:
                 after = self.cursors.decode(SCOPE_MAPS, cursor, (str, str))
                 query = query.where(key > tuple_(*after))
@@ -134,7 +146,17 @@ class ScopeMapService:
             entries = entries_of_many(s, [r.id for r in rows[:limit] if r.id is not None])
             views = [_make_view(r, entries.get(r.id, [])) for r in rows[:limit]]  # type: ignore[arg-type]
             keys = [(r.type, r.name) for r in rows]
-            return self.cursors.page(SCOPE_MAPS, views, keys, limit)
+            if before is not None:
+                return self.cursors.page_before(SCOPE_MAPS, views, keys, limit)
+            return self.cursors.page_after(SCOPE_MAPS, views, keys, limit, first=cursor is None)
+
+    def names(self, *, limit: int = DEFAULT_LIMIT) -> list[str]:
+        """The first ``limit`` map names in the list's order, without their rules: one query
+        (what a form offers to choose from; any other name may still be typed)."""
+        check_limit(limit)
+        with self.ctx.db.session() as s:
+            query = select(ScopeMap.name).order_by(col(ScopeMap.type), col(ScopeMap.name))
+            return list(s.exec(query.limit(limit)))
 
     # -- writes ---------------------------------------------------------------------------
     def create(
@@ -146,7 +168,7 @@ class ScopeMapService:
         actor: str,
     ) -> ScopeMapView:
         validate_resource_name(name, "scope map")
-        _check_description(description)
+        check_description(description)
         entries = to_entries(rules)
         with self.ctx.db.session() as s:
             view = self.create_in(s, name, entries, description, actor=actor)
@@ -208,7 +230,7 @@ class ScopeMapService:
         description: str | None = None,
         actor: str,
     ) -> ScopeMapView:
-        _check_description(description)
+        check_description(description)
         to_add = to_entries(add)
         to_remove = to_entries(remove)
         with self.ctx.db.session() as s:

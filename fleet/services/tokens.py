@@ -17,7 +17,7 @@ from fleet.domain.names import validate_resource_name
 from fleet.domain.rules import RepositoryActions, to_entries
 from fleet.services.context import ServiceContext, audit
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
-from fleet.services.scope_maps import ScopeMapService, get_map
+from fleet.services.scope_maps import ScopeMapService, check_description, get_map
 from fleet.services.views import PasswordView, TokenView
 
 SCOPE_MAP_SUFFIX = "-scope-map"
@@ -127,9 +127,14 @@ class TokenService:
         with self.ctx.db.session() as s:
             return _view(s, get_token(s, name))
 
-    def list(self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page[TokenView]:
-        """One page of tokens by name: two queries, whatever the page size."""
+    def list(
+        self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None, before: str | None = None
+    ) -> Page[TokenView]:
+        """One page of tokens by name, after ``cursor`` or (backwards) just before ``before``:
+        two queries, whatever the page size."""
         check_limit(limit)
+        if cursor is not None and before is not None:
+            raise ValidationError("give cursor or before, not both", code="InvalidCursor")
         with self.ctx.db.session() as s:
             query = (
                 select(
@@ -141,9 +146,13 @@ class TokenService:
                     ScopeMap.name,
                 )
                 .join(ScopeMap, col(ScopeMap.id) == col(Token.scope_map_id), isouter=True)
-                .order_by(col(Token.name))
                 .limit(limit + 1)
             )
+            if before is not None:
+                (until,) = self.cursors.decode(TOKENS, before, (str,))
+                query = query.where(col(Token.name) < until).order_by(col(Token.name).desc())
+            else:
+                query = query.order_by(col(Token.name))
             if cursor is not None:
                 (after,) = self.cursors.decode(TOKENS, cursor, (str,))
                 query = query.where(col(Token.name) > after)
@@ -160,7 +169,19 @@ class TokenService:
                 )
                 for token_id, name, status, disable_at, created_at, map_name in rows[:limit]
             ]
-            return self.cursors.page(TOKENS, views, [(r[1],) for r in rows], limit)
+            keys = [(r[1],) for r in rows]
+            if before is not None:
+                return self.cursors.page_before(TOKENS, views, keys, limit)
+            return self.cursors.page_after(TOKENS, views, keys, limit, first=cursor is None)
+
+    def device_of(self, name: str) -> str | None:
+        """The id of the device that owns token ``name``, or None for an operator's token."""
+        with self.ctx.db.session() as s:
+            token = get_token(s, name)
+            found: str | None = s.exec(
+                select(Device.device_id).where(Device.token_id == token.id)
+            ).first()
+            return found
 
     # -- writes ---------------------------------------------------------------------------
     def create(
@@ -172,8 +193,12 @@ class TokenService:
         status: str = ENABLED,
         generate_passwords: bool = True,
         expiry: datetime | None = None,
+        new_map_name: str | None = None,
+        new_map_description: str | None = None,
         actor: str,
     ) -> TokenView:
+        """A token on ``scope_map``, or on a map made in the same transaction from
+        ``repositories`` (named ``new_map_name``, by default ``<token>-scope-map``)."""
         validate_resource_name(name, "token")
         validate_status(status)
         self._check_expiry(expiry)
@@ -183,6 +208,10 @@ class TokenService:
                 code="InvalidRequest",
             )
         entries = to_entries(repositories) if repositories else []
+        map_name = new_map_name or name + SCOPE_MAP_SUFFIX
+        if repositories and new_map_name:
+            validate_resource_name(new_map_name, "scope map")
+        check_description(new_map_description)
         with self.ctx.db.session() as s:
             if s.exec(select(Token.id).where(Token.name == name)).first() is not None:
                 raise ConflictError(f"token {name!r} already exists", code="TokenExists")
@@ -195,10 +224,8 @@ class TokenService:
             if scope_map:
                 map_id = get_map(s, scope_map).id
             else:
-                map_name = name + SCOPE_MAP_SUFFIX
-                self.scope_maps.create_in(
-                    s, map_name, entries, f"Created with token {name}", actor=actor
-                )
+                description = new_map_description or f"Created with token {name}"
+                self.scope_maps.create_in(s, map_name, entries, description, actor=actor)
                 map_id = get_map(s, map_name).id
             now = self.ctx.clock()
             token = Token(

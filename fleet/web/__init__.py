@@ -15,6 +15,8 @@ from fleet.web.views import (  # noqa: F401  (they register their routes on `web
     enrollment,
     groups,
     overview,
+    scope_maps,
+    tokens,
 )
 
 

@@ -343,3 +343,57 @@ def test_queries_per_page_do_not_grow_with_the_page_size(services: Services) -> 
     for what, (list_page, expected) in lists.items():
         small, large = _queries(services, list_page, 2), _queries(services, list_page, 20)
         assert small == large == expected, what
+
+
+def walk_back(list_page: Callable[..., Page[Any]], last: Page[Any], limit: int) -> list[list[Any]]:
+    """Every page before ``last``, following its ``prev_cursor`` back to the first page."""
+    pages: list[list[Any]] = []
+    before = last.prev_cursor
+    for _ in range(10_000):
+        if before is None:
+            return pages[::-1]
+        page = list_page(limit=limit, before=before)
+        pages.append(list(page.items))
+        before = page.prev_cursor
+    raise AssertionError("the walk back never ended")
+
+
+@pytest.mark.parametrize("limit", [1, 4, 27, 28, 29])
+def test_walking_back_sees_the_same_pages(services: Services, limit: int) -> None:
+    make_tokens(services, TOKEN_NAMES)
+    forward = walk(services.tokens.list, limit)
+    first = services.tokens.list(limit=limit)
+    assert first.prev_cursor is None
+    last = first
+    while last.next_cursor is not None:
+        last = services.tokens.list(limit=limit, cursor=last.next_cursor)
+    back = walk_back(services.tokens.list, last, limit)
+    assert back == forward[:-1]  # the same rows in the same pages, last page aside
+    # A page reached backwards leads forward to the page it came from.
+    if len(forward) > 1:
+        previous = services.tokens.list(limit=limit, before=last.prev_cursor)
+        again = services.tokens.list(limit=limit, cursor=previous.next_cursor)
+        assert list(again.items) == forward[-1]
+
+
+def test_scope_maps_walk_back_across_the_type_boundary(services: Services) -> None:
+    for name in ("A-map", "b-map", "Z-map-2", "zzzzz"):
+        services.scope_maps.create(name, [], actor=ME)
+    for limit in (1, 2, 3, 4):
+        forward = walk(services.scope_maps.list, limit)
+        last = services.scope_maps.list(limit=limit)
+        while last.next_cursor is not None:
+            last = services.scope_maps.list(limit=limit, cursor=last.next_cursor)
+        assert walk_back(services.scope_maps.list, last, limit) == forward[:-1]
+
+
+def test_before_and_cursor_together_or_a_foreign_before_are_refused(services: Services) -> None:
+    make_tokens(services, ["tok-a", "tok-b", "tok-c"])
+    page = services.tokens.list(limit=1)
+    with pytest.raises(ValidationError, match="give cursor or before, not both"):
+        services.tokens.list(limit=1, cursor=page.next_cursor, before=page.next_cursor)
+    with pytest.raises(ValidationError, match="the cursor is not valid for this list"):
+        services.scope_maps.list(limit=1, before=page.next_cursor)
+    assert services.tokens.list(
+        limit=2, before=services.tokens.cursors.encode("tokens", ("tok-a",))
+    ) == Page((), None, None)

@@ -161,3 +161,14 @@ def test_a_map_at_the_entry_limit_is_audited_on_every_database(services: Service
     with services.ctx.db.session() as s:
         event = s.exec(select(AuditEvent).where(AuditEvent.target == "big-map")).one()
     assert "450 more" in event.detail and len(event.detail) <= 4096
+
+
+def test_names_are_the_lists_first_names_in_one_query(services: Services) -> None:
+    from tests.services.test_paging import counted
+
+    for name in ("b-map-1", "A-map-1", "c-map-1"):
+        services.scope_maps.create(name, [], actor=ME)
+    listed = [m.name for m in services.scope_maps.list(limit=7).items]
+    with counted(services) as statements:
+        names = services.scope_maps.names(limit=7)
+    assert names == listed and len(names) == 7 and len(statements) == 1

@@ -154,3 +154,57 @@ def test_token_limit(make_services) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(LimitExceededError) as info:
         services.tokens.create("token-3", scope_map="_repositories_pull", actor=ME)
     assert "limit (2)" in info.value.message
+
+
+def test_create_with_a_new_map_named_and_described_by_the_operator(services: Services) -> None:
+    token = services.tokens.create(
+        "MyToken",
+        repositories=HELLO,
+        new_map_name="hello-rw",
+        new_map_description="made with the token",
+        generate_passwords=False,
+        actor=ME,
+    )
+    assert token.scope_map == "hello-rw" and token.passwords == ()
+    made = services.scope_maps.show("hello-rw")
+    assert made.description == "made with the token" and len(made.entries) == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"new_map_name": "_mine"}, "scope map name '_mine' is reserved"),
+        ({"new_map_name": "abc"}, "invalid scope map name 'abc'"),
+        ({"new_map_description": "x" * 1025}, "the description is longer than 1024 characters"),
+        ({"new_map_name": "Taken-map"}, "scope map 'Taken-map' already exists"),
+    ],
+)
+def test_a_bad_new_map_makes_neither_token_nor_map(
+    services: Services, changes: dict[str, str], message: str
+) -> None:
+    services.scope_maps.create("Taken-map", HELLO, actor=ME)
+    with pytest.raises((ValidationError, ConflictError), match=message):
+        services.tokens.create("MyToken", repositories=HELLO, actor=ME, **changes)  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        services.tokens.show("MyToken")
+    assert [m.name for m in services.scope_maps.list().items if not m.name.startswith("_")] == [
+        "Taken-map"
+    ]
+
+
+def test_device_of_names_the_owning_device_only(services: Services) -> None:
+    from tests.devices.conftest import new_device
+    from tests.support.fake_broker import FakeBroker
+
+    services.broker = FakeBroker()
+    services.scope_maps.create(
+        "devices-read", [RepositoryActions("edge/*", ("content/read",))], actor=ME
+    )
+    services.groups.create("pilots-eu", scope_map="devices-read", actor=ME)
+    secret = services.groups.create_secret("pilots-eu", actor=ME).value or ""
+    services.devices.enroll("rpi-0001", secret, *new_device("rpi-0001").keys)
+    services.tokens.create("MyToken", repositories=HELLO, actor=ME)
+    assert services.tokens.device_of("dev-rpi-0001") == "rpi-0001"
+    assert services.tokens.device_of("MyToken") is None
+    with pytest.raises(NotFoundError):
+        services.tokens.device_of("Nowhere-token")

@@ -260,9 +260,11 @@ def test_the_home_and_the_nav_lead_to_the_overview(browser: Browser) -> None:
     assert browser.get("/ui/").headers["Location"] == "/ui/overview"
     page = browser.get("/ui/overview").get_data(as_text=True)
     nav = re.findall(r'<li><a href="([^"]+)"( aria-current="page")?>([^<]+)</a></li>', page)
-    assert nav[:4] == [
+    assert nav[:6] == [
         ("/ui/overview", ' aria-current="page"', "Overview"),
         ("/ui/groups", "", "Groups"),
+        ("/ui/tokens", "", "Tokens"),
+        ("/ui/scope-maps", "", "Scope maps"),
         ("/ui/access", "", "Access"),
         ("/ui/audit", "", "Audit"),
     ]
