@@ -5,7 +5,6 @@ broker and registry: enroll, receive, pull, rotate while pulling, survive kill -
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.delivery_e2e.conftest import Parts
+from tests.delivery_e2e.parts import Parts, agent_env
 from tests.support import skopeo
 from tests.support.oci import build_oci_image
 from tests.support.timing import scaled, wait_until
@@ -26,12 +25,6 @@ COMMAND_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 # Each look at the agent's status is a `fleet-agent status` process: not 20 a second.
 STATUS_POLL_S = 0.2
-
-
-def agent_env(state: Path) -> dict[str, str]:
-    drop = ("PYTHONPATH", "PYTHONHOME")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_") and k not in drop}
-    return {**env, "FLEET_AGENT_STATE_DIR": str(state)}
 
 
 def agent_wait(predicate: Callable[[], object], what: str) -> None:

@@ -59,10 +59,16 @@ def dashboard_server(directory: Path, env: dict[str, str] | None = None) -> Iter
     """A real ``fleet serve`` with an admin (alice) and a viewer (victor), both signing in
     with ``OPERATOR_PASSWORD``, made on the server host as an operator would."""
     with FleetServer(directory, env=env) as server:
-        for name, role in OPERATORS:
-            made = server.cli(
-                "admin", "create-operator", "--name", name, "--role", role, "--password-stdin",
-                input=OPERATOR_PASSWORD + "\n",
-            )  # fmt: skip
-            assert made.ok, made.stderr
+        create_operators(server)
         yield server
+
+
+def create_operators(server: FleetServer) -> None:
+    """The admin (alice) and the viewer (victor) on ``server``, made with ``fleet admin
+    create-operator`` on its host, both signing in with ``OPERATOR_PASSWORD``."""
+    for name, role in OPERATORS:
+        made = server.cli(
+            "admin", "create-operator", "--name", name, "--role", role, "--password-stdin",
+            input=OPERATOR_PASSWORD + "\n",
+        )  # fmt: skip
+        assert made.ok, made.stderr
