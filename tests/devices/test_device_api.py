@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from fleet.api.device_schemas import DeviceList, DeviceOut, EnrollResponse, GroupList, GroupOut
+from fleet.api.devices import device_json
 from fleet.app import create_app
 from fleet.mqtt import topics
 from fleet.services import Services
+from fleet.services.views import DeviceView
 from tests.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 
@@ -230,3 +233,22 @@ def test_device_routes(call, fleet: Services, broker: FakeBroker, secret: str) -
     assert call("DELETE", "/devices/rpi-0001").status_code == 204
     gone = call("GET", "/devices/rpi-0001")
     assert gone.status_code == 404 and _code(gone) == "DeviceNotFound"
+
+
+def test_a_device_in_json_has_every_field_in_camel_case_with_iso_times() -> None:
+    at = datetime(2026, 12, 2, 17, 0, 5, tzinfo=UTC)
+    view = DeviceView(
+        device_id="pi-0001", group="fleet-eu", status="active", token="device-pi-0001",
+        mqtt_username="pi-0001", enrolled_at=at, approved_at=None, last_seen_at=at,
+        last_version=3, acked_credentials_version=2, active_slot="password2",
+        pending_deliveries=1, last_pull_at=at, last_pull_ok=True, last_pull_detail=None,
+    )  # fmt: skip
+    assert device_json(view) == {
+        "deviceId": "pi-0001", "group": "fleet-eu", "status": "active",
+        "token": "device-pi-0001", "mqttUsername": "pi-0001",
+        "enrolledAt": "2026-12-02T17:00:05+00:00", "approvedAt": None,
+        "lastSeenAt": "2026-12-02T17:00:05+00:00", "lastVersion": 3,
+        "ackedCredentialsVersion": 2, "activeSlot": "password2", "pendingDeliveries": 1,
+        "lastPullAt": "2026-12-02T17:00:05+00:00", "lastPullOk": True, "lastPullDetail": None,
+    }  # fmt: skip
+    DeviceOut.model_validate(device_json(view))
