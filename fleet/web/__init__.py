@@ -11,6 +11,7 @@ from fleet.web.session import init_sessions
 from fleet.web.views import (  # noqa: F401  (they register their routes on `web`)
     audit,
     auth,
+    devices,
     enrollment,
     groups,
     overview,
