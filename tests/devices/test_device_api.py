@@ -242,6 +242,7 @@ def test_a_device_in_json_has_every_field_in_camel_case_with_iso_times() -> None
         mqtt_username="pi-0001", enrolled_at=at, approved_at=None, last_seen_at=at,
         last_version=3, acked_credentials_version=2, active_slot="password2",
         pending_deliveries=1, last_pull_at=at, last_pull_ok=True, last_pull_detail=None,
+        active_expiry=at, allow_reenroll=False,
     )  # fmt: skip
     assert device_json(view) == {
         "deviceId": "pi-0001", "group": "fleet-eu", "status": "active",
@@ -250,5 +251,6 @@ def test_a_device_in_json_has_every_field_in_camel_case_with_iso_times() -> None
         "lastSeenAt": "2026-12-02T17:00:05+00:00", "lastVersion": 3,
         "ackedCredentialsVersion": 2, "activeSlot": "password2", "pendingDeliveries": 1,
         "lastPullAt": "2026-12-02T17:00:05+00:00", "lastPullOk": True, "lastPullDetail": None,
+        "activeExpiry": "2026-12-02T17:00:05+00:00", "allowReenroll": False,
     }  # fmt: skip
     DeviceOut.model_validate(device_json(view))

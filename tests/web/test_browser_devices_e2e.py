@@ -193,8 +193,9 @@ def _confirm(page: Any, button: str, then: str) -> None:
     page.wait_for_url(then)
 
 
-def _status_shown(page: Any, status: str) -> bool:
-    return bool(page.get_by_text(status, exact=True).count())
+def _status(page: Any) -> str:
+    """The status the device page shows."""
+    return str(page.locator("#device-status").inner_text())
 
 
 def _after(fleet: Fleet, moment: str | None) -> Callable[[], bool]:
@@ -242,12 +243,12 @@ def test_find_one_device_among_1000_disable_it_and_enable_it(fleet: Fleet, page:
     found.click()
     device_url = f"{server.url}/ui/devices/{TARGET}"
     page.wait_for_url(device_url)
-    assert _status_shown(page, "active")
+    assert _status(page) == "active"
     assert axe_violations(page) == []
     page.get_by_label("Reason").fill(REASON)
     _confirm(page, "Disable", device_url)
-    assert _status_shown(page, "disabled")
-    assert "disabled" in page.locator(".flashes").inner_text().lower()
+    assert _status(page) == "disabled"
+    assert f"{TARGET} disabled" in page.locator(".flashes").inner_text()
     assert axe_violations(page) == []
 
     # Outside the browser: the stored password is refused, and so is the broker login.
@@ -272,7 +273,8 @@ def test_find_one_device_among_1000_disable_it_and_enable_it(fleet: Fleet, page:
     before = fleet.shown()["lastPullAt"]
     page.goto(device_url)
     _confirm(page, "Enable", device_url)
-    assert _status_shown(page, "active")
+    assert _status(page) == "active"
+    assert f"{TARGET} enabled" in page.locator(".flashes").inner_text()
     assert axe_violations(page) == []
     wait_until(
         lambda: (load_state(fleet.state).current or stored).password != stored.password,
@@ -280,7 +282,8 @@ def test_find_one_device_among_1000_disable_it_and_enable_it(fleet: Fleet, page:
         timeout=WAIT_S,
         poll=STATUS_POLL_S,
     )
-    server.cli_ok("device", "pull", "--name", TARGET)
+    _confirm(page, "Pull now", device_url)
+    assert f"{TARGET} was told to pull now" in page.locator(".flashes").inner_text()
     wait_until(_after(fleet, before), "a successful pull after Enable", timeout=WAIT_S, poll=1.0)
     renewed = load_state(fleet.state).current
     assert renewed is not None
