@@ -53,7 +53,7 @@ from fleet.db.devices import Delivery, Device
 from fleet.db.models import AuditEvent, LoginFailureHourly, SchedulerRun, Token
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
-from fleet.services.devices import DEVICES
+from fleet.services.device_list import DATED, DeviceQuery
 from fleet.services.operators import OperatorService
 from fleet.services.tokens import TOKENS
 
@@ -290,7 +290,8 @@ def targets(services: Services, client: FlaskClient, devices: int, runs: int,
     rng = random.Random(seed)
     some = [device_id(rng.randrange(devices)) for _ in range(runs)]
     prefixes = [d[:-2] for d in some]  # 100 devices each: bench-0123xx
-    device_cursors = [services.devices.cursors.encode(f"{DEVICES}::", (d,)) for d in some]
+    device_list = DeviceQuery().kind  # what GET /api/v1/devices pages through
+    device_cursors = [services.devices.cursors.encode(device_list, (DATED, "", d)) for d in some]
     names = [f"{population.BULK_PREFIX}{rng.randrange(devices):06d}" for _ in range(runs)]
     token_cursors = [services.tokens.cursors.encode(TOKENS, (n,)) for n in names]
     pages = [
