@@ -8,9 +8,11 @@ acknowledged or not; a command), a week of failed logins per hour for 200 token 
 addresses, audit events and scheduler passes, all with Core bulk inserts. Then a viewer signs in
 with Flask's test client and every page below is timed in process: the whole request (session or
 API key check, the queries, the template), which is the server's share of what a client waits
-for. The SQL statements of each request are counted and the slowest one is kept, so a page that
-misses its target says which query to ``EXPLAIN ANALYZE``. Last, ``fleet token list`` (the CLI,
-a subprocess, against ``fleet serve``) prints every token: time to its first line and in all.
+for. The SQL statements of each request are counted and the slowest one is kept with its plan
+(``EXPLAIN ANALYZE`` on PostgreSQL, run once after the timing), so a page that misses its
+target says which query to look at and what the planner did with it. Last, ``fleet token
+list`` (the CLI, a subprocess, against ``fleet serve``) prints every token: time to its first
+line and in all.
 
     .venv/bin/python -m bench.dashboard_pages                      # 100,000 each, both databases
     .venv/bin/python -m bench.dashboard_pages --databases postgresql --runs 100
@@ -198,29 +200,48 @@ def fill(services: Services, devices: int, tokens: int, now: datetime) -> dict[s
     return written
 
 
+Statement = tuple[float, str, Any]  # seconds, SQL, its parameters
+
+
 class Statements:
     """Every SQL statement the engine runs while ``recording``: how many, and the slowest."""
 
     def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self.recording = False
-        self.seen: list[tuple[float, str]] = []
+        self.seen: list[Statement] = []
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
 
     def _before(self, conn: Any, _cursor: Any, _sql: str, _params: Any, *_: Any) -> None:
         conn.info["bench_started"] = time.perf_counter()
 
-    def _after(self, conn: Any, _cursor: Any, sql: str, _params: Any, *_: Any) -> None:
+    def _after(self, conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
         if self.recording:
             took = time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
-            self.seen.append((took, sql))
+            self.seen.append((took, sql, params))
 
     def start(self) -> None:
         self.seen, self.recording = [], True
 
-    def stop(self) -> list[tuple[float, str]]:
+    def stop(self) -> list[Statement]:
         self.recording = False
         return self.seen
+
+    def plan(self, sql: str, params: Any) -> list[str]:
+        """The statement's plan as run now: ``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL,
+        ``EXPLAIN QUERY PLAN`` on SQLite."""
+        postgres = self.engine.dialect.name == "postgresql"
+        explain = "EXPLAIN (ANALYZE, BUFFERS) " if postgres else "EXPLAIN QUERY PLAN "
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(explain + sql, params)
+            rows = cursor.fetchall()
+            raw.rollback()
+        finally:
+            raw.close()
+        return [str(r[0]) if postgres else str(r[-1]) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -242,7 +263,7 @@ def _time(client: FlaskClient, statements: Statements, target: Target, runs: int
     for url in target.urls[:WARM_UP]:
         client.get(url, headers=headers)
     times, counts = [], []
-    slowest: tuple[float, str] = (0.0, "")
+    slowest: Statement = (0.0, "", None)
     body = b""
     for i in range(runs):
         url = target.urls[i % len(target.urls)]
@@ -254,7 +275,7 @@ def _time(client: FlaskClient, statements: Statements, target: Target, runs: int
         if answer.status_code != 200:
             return {"error": f"GET {url} answered {answer.status_code}"}
         counts.append(len(seen))
-        slowest = max([slowest, *seen])
+        slowest = max([slowest, *seen], key=lambda seen: seen[0])
         body = answer.get_data()
     figures = stats(times)
     return {
@@ -265,6 +286,7 @@ def _time(client: FlaskClient, statements: Statements, target: Target, runs: int
         "statements": sorted(set(counts)),
         "slowest_statement_ms": round(slowest[0] * 1000, 2),
         "slowest_statement": " ".join(slowest[1].split())[:2000],
+        "slowest_statement_plan": statements.plan(slowest[1], slowest[2]) if slowest[1] else [],
         "bytes": len(body),
     }
 
