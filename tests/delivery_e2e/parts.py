@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,11 @@ from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
 from tests.support.postgres import count_rows, server_database_url
 from tests.support.registry import Registry
+from tests.support.timing import scaled
 
 SERVICE = "delivery-registry"
 ISSUER = "fleet-delivery"
+AGENT_COMMAND_TIMEOUT_S = 60.0  # unscaled; a bound on a failure
 
 
 @dataclass
@@ -76,3 +79,32 @@ def agent_env(state: Path) -> dict[str, str]:
     drop = ("PYTHONPATH", "PYTHONHOME")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_") and k not in drop}
     return {**env, "FLEET_AGENT_STATE_DIR": str(state)}
+
+
+@dataclass(frozen=True)
+class AgentCli:
+    """``fleet-agent`` (the executable at ``path``) on one state directory, as a device runs it."""
+
+    path: str
+    state: Path
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``fleet-agent ARGS``, to its end."""
+        return subprocess.run(
+            [self.path, *args],
+            env=agent_env(self.state),
+            capture_output=True,
+            text=True,
+            timeout=scaled(AGENT_COMMAND_TIMEOUT_S),
+            check=False,
+        )
+
+    def start(self, config: Path, log: Path) -> subprocess.Popen[bytes]:
+        """``fleet-agent run --config CONFIG`` in the background, its output added to ``log``."""
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [self.path, "run", "--config", str(config)],
+                env=agent_env(self.state),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )

@@ -50,6 +50,18 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     ]
 
 
+def watched_page(context: Any) -> Any:
+    """A new page of ``context`` that keeps, in ``page.csp_errors``, every console message
+    about the Content-Security-Policy (a test asserts there are none)."""
+    page = context.new_page()
+    page.csp_errors = []
+    page.on(
+        "console",
+        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    return page
+
+
 OPERATOR_PASSWORD = "correct horse battery staple"
 OPERATORS = (("alice", "admin"), ("victor", "viewer"))
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -36,13 +35,13 @@ import requests
 from device_agent.enrollment import load_enrollment
 from device_agent.store import load_state
 from tests.delivery_e2e.device import WireDevice
-from tests.delivery_e2e.parts import SERVICE, Parts, agent_env, delivery_parts
+from tests.delivery_e2e.parts import SERVICE, AgentCli, Parts, delivery_parts
 from tests.mqtt.conftest import MqttTestClient
 from tests.support import skopeo
 from tests.support.oci import build_oci_image
 from tests.support.postgres import SQLITE
 from tests.support.timing import scaled, wait_until
-from tests.web.browser import OPERATOR_PASSWORD, axe_violations, create_operators
+from tests.web.browser import OPERATOR_PASSWORD, axe_violations, create_operators, watched_page
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +57,6 @@ ENROLL_CLIENTS = 4  # the server has two workers; four clients keep both busy
 # Unscaled bounds on a failure (tests/support/timing.py scales them).
 ENROLL_ALL_S = 300.0
 WAIT_S = 30.0
-COMMAND_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 HTTP_TIMEOUT_S = 10.0
 STATUS_POLL_S = 0.2  # each look at the server's view of the device is a `fleet` process
@@ -68,7 +66,7 @@ PAGE_TIMEOUT_MS = 15_000
 @dataclass
 class Fleet:
     parts: Parts
-    state: Path  # the agent's state directory
+    agent: AgentCli  # on the agent's state directory
     enroll_seconds: float
 
     def shown(self, device_id: str = TARGET) -> dict[str, Any]:
@@ -93,17 +91,6 @@ def _enroll_others(parts: Parts) -> float:
     return took
 
 
-def _agent(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [AGENT, *args],
-        env=agent_env(state),
-        capture_output=True,
-        text=True,
-        timeout=scaled(COMMAND_TIMEOUT_S),
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """The parts, the dashboard's operators, an image, the running agent and 999 devices."""
@@ -121,8 +108,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         assert pushed.ok, pushed.output
 
         state = workdir / "agent"
-        enrolled = _agent(
-            state, "enroll", "--server", server.url, "--secret", parts.secret, "--device-id", TARGET
+        agent = AgentCli(AGENT, state)
+        enrolled = agent(
+            "enroll", "--server", server.url, "--secret", parts.secret, "--device-id", TARGET
         )
         assert enrolled.returncode == 0, enrolled.stderr
         config = workdir / "agent.toml"
@@ -131,17 +119,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "[mqtt]\nreconnect_min = 0.1\nreconnect_max = 1\n"
         )
         log = workdir / "agent.log"
-        with log.open("ab") as out:
-            running = subprocess.Popen(
-                [AGENT, "run", "--config", str(config)],
-                env=agent_env(state),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        running = agent.start(config, log)
         try:
             took = _enroll_others(parts)
             print(f"\n{DEVICES - 1} devices enrolled over HTTP in {took:.1f} s")  # shown with -s
-            fleet = Fleet(parts, state, took)
+            fleet = Fleet(parts, agent, took)
             wait_until(
                 lambda: fleet.shown()["lastPullOk"] is True,
                 "the agent's first pull, reported to the server",
@@ -159,13 +141,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 @pytest.fixture
 def page(chromium: Any) -> Iterator[Any]:
     context = chromium.new_context()
-    page = context.new_page()
+    page = watched_page(context)
     page.set_default_timeout(PAGE_TIMEOUT_MS)
-    page.csp_errors = []
-    page.on(
-        "console",
-        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
-    )
     yield page
     context.close()
 
@@ -223,9 +200,9 @@ def test_find_one_device_among_1000_disable_it_and_enable_it(fleet: Fleet, page:
     assert [d["deviceId"] for d in listed if d["deviceId"].startswith(PREFIX)] == [TARGET]
 
     # What the agent holds: its stored registry password and its broker login. Both work.
-    stored = load_state(fleet.state).current
+    stored = load_state(fleet.agent.state).current
     assert stored is not None
-    enrollment = load_enrollment(fleet.state)
+    enrollment = load_enrollment(fleet.agent.state)
     registry_user, mqtt = enrollment.registry.username, enrollment.mqtt
     assert _token_answer(fleet, registry_user, stored.password) == 200
     assert _broker_connack(fleet, mqtt.username, mqtt.password) == "Success"
@@ -263,7 +240,7 @@ def test_find_one_device_among_1000_disable_it_and_enable_it(fleet: Fleet, page:
     assert _token_answer(fleet, registry_user, stored.password) == 401
     assert _broker_connack(fleet, mqtt.username, mqtt.password) == "Not authorized"
     wait_until(
-        lambda: load_state(fleet.state).current is None,
+        lambda: load_state(fleet.agent.state).current is None,
         "the agent to wipe its credentials",
         timeout=WAIT_S,
     )
@@ -284,7 +261,7 @@ def test_find_one_device_among_1000_disable_it_and_enable_it(fleet: Fleet, page:
     assert f"{TARGET} enabled" in page.locator(".flashes").inner_text()
     assert axe_violations(page) == []
     wait_until(
-        lambda: (load_state(fleet.state).current or stored).password != stored.password,
+        lambda: (load_state(fleet.agent.state).current or stored).password != stored.password,
         "the agent to hold a new password",
         timeout=WAIT_S,
         poll=STATUS_POLL_S,
@@ -297,10 +274,10 @@ def test_find_one_device_among_1000_disable_it_and_enable_it(fleet: Fleet, page:
         timeout=WAIT_S,
         poll=STATUS_POLL_S,
     )
-    renewed = load_state(fleet.state).current
+    renewed = load_state(fleet.agent.state).current
     assert renewed is not None
     assert _token_answer(fleet, registry_user, renewed.password) == 200
     assert _broker_connack(fleet, mqtt.username, mqtt.password) == "Success"
     assert page.csp_errors == []
-    status = json.loads(_agent(fleet.state, "status", "--json").stdout)
+    status = json.loads(fleet.agent("status", "--json").stdout)
     assert status["last_pull"]["ok"] is True
