@@ -28,7 +28,7 @@ from fleet.web.format import exact
 from fleet.web.session import services
 from fleet.web.views.groups import actor
 
-LIST_ARGS = ("q", "group", "status", "expiring", "not_seen", "pending", "sort", "dir")
+LIST_ARGS = ("q", "group", "status", "expiring", "not_seen", "pending", "sort", "dir", "limit")
 FLAGS = ("expiring", "not_seen", "pending")
 MAX_ARG_CHARS = 64  # what is echoed back of a query parameter
 MAX_REASON_CHARS = 256
@@ -68,6 +68,19 @@ def device_query(args: MultiDict[str, str]) -> DeviceQuery:
     )
 
 
+def _limit(args: MultiDict[str, str]) -> int:
+    """Rows per page: at most a bulk action's worth, so a page can be disabled at once."""
+    raw = _arg(args, "limit")
+    if not raw:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BULK:
+        raise ValidationError(
+            f"'limit' is a whole number from 1 to {MAX_BULK}, not {raw[:20]!r}",
+            code="InvalidLimit",
+        )
+    return int(raw)
+
+
 def _kept(args: MultiDict[str, str]) -> dict[str, str]:
     """The filters as typed (bounded), for the form and the pager's links."""
     return {k: _arg(args, k)[:MAX_ARG_CHARS] for k in LIST_ARGS if _arg(args, k)}
@@ -92,7 +105,7 @@ def devices() -> Any:
     try:
         query = device_query(request.args)
         context["page"] = svc.devices.list(
-            query, limit=DEFAULT_LIMIT, cursor=_arg(request.args, "cursor") or None
+            query, limit=_limit(request.args), cursor=_arg(request.args, "cursor") or None
         )
     except ValidationError as exc:
         context["error"] = exc.message
@@ -347,7 +360,8 @@ def devices_disable() -> Any:
             "A device already disabled is left as it is; Enable brings one back.",
             f"Reason, kept in the audit log of each: {reason}",
         ]
-        hidden = [("device", d) for d in chosen] + [("reason", reason), ("confirmed", "1")]
+        hidden = [("device", d) for d in chosen]
+        hidden += [("reason", reason), ("back", back), ("confirmed", "1")]
         return render_template(
             "confirm.html",
             title=f"Disable {len(chosen)} device(s)",
