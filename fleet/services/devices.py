@@ -54,7 +54,6 @@ RECENTLY_SEEN = timedelta(minutes=10)
 WIPE_WAIT_S = 3.0
 ACK_POLL_S = 0.1
 MAX_PULL_IMAGES = 50
-DEVICES = "devices"  # the cursor's list
 APPROVAL_QUEUE_PAGE = 100
 MAX_BULK = 100  # devices disabled by one bulk request: a page of the list
 
