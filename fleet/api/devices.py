@@ -32,6 +32,7 @@ from fleet.api.paging import page_args, page_json
 from fleet.api.schemas import ApiModel
 from fleet.domain.names import device_token_name
 from fleet.mqtt import topics
+from fleet.services.device_list import parse_query
 from fleet.services.views import DeviceView, GroupView, SecretView
 
 GROUPS, DEVICES = "groups", "devices"
@@ -176,18 +177,23 @@ def revoke_secret(name: str, secret_id: int) -> Any:
 @api.operation(
     "/devices",
     "GET",
-    summary="List devices, by device id",
+    summary="List devices: search by id prefix, filter, sort (the dashboard's list)",
     tag=DEVICES,
     response=DeviceList,
-    query={"group": "Only this group's devices", "status": "pending, active or disabled"},
+    query={
+        "q": "Device id prefix (letters, digits, hyphens; case counts)",
+        "group": "Only this group's devices",
+        "status": "pending, active or disabled",
+        "expiring": "1: active devices whose password expires within the warning window",
+        "not_seen": "1: active devices silent beyond their group's inactivity limit",
+        "pending": "1: devices with a delivery not yet acknowledged",
+        "sort": "device_id (default), last_seen, expiry or enrolled",
+        "dir": "asc (default) or desc; devices without the time sort last ascending",
+    },
     paged=True,
 )
 def list_devices() -> Any:
-    found = services().devices.list(
-        group=request.args.get("group") or None,
-        status=request.args.get("status") or None,
-        **page_args(),
-    )
+    found = services().devices.list(parse_query(request.args), **page_args())
     return page_json(found, device_json)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,6 +101,36 @@ class DeviceQuery:
              self.sort, self.direction],
             separators=(",", ":"),
         )  # fmt: skip
+
+
+QUERY_PARAMETERS = ("q", "group", "status", "expiring", "not_seen", "pending", "sort", "dir")
+FLAG_VALUES = {"": False, "0": False, "false": False, "1": True, "true": True, "on": True}
+
+
+def _flag(args: Mapping[str, str], name: str) -> bool:
+    raw = args.get(name, "").strip().lower()
+    if raw not in FLAG_VALUES:
+        raise _invalid(f"'{name}' is 1 (or absent), not {raw[:20]!r}")
+    return FLAG_VALUES[raw]
+
+
+def parse_query(args: Mapping[str, str]) -> DeviceQuery:
+    """A ``DeviceQuery`` from query parameters (the dashboard's URL and the REST list's),
+    named as in ``QUERY_PARAMETERS``; a bad one raises a ValidationError."""
+
+    def text(name: str) -> str:
+        return args.get(name, "").strip()
+
+    return DeviceQuery(
+        q=text("q"),
+        group=text("group") or None,
+        status=text("status") or None,
+        expiring=_flag(args, "expiring"),
+        not_seen=_flag(args, "not_seen"),
+        pending=_flag(args, "pending"),
+        sort=text("sort") or "device_id",
+        direction=text("dir") or "asc",
+    )
 
 
 def successor(prefix: str) -> str:

@@ -38,6 +38,7 @@ from fleet.db.models import ENABLED as TOKEN_ENABLED
 from fleet.db.models import ScopeMap, Token, TokenPassword
 from fleet.domain.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import device_token_name, validate_device_id
+from fleet.mqtt.errors import BrokerError
 from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
 from fleet.services.device_list import DeviceLister, DeviceQuery
@@ -53,7 +54,6 @@ RECENTLY_SEEN = timedelta(minutes=10)
 WIPE_WAIT_S = 3.0
 ACK_POLL_S = 0.1
 MAX_PULL_IMAGES = 50
-DEVICES = "devices"  # the cursor's list
 APPROVAL_QUEUE_PAGE = 100
 MAX_BULK = 100  # devices disabled by one bulk request: a page of the list
 
@@ -358,7 +358,8 @@ class DeviceService:
         """Cut the registry token and the broker login at once, and tell the device to wipe."""
         with self.ctx.db.session() as s:
             cut = self._disable_rows(s, get_device(s, device_id), actor, reason)
-        self._cut_off([cut])
+        for exc in self._cut_off([cut]).values():
+            raise exc
         return self.show(device_id)
 
     def disable_many(
@@ -376,23 +377,32 @@ class DeviceService:
                 f"select 1 to {MAX_BULK} devices to disable (got {len(ids)})",
                 code="InvalidSelection",
             )
-        results: list[DisableResult] = []
-        cuts: list[_Cut] = []
+        results: dict[str, DisableResult] = {}
+        cuts: dict[str, _Cut] = {}
         for device_id in ids:
             with self.ctx.db.session() as s:
                 device = s.exec(select(Device).where(Device.device_id == device_id)).first()
                 if device is None:
-                    results.append(
-                        DisableResult(device_id, "not found", "it does not exist (deleted?)")
+                    results[device_id] = DisableResult(
+                        device_id, "not found", "it does not exist (deleted meanwhile?)"
                     )
                 elif device.status == DISABLED:
-                    results.append(DisableResult(device_id, "already disabled", "left as it was"))
+                    results[device_id] = DisableResult(
+                        device_id, "already disabled", "left as it was"
+                    )
                 else:
-                    cuts.append(self._disable_rows(s, device, actor, reason))
-                    results.append(DisableResult(device_id, "disabled"))
-        if cuts:
-            self._cut_off(cuts)
-        return results
+                    cuts[device_id] = self._disable_rows(s, device, actor, reason)
+                    results[device_id] = DisableResult(device_id, "disabled")
+        failed = self._cut_off(list(cuts.values())) if cuts else {}
+        for device_id, cut in cuts.items():
+            if cut.device_pk in failed:
+                results[device_id] = DisableResult(
+                    device_id,
+                    "disabled",
+                    "registry token disabled, but the broker login is not: "
+                    f"{failed[cut.device_pk].message}; disable it again",
+                )
+        return list(results.values())
 
     def _disable_rows(self, s: Session, device: Device, actor: str, reason: str) -> _Cut:
         """The rows of a disable (status, token, wipe command, audit), in ``s``."""
@@ -412,9 +422,11 @@ class DeviceService:
         assert device.id is not None and wipe.id is not None
         return _Cut(device.id, device.mqtt_username, wipe.id if online else None)
 
-    def _cut_off(self, cuts: Sequence[_Cut]) -> None:
+    def _cut_off(self, cuts: Sequence[_Cut]) -> dict[int, BrokerError]:
         """After the rows committed: publish the wipes, give the online devices a moment to
-        read theirs, and disable the broker logins whatever happened."""
+        read theirs, and disable every broker login whatever happened. Returns the logins
+        the broker refused, by device."""
+        failed: dict[int, BrokerError] = {}
         try:
             self.delivery.publish_pending([c.device_pk for c in cuts])
             waits = [c.wipe_id for c in cuts if c.wipe_id is not None]
@@ -422,7 +434,11 @@ class DeviceService:
                 self._wait_for_acks(waits, WIPE_WAIT_S)
         finally:
             for cut in cuts:
-                self._broker().disable_device(cut.username)
+                try:
+                    self._broker().disable_device(cut.username)
+                except BrokerError as exc:
+                    failed[cut.device_pk] = exc
+        return failed
 
     def _wait_for_acks(self, delivery_ids: Sequence[int], seconds: float) -> bool:
         deadline = time.monotonic() + seconds

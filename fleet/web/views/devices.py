@@ -19,7 +19,7 @@ from fleet.api.errors import status_of
 from fleet.db.devices import ACTIVE, DEVICE_STATUSES, DISABLED
 from fleet.domain.errors import FleetError, ValidationError
 from fleet.services.audit import AuditFilter
-from fleet.services.device_list import DIRECTIONS, DeviceQuery
+from fleet.services.device_list import DIRECTIONS, QUERY_PARAMETERS, parse_query
 from fleet.services.devices import MAX_BULK
 from fleet.services.paging import DEFAULT_LIMIT
 from fleet.services.views import DeviceView
@@ -28,8 +28,7 @@ from fleet.web.format import exact
 from fleet.web.session import services
 from fleet.web.views.groups import actor
 
-LIST_ARGS = ("q", "group", "status", "expiring", "not_seen", "pending", "sort", "dir")
-FLAGS = ("expiring", "not_seen", "pending")
+LIST_ARGS = (*QUERY_PARAMETERS, "limit")
 MAX_ARG_CHARS = 64  # what is echoed back of a query parameter
 MAX_REASON_CHARS = 256
 MAX_DEVICE_ID_CHARS = 64
@@ -47,25 +46,17 @@ def _arg(args: MultiDict[str, str], name: str) -> str:
     return args.get(name, "").strip()
 
 
-def _flag(args: MultiDict[str, str], name: str) -> bool:
-    raw = _arg(args, name)
-    if raw not in ("", "0", "1", "on"):
-        raise ValidationError(f"'{name}' is 1 (or absent), not {raw[:20]!r}", code="InvalidFilter")
-    return raw in ("1", "on")
-
-
-def device_query(args: MultiDict[str, str]) -> DeviceQuery:
-    """The list's query parameters, checked (a bad one raises a ValidationError)."""
-    return DeviceQuery(
-        q=_arg(args, "q"),
-        group=_arg(args, "group") or None,
-        status=_arg(args, "status") or None,
-        expiring=_flag(args, "expiring"),
-        not_seen=_flag(args, "not_seen"),
-        pending=_flag(args, "pending"),
-        sort=_arg(args, "sort") or "device_id",
-        direction=_arg(args, "dir") or "asc",
-    )
+def _limit(args: MultiDict[str, str]) -> int:
+    """Rows per page: at most a bulk action's worth, so a page can be disabled at once."""
+    raw = _arg(args, "limit")
+    if not raw:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BULK:
+        raise ValidationError(
+            f"'limit' is a whole number from 1 to {MAX_BULK}, not {raw[:20]!r}",
+            code="InvalidLimit",
+        )
+    return int(raw)
 
 
 def _kept(args: MultiDict[str, str]) -> dict[str, str]:
@@ -90,9 +81,9 @@ def devices() -> Any:
         "first": "cursor" not in request.args,
     }
     try:
-        query = device_query(request.args)
+        query = parse_query(request.args)
         context["page"] = svc.devices.list(
-            query, limit=DEFAULT_LIMIT, cursor=_arg(request.args, "cursor") or None
+            query, limit=_limit(request.args), cursor=_arg(request.args, "cursor") or None
         )
     except ValidationError as exc:
         context["error"] = exc.message
@@ -347,7 +338,8 @@ def devices_disable() -> Any:
             "A device already disabled is left as it is; Enable brings one back.",
             f"Reason, kept in the audit log of each: {reason}",
         ]
-        hidden = [("device", d) for d in chosen] + [("reason", reason), ("confirmed", "1")]
+        hidden = [("device", d) for d in chosen]
+        hidden += [("reason", reason), ("back", back), ("confirmed", "1")]
         return render_template(
             "confirm.html",
             title=f"Disable {len(chosen)} device(s)",
