@@ -76,7 +76,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _stats(seconds: list[float]) -> dict[str, float]:
+def stats(seconds: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in seconds)
     p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
     return {
@@ -120,7 +120,7 @@ def _in_process(services: Any, key: str, urls: list[str], limit: int) -> dict[st
         if answer.status_code != 200:
             raise RuntimeError(f"{url} answered {answer.status_code}: {answer.get_data()[:300]!r}")
         _check_page(answer.get_json(), limit, first="cursor=" not in url)
-    return _stats(times)
+    return stats(times)
 
 
 def _over_http(server: Server, key: str, urls: list[str]) -> dict[str, Any]:
@@ -133,7 +133,7 @@ def _over_http(server: Server, key: str, urls: list[str]) -> dict[str, Any]:
         answer = requests.get(server.url + url, headers=headers, timeout=HTTP_TIMEOUT_S)
         times.append(time.perf_counter() - started)
         answer.raise_for_status()
-    return _stats(times)
+    return stats(times)
 
 
 def _high_water_kb(pid: int) -> int:
@@ -152,7 +152,7 @@ def _high_water_kb(pid: int) -> int:
     return 0
 
 
-def _cli_list(env: dict[str, str], output: str, expected: int) -> dict[str, Any]:
+def cli_list(env: dict[str, str], output: str, expected: int) -> dict[str, Any]:
     """``fleet token list -o OUTPUT``: time to the first byte and to the end, rows printed."""
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -264,7 +264,7 @@ def _measure(
             runs = []
             for _ in range(args.cli_runs):
                 for output in ("json", "tsv"):
-                    runs.append(_cli_list(cli_env, output, tokens))
+                    runs.append(cli_list(cli_env, output, tokens))
                     print(f"  fleet token list -o {output}: {runs[-1]}")
             results["cli"] = runs
         finally:

@@ -83,6 +83,8 @@ class DeviceOut(ApiModel):
     last_pull_at: datetime | None
     last_pull_ok: bool | None
     last_pull_detail: str | None
+    active_expiry: datetime | None = None
+    allow_reenroll: bool = False
 
 
 class DeviceList(ApiModel):

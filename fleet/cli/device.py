@@ -24,18 +24,44 @@ def device() -> None:
     """Enrolled devices: approve, reject, disable, enable, delete, redeliver, rotate."""
 
 
+@click.option("--desc", is_flag=True, help="Sort descending.")
+@click.option(
+    "--sort",
+    type=click.Choice(["device_id", "last_seen", "expiry", "enrolled"]),
+    help="Sort by (default device_id); devices without the time come last ascending.",
+)
+@click.option("--pending", is_flag=True, help="Only devices with a delivery not acknowledged.")
+@click.option("--not-seen", is_flag=True, help="Only devices silent beyond their group's limit.")
+@click.option("--expiring", is_flag=True, help="Only devices whose password expires soon.")
+@click.option("--prefix", help="Only devices whose id starts with this (case counts).")
 @click.option("--status", type=click.Choice(["pending", "active", "disabled"]))
 @click.option("--group", help="Only this group's devices.")
 @az_command(
     device,
     "list",
-    help="List devices by id, printed page by page as they arrive.",
+    help="List devices (by id, or as sorted), printed page by page as they arrive.",
     example="  fleet device list -o table\n"
-    "  fleet device list --group pilots --status disabled --top 20 -o tsv",
+    "  fleet device list --group pilots --status disabled --top 20 -o tsv\n"
+    "  fleet device list --prefix pi- --not-seen --sort last_seen -o table",
     paged=True,
 )
-def list_(inv: Invocation, group: str | None, status: str | None, top: int | None) -> None:
-    params = {"group": group, "status": status}
+def list_(
+    inv: Invocation,
+    group: str | None,
+    status: str | None,
+    prefix: str | None,
+    expiring: bool,
+    not_seen: bool,
+    pending: bool,
+    sort: str | None,
+    desc: bool,
+    top: int | None,
+) -> None:
+    flags = {"expiring": expiring, "not_seen": not_seen, "pending": pending}
+    params = {"group": group, "status": status, "q": prefix, "sort": sort}
+    params |= {name: "1" for name, on in flags.items() if on}
+    if desc:
+        params["dir"] = "desc"
     inv.show_list("/devices", DEVICE_COLUMNS, params=params, top=top)
 
 

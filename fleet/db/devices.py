@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from fleet.db.types import optional_when_field, when_field
@@ -20,6 +20,8 @@ CODE = "code"  # one device, once
 DELIVERY_PENDING = "pending"
 DELIVERY_ACKED = "acked"
 DELIVERY_SUPERSEDED = "superseded"
+
+DEVICE_ID_TYPE = String(64).with_variant(String(64, collation="C"), "postgresql")
 
 
 def _fk(target: str, ondelete: str, *, nullable: bool) -> object:
@@ -72,10 +74,17 @@ class Device(SQLModel, table=True):
         Index("ix_devices_status_device_id", "status", "device_id"),
         Index("ix_devices_status_expiry", "status", "active_expiry"),
         Index("ix_devices_status_group_last_seen", "status", "group_id", "last_seen_at"),
+        # The device list's sorts, each paged over (time, device id).
+        Index("ix_devices_last_seen_at_device_id", "last_seen_at", "device_id"),
+        Index("ix_devices_active_expiry_device_id", "active_expiry", "device_id"),
+        Index("ix_devices_enrolled_at_device_id", "enrolled_at", "device_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    device_id: str = Field(max_length=64, unique=True, index=True)
+    # Compared by code point on both databases (see migration 0008): prefixes are ranges.
+    device_id: str = Field(
+        sa_column=Column(DEVICE_ID_TYPE, nullable=False, unique=True, index=True)
+    )
     group_id: int = _fk("device_groups.id", "RESTRICT", nullable=False)  # type: ignore[assignment]
     token_id: int | None = _fk("tokens.id", "SET NULL", nullable=True)  # type: ignore[assignment]
     status: str = Field(default=PENDING, max_length=16, index=True)
@@ -119,6 +128,8 @@ class Delivery(SQLModel, table=True):
         # The overview's 7-day chart: rotations and acknowledgements per hour.
         Index("ix_deliveries_kind_created_at", "kind", "created_at"),
         Index("ix_deliveries_acked_at", "acked_at"),
+        # The device list's "delivery pending" filter.
+        Index("ix_deliveries_state_device_pk", "state", "device_pk"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

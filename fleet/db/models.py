@@ -165,6 +165,8 @@ class AuditEvent(SQLModel, table=True):
     """Who did what, when. Never a secret."""
 
     __tablename__ = "audit_events"
+    # A device's (or any target's) timeline, newest first.
+    __table_args__ = (Index("ix_audit_events_target_id", "target", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = when_field(index=True)

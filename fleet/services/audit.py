@@ -2,7 +2,8 @@
 
 A page is one indexed query, whatever the log's size: ``id < before ORDER BY id DESC LIMIT n+1``
 (or ``id > after`` ascending, reversed, for the page before). Filters are exact (actor,
-action), a prefix (target) and a time range, each on an indexed column.
+action, a set of targets), a prefix (target) and a time range, each on an indexed column; a
+device's timeline (its id and its token's name as targets) reads ``(target, id)``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 EXPORT_BATCH = MAX_PAGE
 MAX_FILTER_CHARS = 256
+MAX_TARGETS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +35,14 @@ class AuditFilter:
     target: str = ""  # a prefix
     since: datetime | None = None
     until: datetime | None = None
+    targets: tuple[str, ...] = ()  # exact targets: one device's (or token's) timeline
 
     def __post_init__(self) -> None:
+        if len(self.targets) > MAX_TARGETS or any(len(t) > MAX_FILTER_CHARS for t in self.targets):
+            raise ValidationError(
+                f"give at most {MAX_TARGETS} targets of {MAX_FILTER_CHARS} characters",
+                code="InvalidFilter",
+            )
         for name in ("actor", "action", "target"):
             if len(getattr(self, name)) > MAX_FILTER_CHARS:
                 raise ValidationError(
@@ -95,6 +103,8 @@ def _filtered(query: Select[Any], f: AuditFilter) -> Select[Any]:
     if f.target:
         escaped = f.target.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(col(AuditEvent.target).like(f"{escaped}%", escape="\\"))
+    if f.targets:
+        query = query.where(col(AuditEvent.target).in_(f.targets))
     if f.since:
         query = query.where(AuditEvent.at >= f.since)
     if f.until:

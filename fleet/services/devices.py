@@ -11,6 +11,7 @@ import base64
 import binascii
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -25,7 +26,6 @@ from fleet.db.devices import (
     CODE,
     DELIVERY_PENDING,
     DELIVERY_SUPERSEDED,
-    DEVICE_STATUSES,
     DISABLED,
     PENDING,
     Delivery,
@@ -38,12 +38,14 @@ from fleet.db.models import ENABLED as TOKEN_ENABLED
 from fleet.db.models import ScopeMap, Token, TokenPassword
 from fleet.domain.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import device_token_name, validate_device_id
+from fleet.mqtt.errors import BrokerError
 from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
+from fleet.services.device_list import DeviceLister, DeviceQuery
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.rotation import RotationService, other_slot
 from fleet.services.tokens import TokenService
-from fleet.services.views import ApprovalQueue, DeviceView, PendingDeviceView
+from fleet.services.views import ApprovalQueue, DeviceView, DisableResult, PendingDeviceView
 
 KEY_BYTES = 32
 # Before its broker login is disabled, a device seen this recently gets this long to
@@ -52,8 +54,17 @@ RECENTLY_SEEN = timedelta(minutes=10)
 WIPE_WAIT_S = 3.0
 ACK_POLL_S = 0.1
 MAX_PULL_IMAGES = 50
-DEVICES = "devices"  # the cursor's list
 APPROVAL_QUEUE_PAGE = 100
+MAX_BULK = 100  # devices disabled by one bulk request: a page of the list
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """A device whose disable committed: what is left to do outside the transaction."""
+
+    device_pk: int
+    username: str
+    wipe_id: int | None  # wait for this delivery's acknowledgement (the device is online)
 
 
 def _public_key(value: str, kind: type, label: str) -> str:
@@ -113,6 +124,8 @@ def _make_view(d: Device, group: str, token: str | None, pending: int) -> Device
         last_pull_at=d.last_pull_at,
         last_pull_ok=d.last_pull_ok,
         last_pull_detail=d.last_pull_detail,
+        active_expiry=d.active_expiry,
+        allow_reenroll=d.allow_reenroll,
     )
 
 
@@ -122,6 +135,7 @@ class DeviceService:
     ) -> None:
         self.ctx = ctx
         self.cursors = Cursors(ctx.hasher)
+        self.lister = DeviceLister(self.cursors)
         self.tokens = tokens
         self.delivery = delivery
         self.rotation = RotationService(ctx, delivery)
@@ -247,48 +261,31 @@ class DeviceService:
 
     def list(
         self,
+        query: DeviceQuery | None = None,
         *,
         group: str | None = None,
         status: str | None = None,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Page[DeviceView]:
-        """One page of devices by id, optionally of one group and/or status.
-
-        At most three queries per page (the group's id, the devices with their group and
-        token names, their pending deliveries), each on an index that starts with the
-        filters and ends with the device id. An unknown group has no devices.
-        """
+        """One page of devices: ``query`` (or just ``group`` and ``status``) says which and
+        in which order (see ``device_list``). At most five statements a page, each on an
+        index; an unknown group has no devices."""
         check_limit(limit)
-        if status is not None and status not in DEVICE_STATUSES:
-            raise ValidationError(
-                f"invalid status {status!r}: expected {', '.join(DEVICE_STATUSES)}",
-                code="InvalidStatus",
-            )
-        # The filters are part of the list a cursor belongs to.
-        kind = f"{DEVICES}:{group or ''}:{status or ''}"
-        after = self.cursors.decode(kind, cursor, (str,))[0] if cursor is not None else None
+        if query is None:
+            query = DeviceQuery(group=group, status=status)
         with self.ctx.db.session() as s:
-            query = (
-                select(Device, DeviceGroup.name, Token.name)
-                .join(DeviceGroup, col(DeviceGroup.id) == col(Device.group_id))
-                .join(Token, col(Token.id) == col(Device.token_id), isouter=True)
-                .order_by(col(Device.device_id))
-                .limit(limit + 1)
+            rows, next_cursor = self.lister.rows(
+                s,
+                query,
+                limit=limit,
+                cursor=cursor,
+                now=self.ctx.clock(),
+                expiry_days=self.ctx.settings.expiry_warning_days,
             )
-            if group is not None:
-                group_id = s.exec(select(DeviceGroup.id).where(DeviceGroup.name == group)).first()
-                if group_id is None:
-                    return Page((), None)
-                query = query.where(Device.group_id == group_id)
-            if status is not None:
-                query = query.where(Device.status == status)
-            if after is not None:
-                query = query.where(col(Device.device_id) > after)
-            rows = s.exec(query).all()
-            pending = pending_counts(s, [d.id for d, _, _ in rows[:limit] if d.id is not None])
-            views = [_make_view(d, g, t, pending.get(d.id, 0)) for d, g, t in rows[:limit]]
-            return self.cursors.page(kind, views, [(d.device_id,) for d, _, _ in rows], limit)
+            pending = pending_counts(s, [d.id for d, _, _ in rows if d.id is not None])
+            views = [_make_view(d, g, t, pending.get(d.id, 0)) for d, g, t in rows]
+            return Page(tuple(views), next_cursor)
 
     def approval_queue(self, group: str, *, limit: int = APPROVAL_QUEUE_PAGE) -> ApprovalQueue:
         """A group's first pending devices by id, and how many are pending: two queries."""
@@ -360,35 +357,102 @@ class DeviceService:
     def disable(self, device_id: str, *, actor: str, reason: str = "operator") -> DeviceView:
         """Cut the registry token and the broker login at once, and tell the device to wipe."""
         with self.ctx.db.session() as s:
-            device = get_device(s, device_id)
-            device.status = DISABLED
-            if device.token_id is not None:
-                token = s.get(Token, device.token_id)
-                if token is not None:
-                    token.status, token.updated_at = TOKEN_DISABLED, self.ctx.clock()
-                    token.disable_at = None
-                    s.add(token)
-            wipe = self.delivery.queue_command(s, device, "wipe")
-            device.rotate_due_at = device.warn_due_at = None
-            seen = device.last_seen_at
-            online = seen is not None and self.ctx.clock() - seen < RECENTLY_SEEN
-            audit(s, self.ctx, actor, "device.disable", device_id, reason=reason)
-            pk, username = device.id, device.mqtt_username
-        try:
-            self.delivery.publish_pending([pk])  # type: ignore[list-item]
-            if online:  # let a connected device read its wipe before the broker kicks it
-                self._wait_for_ack(wipe.id, WIPE_WAIT_S)  # type: ignore[arg-type]
-        finally:
-            self._broker().disable_device(username)
+            cut = self._disable_rows(s, get_device(s, device_id), actor, reason)
+        for exc in self._cut_off([cut]).values():
+            raise exc
         return self.show(device_id)
 
-    def _wait_for_ack(self, delivery_id: int, seconds: float) -> bool:
+    def disable_many(
+        self, device_ids: Sequence[str], *, actor: str, reason: str
+    ) -> list[DisableResult]:
+        """Disable each device (at most ``MAX_BULK`` a call), each in its own transaction.
+
+        A device already disabled is left as it is, one deleted meanwhile is reported; the
+        wipes are published together and the broker logins cut after one shared wait for
+        the online devices' acknowledgements, so the call lasts seconds, not seconds each.
+        """
+        ids = list(dict.fromkeys(device_ids))
+        if not 0 < len(ids) <= MAX_BULK:
+            raise ValidationError(
+                f"select 1 to {MAX_BULK} devices to disable (got {len(ids)})",
+                code="InvalidSelection",
+            )
+        results: dict[str, DisableResult] = {}
+        cuts: dict[str, _Cut] = {}
+        for device_id in ids:
+            with self.ctx.db.session() as s:
+                device = s.exec(select(Device).where(Device.device_id == device_id)).first()
+                if device is None:
+                    results[device_id] = DisableResult(
+                        device_id, "not found", "it does not exist (deleted meanwhile?)"
+                    )
+                elif device.status == DISABLED:
+                    results[device_id] = DisableResult(
+                        device_id, "already disabled", "left as it was"
+                    )
+                else:
+                    cuts[device_id] = self._disable_rows(s, device, actor, reason)
+                    results[device_id] = DisableResult(device_id, "disabled")
+        failed = self._cut_off(list(cuts.values())) if cuts else {}
+        for device_id, cut in cuts.items():
+            if cut.device_pk in failed:
+                results[device_id] = DisableResult(
+                    device_id,
+                    "disabled",
+                    "registry token disabled, but the broker login is not: "
+                    f"{failed[cut.device_pk].message}; disable it again",
+                )
+        return list(results.values())
+
+    def _disable_rows(self, s: Session, device: Device, actor: str, reason: str) -> _Cut:
+        """The rows of a disable (status, token, wipe command, audit), in ``s``."""
+        device.status = DISABLED
+        if device.token_id is not None:
+            token = s.get(Token, device.token_id)
+            if token is not None:
+                token.status, token.updated_at = TOKEN_DISABLED, self.ctx.clock()
+                token.disable_at = None
+                s.add(token)
+        wipe = self.delivery.queue_command(s, device, "wipe")
+        device.rotate_due_at = device.warn_due_at = None
+        seen = device.last_seen_at
+        online = seen is not None and self.ctx.clock() - seen < RECENTLY_SEEN
+        audit(s, self.ctx, actor, "device.disable", device.device_id, reason=reason)
+        s.flush()
+        assert device.id is not None and wipe.id is not None
+        return _Cut(device.id, device.mqtt_username, wipe.id if online else None)
+
+    def _cut_off(self, cuts: Sequence[_Cut]) -> dict[int, BrokerError]:
+        """After the rows committed: publish the wipes, give the online devices a moment to
+        read theirs, and disable every broker login whatever happened. Returns the logins
+        the broker refused, by device."""
+        failed: dict[int, BrokerError] = {}
+        try:
+            self.delivery.publish_pending([c.device_pk for c in cuts])
+            waits = [c.wipe_id for c in cuts if c.wipe_id is not None]
+            if waits:  # let connected devices read their wipe before the broker kicks them
+                self._wait_for_acks(waits, WIPE_WAIT_S)
+        finally:
+            for cut in cuts:
+                try:
+                    self._broker().disable_device(cut.username)
+                except BrokerError as exc:
+                    failed[cut.device_pk] = exc
+        return failed
+
+    def _wait_for_acks(self, delivery_ids: Sequence[int], seconds: float) -> bool:
         deadline = time.monotonic() + seconds
+        waiting = set(delivery_ids)
         while time.monotonic() < deadline:
             with self.ctx.db.session() as s:
-                row = s.get(Delivery, delivery_id)
-                if row is None or row.state != DELIVERY_PENDING:
-                    return True
+                still = s.exec(
+                    select(Delivery.id).where(
+                        col(Delivery.id).in_(waiting), Delivery.state == DELIVERY_PENDING
+                    )
+                ).all()
+            waiting = {i for i in still if i is not None}
+            if not waiting:
+                return True
             time.sleep(ACK_POLL_S)
         return False
 

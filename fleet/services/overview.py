@@ -34,8 +34,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from device_agent.envelope import Kind
-from fleet.db.devices import ACTIVE, DELIVERY_PENDING, Delivery, Device, DeviceGroup
+from fleet.db.devices import ACTIVE, Delivery, Device
 from fleet.db.models import ActivityHourly, LoginFailureHourly, SchedulerRun
+from fleet.services import device_filters as filters
 from fleet.services.context import ServiceContext
 from fleet.services.health import KIND_ADDRESS, KIND_TOKEN
 
@@ -152,14 +153,11 @@ class OverviewService:
         )
         days = self.ctx.settings.expiry_warning_days
         expiring = conn.execute(
-            select(func.count()).where(
-                devices.c.status == ACTIVE,
-                devices.c.active_expiry < now + timedelta(days=days),
-            )
+            select(func.count()).where(*filters.expiring(now, days))
         ).scalar_one()
         awaiting, unacked = conn.execute(
             select(func.count(func.distinct(deliveries.c.device_pk)), func.count()).where(
-                deliveries.c.state == DELIVERY_PENDING
+                filters.delivery_pending()
             )
         ).one()
         failures = _table(LoginFailureHourly)
@@ -188,27 +186,14 @@ class OverviewService:
         One statement adding up two index range counts per group with a limit (last seen
         before the cutoff; never seen and enrolled before it), on (status, group, last seen).
         """
-        groups = _table(DeviceGroup)
-        limits: Sequence[tuple[int, int]] = conn.execute(
-            select(groups.c.id, groups.c.inactivity_limit_days).where(
-                groups.c.inactivity_limit_days.is_not(None)
-            )
-        ).all()
+        limits: Sequence[tuple[int, int]] = conn.execute(filters.inactivity_limits()).all()
         if not limits:
             return 0
-        devices = _table(Device)
-        counts = []
-        for group_id, days in limits:
-            cutoff = now - timedelta(days=days)
-            mine = (devices.c.status == ACTIVE, devices.c.group_id == group_id)
-            counts.append(
-                select(func.count()).where(*mine, devices.c.last_seen_at < cutoff).scalar_subquery()
-            )
-            counts.append(
-                select(func.count())
-                .where(*mine, devices.c.last_seen_at.is_(None), devices.c.enrolled_at < cutoff)
-                .scalar_subquery()
-            )
+        counts = [
+            select(func.count()).where(*part).scalar_subquery()
+            for group_id, days in limits
+            for part in filters.not_seen_parts(group_id, days, now)
+        ]
         total = functools.reduce(operator.add, counts)
         return int(conn.execute(select(total)).scalar_one())
 

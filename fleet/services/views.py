@@ -93,6 +93,18 @@ class DeviceView:
     last_pull_at: datetime | None
     last_pull_ok: bool | None
     last_pull_detail: str | None
+    active_expiry: datetime | None = None  # of the password in the slot the device uses
+    allow_reenroll: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DisableResult:
+    """What disabling one device of a bulk request did: disabled, already disabled, or the
+    reason it could not (the device was deleted meanwhile)."""
+
+    device_id: str
+    outcome: str
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from fleet.web.views import (  # noqa: F401  (they register their routes on `web
     access,
     audit,
     auth,
+    devices,
     enrollment,
     groups,
     overview,

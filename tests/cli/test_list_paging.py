@@ -152,3 +152,24 @@ def test_token_columns_render_the_same_paged_or_not() -> None:
     ]
     chunks = list(listing._table_chunks(iter([rows]), TOKEN_COLUMNS))
     assert chunks == [render_table(rows, TOKEN_COLUMNS) + "\n"]
+
+
+def test_device_list_filters_and_sorts(fleet: Fleet, services: Services, requests: list) -> None:
+    from datetime import timedelta
+
+    from tests.services.test_device_list import Row, add
+
+    services.groups.create("east-side", scope_map=PULL, inactivity_limit_days=7, actor="t")
+    add(
+        services,
+        [Row(f"pi-{i:02d}", group="east-side", last_seen=timedelta(days=i)) for i in range(5)]
+        + [Row("rpi-00", pending=1), Row("pi-off", status="disabled")],
+    )
+    rows = fleet.json("device", "list", "--prefix", "pi-", "--sort", "last_seen", "--desc")
+    assert [d["deviceId"] for d in rows] == ["pi-off", "pi-00", "pi-01", "pi-02", "pi-03", "pi-04"]
+    assert requests[0] == {"path": "/devices", "q": "pi-", "sort": "last_seen", "dir": "desc",
+                           "limit": 3}  # fmt: skip
+    silent = [d["deviceId"] for d in fleet.json("device", "list", "--not-seen")]
+    assert silent == ["rpi-00"]  # never seen, enrolled 100 days ago; pi-0x seen within 7 d
+    assert [d["deviceId"] for d in fleet.json("device", "list", "--pending")] == ["rpi-00"]
+    assert fleet.json("device", "list", "--expiring") == []

@@ -59,11 +59,12 @@ TABLES_AT: dict[str, set[str]] = {
     "0006": TABLES_0003 | {"operators", "token_health", "login_failures_hourly"},
 }
 TABLES_AT["0007"] = TABLES_AT["0005"] | {"activity_hourly"}  # the overview's
+TABLES_AT["0008"] = TABLES_AT["0007"]  # the device list's collation and indexes
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
 }
-HEAD = "0007"
+HEAD = "0008"
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 VERSION_TABLE = "alembic_version"

@@ -8,30 +8,16 @@ import shutil
 import subprocess
 import venv
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.fleet_process import FleetServer
-from tests.support.mosquitto import Mosquitto
-from tests.support.ports import free_port
-from tests.support.postgres import DATABASES, count_rows, server_database_url
-from tests.support.registry import Registry
+from tests.delivery_e2e.parts import Parts, delivery_parts
+from tests.support.postgres import DATABASES
 from tests.support.timing import scaled
 
 PIP_INSTALL_TIMEOUT_S = 600.0  # a bound on a failure, scaled
 AGENT_SOURCE = Path(__file__).resolve().parents[2] / "device_agent"
-SERVICE = "delivery-registry"
-ISSUER = "fleet-delivery"
-
-
-@dataclass
-class Parts:
-    broker: Mosquitto
-    server: FleetServer
-    registry: Registry
-    secret: str
 
 
 @pytest.fixture(scope="session", params=DATABASES)
@@ -40,36 +26,8 @@ def parts(
 ) -> Iterator[Parts]:
     """One broker, server and registry per database, shared by this directory's modules: their
     devices, tokens and repositories have names of their own."""
-    broker = Mosquitto().start()
-    registry_port = free_port()
-    server_dir: Path = tmp_path_factory.mktemp("fleet")
-    env = {
-        "FLEET_REGISTRY_SERVICE": SERVICE,
-        "FLEET_TOKEN_ISSUER": ISSUER,
-        **broker.fleet_env(),
-        "FLEET_REGISTRY_LOGIN_SERVER": f"127.0.0.1:{registry_port}",
-        "FLEET_SCHEDULER_ENABLED": "false",
-    }
-    try:
-        with (
-            server_database_url(request.param) as url,
-            FleetServer(server_dir, env=env, database_url=url) as server,
-            Registry(
-                realm=server.realm,
-                service=SERVICE,
-                issuer=ISSUER,
-                rootcertbundle=server.bundle,
-                directory=tmp_path_factory.mktemp("registry"),
-                port=registry_port,
-            ) as registry,
-        ):
-            if url:  # its API key is in its own schema, not in a file beside it
-                assert count_rows(url, "api_keys") == 1
-            secret = server.device_group("pilots")
-            yield Parts(broker, server, registry, secret)
-    finally:
-        broker.stop()
-        broker.cleanup()
+    with delivery_parts(request.param, tmp_path_factory) as parts:
+        yield parts
 
 
 @pytest.fixture(scope="session")

@@ -5,15 +5,13 @@ broker and registry: enroll, receive, pull, rotate while pulling, survive kill -
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.delivery_e2e.conftest import Parts
+from tests.delivery_e2e.parts import AgentCli, Parts
 from tests.support import skopeo
 from tests.support.oci import build_oci_image
 from tests.support.timing import scaled, wait_until
@@ -22,16 +20,9 @@ pytestmark = pytest.mark.e2e
 # Unscaled bounds on a failure. A pull cycle (token, manifest, blobs) takes a few seconds here;
 # each condition below waits for at most a couple of them.
 WAIT_S = 30.0
-COMMAND_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 # Each look at the agent's status is a `fleet-agent status` process: not 20 a second.
 STATUS_POLL_S = 0.2
-
-
-def agent_env(state: Path) -> dict[str, str]:
-    drop = ("PYTHONPATH", "PYTHONHOME")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_") and k not in drop}
-    return {**env, "FLEET_AGENT_STATE_DIR": str(state)}
 
 
 def agent_wait(predicate: Callable[[], object], what: str) -> None:
@@ -47,27 +38,11 @@ def test_agent_lives_through_rotation_and_kill_9_with_no_failed_pull(
     device = f"stack-{backend}"
     state = tmp_path / "agent"
 
-    def agent(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [fresh_agent, *args],
-            env=agent_env(state),
-            capture_output=True,
-            text=True,
-            timeout=scaled(COMMAND_TIMEOUT_S),
-            check=False,
-        )
+    agent = AgentCli(fresh_agent, state)
+    start = agent.start
 
     def status() -> dict:  # type: ignore[type-arg]
         return json.loads(agent("status", "--json").stdout)
-
-    def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-        with log.open("ab") as out:
-            return subprocess.Popen(
-                [fresh_agent, "run", "--config", str(config)],
-                env=agent_env(state),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
 
     def shown() -> dict:  # type: ignore[type-arg]
         return server.cli_ok("device", "show", "--name", device).json()  # type: ignore[no-any-return]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from fleet.api.device_schemas import DeviceList, DeviceOut, EnrollResponse, GroupList, GroupOut
+from fleet.api.devices import device_json
 from fleet.app import create_app
 from fleet.mqtt import topics
 from fleet.services import Services
+from fleet.services.views import DeviceView
 from tests.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 
@@ -230,3 +233,82 @@ def test_device_routes(call, fleet: Services, broker: FakeBroker, secret: str) -
     assert call("DELETE", "/devices/rpi-0001").status_code == 204
     gone = call("GET", "/devices/rpi-0001")
     assert gone.status_code == 404 and _code(gone) == "DeviceNotFound"
+
+
+def test_a_device_in_json_has_every_field_in_camel_case_with_iso_times() -> None:
+    at = datetime(2026, 12, 2, 17, 0, 5, tzinfo=UTC)
+    view = DeviceView(
+        device_id="pi-0001", group="fleet-eu", status="active", token="device-pi-0001",
+        mqtt_username="pi-0001", enrolled_at=at, approved_at=None, last_seen_at=at,
+        last_version=3, acked_credentials_version=2, active_slot="password2",
+        pending_deliveries=1, last_pull_at=at, last_pull_ok=True, last_pull_detail=None,
+        active_expiry=at, allow_reenroll=False,
+    )  # fmt: skip
+    assert device_json(view) == {
+        "deviceId": "pi-0001", "group": "fleet-eu", "status": "active",
+        "token": "device-pi-0001", "mqttUsername": "pi-0001",
+        "enrolledAt": "2026-12-02T17:00:05+00:00", "approvedAt": None,
+        "lastSeenAt": "2026-12-02T17:00:05+00:00", "lastVersion": 3,
+        "ackedCredentialsVersion": 2, "activeSlot": "password2", "pendingDeliveries": 1,
+        "lastPullAt": "2026-12-02T17:00:05+00:00", "lastPullOk": True, "lastPullDetail": None,
+        "activeExpiry": "2026-12-02T17:00:05+00:00", "allowReenroll": False,
+    }  # fmt: skip
+    DeviceOut.model_validate(device_json(view))
+
+
+def test_the_device_list_takes_the_dashboards_filters(call, fleet: Services) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from tests.services.test_device_list import Row, add
+
+    fleet.groups.update("pilots", inactivity_limit_days=7, actor="t")
+    add(
+        fleet,
+        [
+            Row("pi-0001", group="pilots", last_seen=timedelta(days=8), pending=1),
+            Row("pi-0002", group="pilots", last_seen=timedelta(hours=1),
+                expiry=timedelta(hours=2)),
+            Row("pi-0003", group="pilots", status="disabled"),
+            Row("rpi-0001", group="pilots", last_seen=timedelta(days=2)),
+        ],
+    )  # fmt: skip
+
+    def ids(query: str) -> list[str]:
+        answer = call("GET", f"/devices?{query}")
+        assert answer.status_code == 200, answer.get_json()
+        DeviceList.model_validate(answer.get_json())
+        return [d["deviceId"] for d in answer.get_json()["value"]]
+
+    assert ids("q=pi-") == ["pi-0001", "pi-0002", "pi-0003"]
+    assert ids("not_seen=1") == ["pi-0001"]
+    assert ids("pending=true") == ["pi-0001"]
+    assert ids("expiring=1") == ["pi-0002"]
+    assert ids("status=disabled&group=pilots") == ["pi-0003"]
+    assert ids("sort=last_seen") == ["pi-0001", "rpi-0001", "pi-0002", "pi-0003"]
+    assert ids("sort=last_seen&dir=desc") == ["pi-0003", "pi-0002", "rpi-0001", "pi-0001"]
+    first = call("GET", "/devices?sort=last_seen&limit=2").get_json()
+    assert [d["deviceId"] for d in first["value"]] == ["pi-0001", "rpi-0001"]
+    rest = call("GET", f"/devices?sort=last_seen&limit=2&cursor={first['nextCursor']}")
+    assert [d["deviceId"] for d in rest.get_json()["value"]] == ["pi-0002", "pi-0003"]
+    other = call("GET", f"/devices?sort=expiry&limit=2&cursor={first['nextCursor']}")
+    assert other.status_code == 400 and _code(other) == "InvalidCursor"
+    assert first["value"][0]["activeExpiry"] is None
+    assert (
+        ids("expiring=1")
+        and call("GET", "/devices?q=pi-0002").get_json()["value"][0]["activeExpiry"]
+    )
+    for query, code in (
+        ("status=asleep", "InvalidStatus"),
+        ("sort=colour", "InvalidSort"),
+        ("dir=up", "InvalidSort"),
+        ("q=pi_", "InvalidFilter"),
+        ("q=" + "p" * 47, "InvalidFilter"),
+        ("not_seen=maybe", "InvalidFilter"),
+    ):
+        answer = call("GET", f"/devices?{query}")
+        assert answer.status_code == 400 and _code(answer) == code, query
+
+    doc = call("GET", "/openapi.json", auth=False).get_json()
+    names = {p["name"] for p in doc["paths"]["/api/v1/devices"]["get"]["parameters"]}
+    assert names == {"q", "group", "status", "expiring", "not_seen", "pending", "sort", "dir",
+                     "limit", "cursor"}  # fmt: skip

@@ -50,6 +50,18 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     ]
 
 
+def watched_page(context: Any) -> Any:
+    """A new page of ``context`` that keeps, in ``page.csp_errors``, every console message
+    about the Content-Security-Policy (a test asserts there are none)."""
+    page = context.new_page()
+    page.csp_errors = []
+    page.on(
+        "console",
+        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    return page
+
+
 OPERATOR_PASSWORD = "correct horse battery staple"
 OPERATORS = (("alice", "admin"), ("victor", "viewer"))
 
@@ -59,10 +71,16 @@ def dashboard_server(directory: Path, env: dict[str, str] | None = None) -> Iter
     """A real ``fleet serve`` with an admin (alice) and a viewer (victor), both signing in
     with ``OPERATOR_PASSWORD``, made on the server host as an operator would."""
     with FleetServer(directory, env=env) as server:
-        for name, role in OPERATORS:
-            made = server.cli(
-                "admin", "create-operator", "--name", name, "--role", role, "--password-stdin",
-                input=OPERATOR_PASSWORD + "\n",
-            )  # fmt: skip
-            assert made.ok, made.stderr
+        create_operators(server)
         yield server
+
+
+def create_operators(server: FleetServer) -> None:
+    """The admin (alice) and the viewer (victor) on ``server``, made with ``fleet admin
+    create-operator`` on its host, both signing in with ``OPERATOR_PASSWORD``."""
+    for name, role in OPERATORS:
+        made = server.cli(
+            "admin", "create-operator", "--name", name, "--role", role, "--password-stdin",
+            input=OPERATOR_PASSWORD + "\n",
+        )  # fmt: skip
+        assert made.ok, made.stderr

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.fleet_process import FleetServer
 from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
-from tests.web.browser import axe_violations, dashboard_server
+from tests.web.browser import axe_violations, dashboard_server, watched_page
 
 pytestmark = pytest.mark.e2e
 
@@ -33,13 +33,8 @@ def context(chromium: Any, server: FleetServer) -> Iterator[Any]:
 
 @pytest.fixture
 def page(context: Any) -> Any:
-    page = context.new_page()
+    page = watched_page(context)
     page.set_default_timeout(10_000)
-    page.csp_errors = []
-    page.on(
-        "console",
-        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
-    )
     return page
 
 

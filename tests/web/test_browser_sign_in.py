@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.fleet_process import FleetServer
 from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
-from tests.web.browser import axe_violations, dashboard_server
+from tests.web.browser import axe_violations, dashboard_server, watched_page
 
 pytestmark = pytest.mark.e2e
 
@@ -25,13 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
 @pytest.fixture
 def page(chromium: Any) -> Iterator[Any]:
     context = chromium.new_context()
-    page = context.new_page()
-    page.csp_errors = []
-    page.on(
-        "console",
-        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
-    )
-    yield page
+    yield watched_page(context)
     context.close()
 
 

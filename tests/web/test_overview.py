@@ -154,16 +154,25 @@ def test_the_page_shows_them_with_links(
         r"<span>([^<]+)</span>",
         page,
     )
-    # No Devices page yet: the device counters are no links (never a link to a 404).
     assert counters == [
-        ("", "4", "active devices"),
-        ("", "1", "pending approval"),
-        ("", "1", "disabled"),
-        ("", "2", "credentials expiring within 31 d"),
-        ("", "3", "devices awaiting acknowledgement (3 deliveries)"),
-        ("", "2", "not seen beyond their group's limit"),
+        ("/ui/devices?status=active", "4", "active devices"),
+        ("/ui/devices?status=pending", "1", "pending approval"),
+        ("/ui/devices?status=disabled", "1", "disabled"),
+        ("/ui/devices?expiring=1", "2", "credentials expiring within 31 d"),
+        ("/ui/devices?pending=1", "3", "devices awaiting acknowledgement (3 deliveries)"),
+        ("/ui/devices?not_seen=1", "2", "not seen beyond their group's limit"),
         ("#failures-heading", "5", "failed registry logins in 24 h"),
     ]
+    # Each device counter leads to a list of as many devices (the list and the counter
+    # share their definitions): the devices themselves, named.
+    listed = {}
+    for link, _, label in counters[:-1]:
+        answer = browser.get(link)
+        assert answer.status_code == 200, link
+        listed[label] = re.findall(r'<th scope="row"><a id="dev-([\w-]+)"', answer.get_data(True))
+    assert [len(ids) for ids in listed.values()] == [int(n) for _, n, _ in counters[:-1]]
+    assert listed["credentials expiring within 31 d"] == ["pi-1", "pi-4"]
+    assert listed["not seen beyond their group's limit"] == ["pi-1", "pi-3"]
     tokens = page.split('class="top-tokens"')[1].split("</table>")[0]
     assert re.findall(r"<tr><th scope=\"row\"><code>([^<]+)</code></th><td>(\d+)</td>", tokens) == [
         ("pi-9", "3"),
@@ -260,8 +269,9 @@ def test_the_home_and_the_nav_lead_to_the_overview(browser: Browser) -> None:
     assert browser.get("/ui/").headers["Location"] == "/ui/overview"
     page = browser.get("/ui/overview").get_data(as_text=True)
     nav = re.findall(r'<li><a href="([^"]+)"( aria-current="page")?>([^<]+)</a></li>', page)
-    assert nav[:6] == [
+    assert nav[:7] == [
         ("/ui/overview", ' aria-current="page"', "Overview"),
+        ("/ui/devices", "", "Devices"),
         ("/ui/groups", "", "Groups"),
         ("/ui/tokens", "", "Tokens"),
         ("/ui/scope-maps", "", "Scope maps"),
