@@ -136,6 +136,8 @@ def test_search_by_id_prefix(admin: Browser, fleet: Services) -> None:
         ("expiring=yes", "'expiring' is 1 (or absent), not 'yes'"),
         ("group=" + "g" * 65, "a group name has 1 to 64 characters"),
         ("cursor=abc", "the cursor is not valid for this list"),
+        ("limit=0", "'limit' is a whole number from 1 to 100, not '0'"),
+        ("limit=" + "9" * 5000, "'limit' is a whole number from 1 to 100, not '99999999999"),
     ],
 )
 def test_bad_input_gets_a_clear_error(
@@ -168,6 +170,10 @@ def test_the_device_page_shows_its_state_and_timeline(
     assert ">Enable</button>" not in page
     assert '<label for="reason-disable">Reason</label>' in page
     assert admin.get("/ui/devices/nobody").status_code == 404
+    for before in ("x", "0", "9" * 5000):
+        bad = admin.get(f"/ui/devices/pi-0001?before={before}")
+        assert bad.status_code == 400
+        assert "'before' is an event id (a whole number)" in _text(bad)
 
 
 def test_disable_asks_first_then_enable_brings_it_back(admin: Browser, fleet: Services) -> None:
@@ -530,3 +536,20 @@ def test_bulk_disable_bad_input_changes_nothing(
         assert answer.status_code == 400
         assert f'<p role="alert" class="error">{message}</p>' in _text(answer)
     assert _audit(fleet) == before and fleet.devices.show("pi-0001").status == "active"
+
+
+def test_the_timeline_is_paged_newest_first(admin: Browser, fleet: Services) -> None:
+    enroll(fleet, "pilots", "pi-0001", "pi-00011")
+    for _ in range(30):
+        fleet.devices.allow_reenroll("pi-0001", actor="operator:bob")
+    fleet.devices.allow_reenroll("pi-00011", actor="operator:bob")  # not pi-0001's
+    first = admin.get("/ui/devices/pi-0001").get_data(as_text=True)
+    body = first.split('class="timeline"')[1].split("</table>")[0]
+    assert body.count("<code>device.allow-reenroll</code>") == 25
+    older = re.search(r'href="(/ui/devices/pi-0001\?before=\d+)#timeline-title" rel="next"', first)
+    assert older, first
+    second = admin.get(older[1]).get_data(as_text=True)
+    body = second.split('class="timeline"')[1].split("</table>")[0]
+    assert body.count("<code>device.allow-reenroll</code>") == 5
+    assert body.count("<code>device.enroll</code>") == 1 and "Older events" not in second
+    assert 'href="/ui/devices/pi-0001#timeline-title">Newest events</a>' in second

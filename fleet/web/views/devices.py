@@ -34,6 +34,7 @@ MAX_REASON_CHARS = 256
 MAX_DEVICE_ID_CHARS = 64
 TIMELINE_PAGE = 25
 MAX_EVENT_ID = 2**63 - 1
+MAX_DIGITS = 19  # int() of a longer digit string is work (or an error) for nothing
 SORT_LABELS = {
     "device_id": "Device id",
     "last_seen": "Last seen",
@@ -51,7 +52,7 @@ def _limit(args: MultiDict[str, str]) -> int:
     raw = _arg(args, "limit")
     if not raw:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BULK:
+    if not raw.isdigit() or len(raw) > MAX_DIGITS or not 1 <= int(raw) <= MAX_BULK:
         raise ValidationError(
             f"'limit' is a whole number from 1 to {MAX_BULK}, not {raw[:20]!r}",
             code="InvalidLimit",
@@ -95,7 +96,7 @@ def _timeline_before() -> int | None:
     raw = _arg(request.args, "before")
     if not raw:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_EVENT_ID:
+    if not raw.isdigit() or len(raw) > MAX_DIGITS or not 1 <= int(raw) <= MAX_EVENT_ID:
         raise ValidationError("'before' is an event id (a whole number)", code="InvalidCursor")
     return int(raw)
 
