@@ -31,7 +31,11 @@ class CompiledScopeMap:
     prefixes: Mapping[str, frozenset[Action]] = field(default_factory=dict)
 
     def evaluate(self, repository: str) -> frozenset[Action]:
-        """All actions of every rule matching ``repository``; matching rules add up."""
+        """All actions of every rule matching ``repository``; matching rules add up.
+
+        Matching ignores case (the index holds lowercased patterns).
+        """
+        repository = repository.lower() if repository.isascii() else repository
         if not is_valid_repository(repository):
             return NO_ACTIONS
         granted = set(self.root)
@@ -56,9 +60,9 @@ def compile_rules(rules: Iterable[Rule]) -> CompiledScopeMap:
         if rule.pattern.kind is PatternKind.ROOT:
             root |= rule.actions
         elif rule.pattern.kind is PatternKind.PREFIX:
-            prefixes.setdefault(rule.pattern.value, set()).update(rule.actions)
+            prefixes.setdefault(rule.pattern.key, set()).update(rule.actions)
         else:
-            exact.setdefault(rule.pattern.value, set()).update(rule.actions)
+            exact.setdefault(rule.pattern.key, set()).update(rule.actions)
     return CompiledScopeMap(
         root=frozenset(root),
         exact={k: frozenset(v) for k, v in exact.items()},
