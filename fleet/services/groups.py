@@ -20,6 +20,7 @@ from fleet.db.models import ScopeMap, ScopeMapEntry, Token
 from fleet.domain.actions import READ_ONLY_ACTIONS, Action
 from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
+from fleet.domain.times import check_future
 from fleet.services.context import ServiceContext, audit
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.scope_maps import entries_of, get_map
@@ -287,8 +288,8 @@ class GroupService:
         actor: str,
     ) -> SecretView:
         """A new enrollment secret (reusable) or code (one device, once), shown only here."""
-        if expires_at is not None and expires_at <= self.ctx.clock():
-            raise ValidationError("the expiry is not in the future", code="InvalidExpiry")
+        if expires_at is not None:
+            check_future(expires_at, self.ctx.clock(), "the expiry", code="InvalidExpiry")
         kind = CODE if one_time else SECRET
         value = generate_secret(ENROLLMENT_CODE_PREFIX if one_time else ENROLLMENT_SECRET_PREFIX)
         with self.ctx.db.session() as s:

@@ -15,6 +15,7 @@ from fleet.db.models import DISABLED, ENABLED, SLOTS, ScopeMap, Token, TokenPass
 from fleet.domain.errors import ConflictError, LimitExceededError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
 from fleet.domain.rules import RepositoryActions, to_entries
+from fleet.domain.times import check_future
 from fleet.services.context import ServiceContext, audit
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.scope_maps import ScopeMapService, get_map
@@ -117,10 +118,8 @@ class TokenService:
         self.cursors = Cursors(ctx.hasher)
 
     def _check_expiry(self, expiry: datetime | None) -> None:
-        if expiry is not None and expiry <= self.ctx.clock():
-            raise ValidationError(
-                f"the expiry {expiry.isoformat()} is not in the future", code="InvalidExpiry"
-            )
+        if expiry is not None:
+            check_future(expiry, self.ctx.clock(), "the expiry", code="InvalidExpiry")
 
     # -- reads ----------------------------------------------------------------------------
     def show(self, name: str) -> TokenView:
@@ -242,10 +241,9 @@ class TokenService:
                 token.status = status
                 changes["status"] = status
             if not isinstance(disable_at, _Unset):
-                if disable_at is not None and disable_at <= self.ctx.clock():
-                    raise ValidationError(
-                        f"the disable time {disable_at.isoformat()} is not in the future",
-                        code="InvalidDisableTime",
+                if disable_at is not None:
+                    check_future(
+                        disable_at, self.ctx.clock(), "the disable time", code="InvalidDisableTime"
                     )
                 token.disable_at = disable_at
                 changes["disable_at"] = disable_at
