@@ -27,6 +27,7 @@ from fleet.services.scope_maps import entries_of, get_map
 from fleet.services.views import GroupSummary, GroupView, SecretView
 
 MAX_LIFETIME_DAYS = 3650
+MAX_INACTIVITY_DAYS = 3650
 GROUPS, SECRETS = "groups", "group-secrets"  # the cursors' lists
 MAX_MAP_CHOICES = 200
 
@@ -125,9 +126,9 @@ def _check_durations(lifetime: int, window: int, inactivity: int | None) -> None
             f"lifetime ({lifetime} days)",
             code="InvalidRotationWindow",
         )
-    if inactivity is not None and inactivity < 1:
+    if inactivity is not None and not 1 <= inactivity <= MAX_INACTIVITY_DAYS:
         raise ValidationError(
-            "the inactivity limit must be at least 1 day (or none)",
+            f"the inactivity limit must be 1 to {MAX_INACTIVITY_DAYS} days (or none)",
             code="InvalidInactivityLimit",
         )
 
