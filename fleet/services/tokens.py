@@ -119,7 +119,9 @@ class TokenService:
 
     def _check_expiry(self, expiry: datetime | None) -> None:
         if expiry is not None:
-            check_future(expiry, self.ctx.clock(), "the expiry", code="InvalidExpiry")
+            check_future(
+                expiry, self.ctx.clock(), f"the expiry {expiry.isoformat()}", code="InvalidExpiry"
+            )
 
     # -- reads ----------------------------------------------------------------------------
     def show(self, name: str) -> TokenView:
@@ -243,7 +245,10 @@ class TokenService:
             if not isinstance(disable_at, _Unset):
                 if disable_at is not None:
                     check_future(
-                        disable_at, self.ctx.clock(), "the disable time", code="InvalidDisableTime"
+                        disable_at,
+                        self.ctx.clock(),
+                        f"the disable time {disable_at.isoformat()}",
+                        code="InvalidDisableTime",
                     )
                 token.disable_at = disable_at
                 changes["disable_at"] = disable_at
