@@ -111,6 +111,19 @@ def _refuse_for_device(session: Session, token: Token, why: str) -> None:
         )
 
 
+def _refuse_for_device_status(session: Session, token: Token, status: str) -> None:
+    """A device's token is enabled and disabled with its device (broker login, wipe, new
+    password), never alone: disabled alone, an honest agent loops reject and reissue."""
+    owner = session.exec(select(Device.device_id).where(Device.token_id == token.id)).first()
+    if owner is not None:
+        verb = "enable" if status == ENABLED else "disable"
+        raise ConflictError(
+            f"token {token.name!r} belongs to device {owner!r} and follows it: use "
+            f"`fleet device {verb} --name {owner}` (POST /api/v1/devices/{owner}/{verb})",
+            code="DeviceToken",
+        )
+
+
 class TokenService:
     def __init__(self, ctx: ServiceContext, scope_maps: ScopeMapService) -> None:
         self.ctx = ctx
@@ -240,9 +253,11 @@ class TokenService:
                 token.scope_map_id = get_map(s, scope_map).id
                 changes["scope_map"] = scope_map
             if status is not None and status != token.status:
+                _refuse_for_device_status(s, token, status)
                 token.status = status
                 changes["status"] = status
             if not isinstance(disable_at, _Unset):
+                _refuse_for_device_status(s, token, DISABLED)
                 if disable_at is not None:
                     check_future(
                         disable_at,
