@@ -130,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     from device_agent.keys import KeyFileError
     from device_agent.logs import setup_logging
     from device_agent.run_cmd import run
+    from device_agent.state_dir import StateDirError
 
     try:
         config = load_config(args.config)
@@ -139,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or config.log_level)
     try:
         return run(args.state_dir, config)
-    except (NotEnrolled, InvalidEnrollment, KeyFileError) as error:
+    except (StateDirError, NotEnrolled, InvalidEnrollment, KeyFileError) as error:
         print(f"fleet-agent run: {error}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -18,6 +18,7 @@ from device_agent import http_client, status_file
 from device_agent.device_id import InvalidDeviceId, validate_device_id
 from device_agent.enrollment import Enrollment, InvalidEnrollment
 from device_agent.keys import load_or_create_device_keys, save_server_public_key
+from device_agent.state_dir import StateDirError, secure_state_dir
 from device_agent.store import FILENAME as STORE_FILENAME
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,10 @@ def enroll(
         validate_device_id(device_id)
         url = enroll_url(server)
     except (InvalidDeviceId, ValueError) as error:
+        raise EnrollError(str(error)) from None
+    try:
+        secure_state_dir(state_dir)  # before anything in it is read or trusted
+    except StateDirError as error:
         raise EnrollError(str(error)) from None
     if files.is_enrolled(state_dir) and not force:
         raise EnrollError(

@@ -13,13 +13,16 @@ from device_agent.agent import Agent
 from device_agent.config import AgentConfig
 from device_agent.enrollment import load_enrollment
 from device_agent.keys import load_device_keys
+from device_agent.state_dir import secure_state_dir
 from device_agent.store import open_store
 
 log = logging.getLogger(__name__)
 
 
 def build_agent(state_dir: Path, config: AgentConfig) -> Agent:
-    """Raises NotEnrolled, InvalidEnrollment or KeyFileError with a message for the operator."""
+    """Raises StateDirError, NotEnrolled, InvalidEnrollment or KeyFileError with a message for
+    the operator."""
+    secure_state_dir(state_dir)
     enrollment = load_enrollment(state_dir)
     keys = load_device_keys(state_dir)
     store, moved = open_store(state_dir)

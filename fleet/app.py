@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, jsonify
 
 from fleet.api.errors import register_error_handlers
+from fleet.body_limit import bound_streamed_body
 from fleet.bootstrap import build_services
 from fleet.config import Settings, load_settings
 from fleet.services import Services
@@ -20,6 +21,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     services = services or build_services(settings)
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Every body is bounded before it is read: above the limit, 413 and nothing parsed.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.before_request(bound_streamed_body)
     app.extensions["fleet"] = services
     register_error_handlers(app)
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from device_agent.atomic import PRIVATE_MODE, write_atomic
 from fleet.config import Settings
 from fleet.credentials import MIN_SECRET_KEY_BYTES, SecretHasher
+from fleet.data_dir import create_private_database, make_private_directory, tighten
 from fleet.db.engine import Database
 from fleet.db.migrate import upgrade
 from fleet.domain.errors import FleetError
@@ -88,7 +89,8 @@ def load_envelope_key(settings: Settings, *, create: bool = False) -> Ed25519Pri
 
 
 def build_services(settings: Settings, *, initialising: bool = False) -> Services:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_directory(settings.data_dir)
+    create_private_database(settings.resolved_database_url)
     ctx = ServiceContext(
         db=Database(settings.resolved_database_url),
         settings=settings,
@@ -100,10 +102,14 @@ def build_services(settings: Settings, *, initialising: bool = False) -> Service
 
 
 def initialise(settings: Settings) -> Services:
-    """Create or migrate the database and create missing keys. Safe to run twice."""
+    """Create or migrate the database and create missing keys. Safe to run twice.
+
+    The data directory ends 0700 with every file in it 0600, whatever the umask or an earlier
+    run left."""
     services = build_services(settings, initialising=True)
     upgrade(services.ctx.db.engine)
     services.scope_maps.ensure_system_maps()
     services.signing.ring.prune()
     services.signing.write_bundle()
+    tighten(settings.data_dir, settings.resolved_database_url)
     return services

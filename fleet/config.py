@@ -20,6 +20,7 @@ UI_BOUNDS = (
     ("ui_idle_timeout_minutes", 1, 24 * 60),
     ("ui_session_lifetime_hours", 1, 24 * 30),
     ("health_flush_seconds", 1, 300),
+    ("max_request_bytes", 1024, 64 * 1024 * 1024),
 )
 MIN_TOKEN_LIFETIME = 60  # the registry's clock-skew leeway; shorter tokens gain nothing
 
@@ -62,6 +63,8 @@ class Settings:
     max_tokens: int = 50_000
     max_scope_maps: int = 50_000
     max_scope_map_entries: int = 500
+    # The largest request body any route reads (413 above it); the token endpoint reads less.
+    max_request_bytes: int = 1024 * 1024
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

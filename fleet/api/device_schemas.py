@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field, model_validator
 
 from fleet.api.paging import NEXT_CURSOR
-from fleet.api.schemas import ApiModel
+from fleet.api.schemas import MAX_EXPIRATION_DAYS, ApiModel, Instant
 
 
 class GroupCreate(ApiModel):
@@ -29,8 +29,8 @@ class GroupUpdate(ApiModel):
 
 class SecretCreate(ApiModel):
     one_time: bool = Field(default=False, description="A code for one device, usable once")
-    expiry: datetime | None = None
-    expiration_in_days: int | None = Field(default=None, ge=1, le=3650)
+    expiry: Instant | None = None
+    expiration_in_days: int | None = Field(default=None, ge=1, le=MAX_EXPIRATION_DAYS)
 
 
 class SecretOut(ApiModel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from fleet.domain.errors import (
     AuthenticationError,
@@ -55,6 +55,15 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["WWW-Authenticate"] = 'Bearer realm="fleet"'
         if isinstance(exc, TooManyRequestsError):
             response.headers["Retry-After"] = str(exc.retry_after)
+        return response, status
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
+        limit = request.max_content_length
+        response, status = error_response(
+            413, "RequestTooLarge", f"the request body is larger than the limit of {limit} bytes"
+        )
+        response.headers["Connection"] = "close"  # the rest of the body is never read
         return response, status
 
     @app.errorhandler(HTTPException)

@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from fleet.api.paging import NEXT_CURSOR
+from fleet.domain.times import MAX_AHEAD_DAYS
 
 Slot = Literal["password1", "password2"]
 Status = Literal["enabled", "disabled"]
-MAX_EXPIRATION_DAYS = 3650
+MAX_EXPIRATION_DAYS = MAX_AHEAD_DAYS
+
+
+def _utc_instant(value: datetime) -> datetime:
+    """A time that enters the API names its zone; it is kept as that instant, in UTC."""
+    if value.tzinfo is None:
+        raise ValueError(
+            "give a time zone, for example 2027-01-31T00:00:00Z (a time without one is refused, "
+            "never guessed)"
+        )
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
+
+
+# Every time field of a request body: ISO 8601 with a zone, answered back in UTC. How far ahead
+# it may lie (MAX_EXPIRATION_DAYS) is checked by the service, which owns the clock.
+Instant = Annotated[
+    datetime,
+    AfterValidator(_utc_instant),
+    Field(
+        description=f"ISO 8601 with a time zone, at most {MAX_AHEAD_DAYS} days ahead; "
+        "answered in UTC"
+    ),
+]
 
 
 class ApiModel(BaseModel):
@@ -27,17 +53,10 @@ class RepositoryRule(ApiModel):
 
 
 class Expiring(ApiModel):
-    expiry: datetime | None = Field(
+    expiry: Instant | None = Field(
         default=None, description="Absolute expiry (ISO 8601 with a time zone)"
     )
     expiration_in_days: int | None = Field(default=None, ge=1, le=MAX_EXPIRATION_DAYS)
-
-    @field_validator("expiry")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a time zone, for example 2027-01-31T00:00:00Z")
-        return value
 
 
 class TokenCreate(Expiring):
@@ -51,7 +70,7 @@ class TokenCreate(Expiring):
 class TokenUpdate(ApiModel):
     scope_map: str | None = None
     status: Status | None = None
-    disable_at: datetime | None = Field(
+    disable_at: Instant | None = Field(
         default=None, description="Planned disable (ISO 8601); null cancels a planned disable"
     )
 

@@ -111,7 +111,10 @@ def auth_config(realm: str, bundle: Path | None) -> None:
     services = build_services(settings)
     target = bundle or settings.registry_bundle_file
     services.signing.ring.prune()
-    services.signing.ring.write_bundle(target)
+    if bundle is None:
+        services.signing.write_bundle()  # private, like the rest of the data directory
+    else:
+        services.signing.ring.write_bundle(target)  # readable by a registry of another user
     click.echo(
         render_auth_config(
             realm, settings.registry_service, settings.token_issuer, str(target.resolve())

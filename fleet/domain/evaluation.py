@@ -37,7 +37,11 @@ class CompiledScopeMap:
 
     def matching(self, repository: str) -> list[Rule]:
         """Every rule matching ``repository``: ``*``, then ``prefix/*`` from the shortest
-        prefix, then the exact name. An invalid name matches nothing."""
+        prefix, then the exact name. An invalid name matches nothing.
+
+        Matching ignores case: the index is keyed by lowercased patterns.
+        """
+        repository = repository.lower() if repository.isascii() else repository
         if not is_valid_repository(repository):
             return []
         found = [] if self.root is None else [self.root]
@@ -71,21 +75,19 @@ ROOT_PATTERN = Pattern(PatternKind.ROOT, "")
 def compile_rules(rules: Iterable[Rule]) -> CompiledScopeMap:
     """Index ``rules``; rules of one pattern merge into one (their actions add up)."""
     root: set[Action] | None = None
-    exact: dict[str, set[Action]] = {}
-    prefixes: dict[str, set[Action]] = {}
+    # Keyed by the lowercased pattern; each keeps the first spelling it was written with.
+    exact: dict[str, tuple[Pattern, set[Action]]] = {}
+    prefixes: dict[str, tuple[Pattern, set[Action]]] = {}
     for rule in rules:
         if rule.pattern.kind is PatternKind.ROOT:
             root = (root or set()) | rule.actions
-        elif rule.pattern.kind is PatternKind.PREFIX:
-            prefixes.setdefault(rule.pattern.value, set()).update(rule.actions)
         else:
-            exact.setdefault(rule.pattern.value, set()).update(rule.actions)
+            index = prefixes if rule.pattern.kind is PatternKind.PREFIX else exact
+            index.setdefault(rule.pattern.key, (rule.pattern, set()))[1].update(rule.actions)
     return CompiledScopeMap(
         root=None if root is None else Rule(ROOT_PATTERN, frozenset(root)),
-        exact={k: Rule(Pattern(PatternKind.EXACT, k), frozenset(v)) for k, v in exact.items()},
-        prefixes={
-            k: Rule(Pattern(PatternKind.PREFIX, k), frozenset(v)) for k, v in prefixes.items()
-        },
+        exact={k: Rule(p, frozenset(v)) for k, (p, v) in exact.items()},
+        prefixes={k: Rule(p, frozenset(v)) for k, (p, v) in prefixes.items()},
     )
 
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from fleet.domain.actions import Action, sort_actions
 from fleet.domain.evaluation import CompiledScopeMap, Rule
-from fleet.domain.names import is_valid_repository
+from fleet.domain.names import is_valid_rule_repository
 
 
 class Reason(StrEnum):
@@ -120,7 +120,7 @@ def explain(
         reasons.append(Reason.NO_LIVE_PASSWORD)
     if scope is None:
         reasons.append(Reason.NO_SCOPE_MAP)
-    elif not is_valid_repository(repository):
+    elif not is_valid_rule_repository(repository):  # matching ignores case, as here
         reasons.append(Reason.INVALID_REPOSITORY)
     elif not matched:
         reasons.append(Reason.NO_RULE_MATCHED)

@@ -17,6 +17,11 @@ def is_valid_repository(name: str) -> bool:
     return len(name) <= MAX_REPOSITORY_LENGTH and _REPOSITORY_RE.fullmatch(name) is not None
 
 
+def is_valid_rule_repository(name: str) -> bool:
+    """A rule's repository: an OCI name once lowercased (rules keep the operator's capitals)."""
+    return name.isascii() and is_valid_repository(name.lower())
+
+
 def validate_repository(name: str) -> str:
     if not is_valid_repository(name):
         raise ValidationError(

@@ -3,6 +3,10 @@
 A pattern is an exact repository name, ``prefix/*`` (one ``*``, last, after a ``/``; it
 matches every repository below ``prefix`` at any depth, never ``prefix`` itself) or ``*``
 alone (every repository).
+
+Rules are kept as the operator wrote them, capitals included (the reference's own example is
+``sample/teamA/*``), and matched without regard to case: registry clients always ask for
+lowercase repository names, so ``sample/teamA/*`` covers ``sample/teama/projectb``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from fleet.domain.errors import ValidationError
-from fleet.domain.names import is_valid_repository
+from fleet.domain.names import is_valid_rule_repository
 
 WILDCARD = "*"
 _PREFIX_SUFFIX = "/*"
@@ -26,8 +30,13 @@ class PatternKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Pattern:
     kind: PatternKind
-    # The repository name for EXACT, the prefix (without "/*") for PREFIX, "" for ROOT.
+    # The repository name for EXACT, the prefix (without "/*") for PREFIX, "" for ROOT, as
+    # written; ``key`` is what requests are matched against.
     value: str
+
+    @property
+    def key(self) -> str:
+        return self.value.lower()
 
     def __str__(self) -> str:
         if self.kind is PatternKind.ROOT:
@@ -52,13 +61,13 @@ def parse_pattern(text: str) -> Pattern:
         if not text.endswith(_PREFIX_SUFFIX):
             raise _invalid(text, "a wildcard must end the rule as '/*' (for example 'samples/*')")
         prefix = text[: -len(_PREFIX_SUFFIX)]
-        if not is_valid_repository(prefix):
+        if not is_valid_rule_repository(prefix):
             raise _invalid(text, f"{prefix!r} before '/*' is not a valid repository path")
         return Pattern(PatternKind.PREFIX, prefix)
-    if not is_valid_repository(text):
+    if not is_valid_rule_repository(text):
         raise _invalid(
             text,
-            "not a valid repository name (lowercase components of letters and digits "
+            "not a valid repository name (components of letters and digits "
             "separated by '.', '_' or '-', joined by '/', at most 255 characters)",
         )
     return Pattern(PatternKind.EXACT, text)

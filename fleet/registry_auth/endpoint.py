@@ -1,5 +1,9 @@
 """``/oauth2/token``: the Docker registry token endpoint, and the JWKS beside it.
 
+What it reads is bounded before it is read: the form (MAX_TOKEN_FORM_BYTES), the number of
+scopes (MAX_SCOPES, counted, not parsed), and the scopes are parsed only once the password is
+known to be right.
+
 GET follows the Docker token authentication spec (HTTP Basic, ``service``, repeated ``scope``,
 ``account``, ``offline_token``); POST follows its OAuth2 form (``grant_type=password`` or
 ``refresh_token``). Asking for more than a token allows is not an error: the JWT carries the
@@ -32,6 +36,10 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("registry_token", __name__)
 REALM = "fleet"
 LIMITER_EXTENSION = "fleet.login_limiter"
+# A token request is a short form or query: a few scopes of at most MAX_SCOPE_LENGTH each.
+# Registry clients ask for one to three scopes (pull; push with a cross-repository mount).
+MAX_SCOPES = 32
+MAX_TOKEN_FORM_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +147,12 @@ def _check_service(services: Services, service: str | None) -> None:
 def _query() -> tuple[str | None, list[str], str]:
     """``service``, every ``scope`` and ``offline_token`` of the query string, as werkzeug's
     ``request.args`` would read them, without building its multi-dict."""
+    query = request.environ.get("QUERY_STRING", "")
+    if len(query) > MAX_TOKEN_FORM_BYTES:
+        raise ValidationError(f"the query string is longer than {MAX_TOKEN_FORM_BYTES} bytes")
     service = offline = None
     scopes = []
-    for key, value in parse_qsl(request.environ.get("QUERY_STRING", ""), keep_blank_values=True):
+    for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "scope":
             scopes.append(value)
         elif key == "service" and service is None:
@@ -151,13 +162,33 @@ def _query() -> tuple[str | None, list[str], str]:
     return service, scopes, offline or ""
 
 
+def _scope_items(values: list[str]) -> list[str]:
+    """Every scope of the ``scope`` parameters (one may hold several, space-separated), counted
+    before any is parsed: too many is a 400 whatever the password."""
+    items = [item for value in values for item in value.split()]
+    if len(items) > MAX_SCOPES:
+        raise ValidationError(
+            f"at most {MAX_SCOPES} scopes may be asked for in one request; {len(items)} were"
+        )
+    return items
+
+
+def _answer(services: Services, principal: Principal, scopes: list[str], offline: bool) -> Response:
+    """The password was right: parse the scopes (a malformed one is a 400) and mint."""
+    try:
+        parsed = parse_scopes(scopes)
+        return _issue(services, principal, scopes, parsed, offline)
+    except ValidationError as exc:
+        return _error(400, "INVALID_REQUEST", exc.message)
+
+
 @blueprint.get("/oauth2/token")
 def token_get() -> Response:
     services = _services()
-    service, scopes, offline_token = _query()
     try:
+        service, values, offline_token = _query()
         _check_service(services, service)
-        parsed = parse_scopes(scopes)  # a malformed scope is a 400 before any password is checked
+        scopes = _scope_items(values)
     except ValidationError as exc:
         return _error(400, "INVALID_REQUEST", exc.message)
     credentials = _basic_auth()
@@ -172,18 +203,20 @@ def token_get() -> Response:
     principal = services.registry_auth.authenticate(name, password)
     if principal is None:
         return _refused(name)
-    return _issue(services, principal, scopes, parsed, offline_token.lower() == "true")
+    return _answer(services, principal, scopes, offline_token.lower() == "true")
 
 
 @blueprint.post("/oauth2/token")
 def token_post() -> Response:
     services = _services()
+    # The form holds the password, so it is read first, but never more of it than this.
+    limit = request.max_content_length
+    request.max_content_length = min(MAX_TOKEN_FORM_BYTES, limit or MAX_TOKEN_FORM_BYTES)
     form = request.form
     grant = form.get("grant_type", "")
     try:
         _check_service(services, form.get("service"))
-        scopes = form.get("scope", "").split()
-        parsed = parse_scopes(scopes)
+        scopes = _scope_items([form.get("scope", "")])
     except ValidationError as exc:
         return _error(400, "INVALID_REQUEST", exc.message)
     if grant == "password":
@@ -200,7 +233,7 @@ def token_post() -> Response:
     if principal is None:
         return _refused(name)
     offline = grant == "password" and form.get("access_type") == "offline"
-    return _issue(services, principal, scopes, parsed, offline or grant == "refresh_token")
+    return _answer(services, principal, scopes, offline or grant == "refresh_token")
 
 
 @blueprint.get("/.well-known/jwks.json")

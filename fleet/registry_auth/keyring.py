@@ -168,10 +168,12 @@ class KeyRing:
             self._load()
         return True
 
-    def write_bundle(self, path: Path | str, now: float | None = None) -> None:
+    def write_bundle(
+        self, path: Path | str, now: float | None = None, mode: int = PUBLIC_FILE_MODE
+    ) -> None:
         """Write every published certificate as PEM: the registry's ``rootcertbundle``."""
         pems = "".join(key.certificate_pem() for key in self.published_keys(now))
-        write_atomic(Path(path), pems.encode("ascii"), mode=PUBLIC_FILE_MODE)
+        write_atomic(Path(path), pems.encode("ascii"), mode=mode)
 
     def jwks(self, now: float | None = None) -> dict[str, list[dict[str, str]]]:
         return {"keys": [key.jwk() for key in self.published_keys(now)]}

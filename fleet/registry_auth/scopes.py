@@ -23,6 +23,7 @@ MAX_SCOPE_LENGTH = 1024
 # scopes are kept (a malformed one raises, which the cache does not remember).
 PARSED_SCOPE_CACHE = 4096
 MAX_REPOSITORY_NAME_LENGTH = 255
+MAX_CLASS_LENGTH = 32  # Docker's classes are words such as "image" and "plugin"
 INVALID_SCOPE = "InvalidScope"
 
 _TYPE_RE = re.compile(r"(?P<type>[a-z0-9]+)(?:\((?P<class>[a-z0-9]+)\))?")
@@ -75,6 +76,8 @@ def parse_scope(value: str) -> Scope:
     if not name:
         raise _invalid(value, "resource name is empty")
     resource_type = type_match["type"]
+    if len(type_match["class"] or "") > MAX_CLASS_LENGTH:
+        raise _invalid(value, f"resource class longer than {MAX_CLASS_LENGTH} characters")
     if resource_type == REPOSITORY and not is_valid_repository_name(name):
         raise _invalid(
             value,

@@ -30,6 +30,8 @@ MIN_TOKEN_LIFETIME = 60
 REGISTRY_LEEWAY = 60  # Distribution's token.Leeway, added to exp and taken from nbf
 JWT_ALGORITHM = "ES256"
 JTI_BYTES = 18
+# The largest JWT minted: MAX_SCOPES entries of the longest names fit well below it.
+MAX_TOKEN_BYTES = 32 * 1024
 ES256_COORDINATE_BYTES = 32
 
 
@@ -93,7 +95,8 @@ def mint(
 ) -> MintedToken:
     """Sign a token for ``subject`` carrying ``access``; header ``kid`` and ``x5c`` name the key.
 
-    Raises :class:`ValidationError` if ``lifetime`` is below :data:`MIN_TOKEN_LIFETIME`.
+    Raises :class:`ValidationError` if ``lifetime`` is below :data:`MIN_TOKEN_LIFETIME`, or
+    if the token would be longer than :data:`MAX_TOKEN_BYTES`.
     """
     if lifetime < MIN_TOKEN_LIFETIME:
         raise ValidationError(
@@ -111,4 +114,11 @@ def mint(
         "jti": secrets.token_urlsafe(JTI_BYTES),
         "access": access,
     }
-    return MintedToken(_sign(claims, key), lifetime, _rfc3339(issued))
+    token = _sign(claims, key)
+    if len(token) > MAX_TOKEN_BYTES:
+        raise ValidationError(
+            f"the token would be {len(token)} bytes, over the limit of {MAX_TOKEN_BYTES}; "
+            "ask for fewer scopes",
+            code="TokenTooLarge",
+        )
+    return MintedToken(token, lifetime, _rfc3339(issued))

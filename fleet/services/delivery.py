@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from device_agent.envelope import Kind, seal
 from device_agent.keys import x25519_public_from_b64
 from fleet.db.devices import (
+    ACTIVE,
     DELIVERY_ACKED,
     DELIVERY_PENDING,
     DELIVERY_SUPERSEDED,
@@ -222,7 +223,7 @@ class DeliveryService:
             elif kind == "ack":
                 self._ack(s, device, message)
             elif kind == "reject":
-                if self._refused_newest(device, message):
+                if device.status == ACTIVE and self._refused_newest(device, message):
                     republish.append(device.id)  # type: ignore[arg-type]
                     self._reissue(s, device)
                 audit(

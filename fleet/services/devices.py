@@ -129,6 +129,13 @@ def _make_view(d: Device, group: str, token: str | None, pending: int) -> Device
     )
 
 
+def _check_disabled(device: Device) -> None:
+    if device.status != DISABLED:
+        raise ConflictError(
+            f"device {device.device_id!r} is {device.status}, not disabled", code="NotDisabled"
+        )
+
+
 class DeviceService:
     def __init__(
         self, ctx: ServiceContext, tokens: TokenService, delivery: DeliveryService
@@ -459,15 +466,14 @@ class DeviceService:
     def enable(self, device_id: str, *, actor: str) -> DeviceView:
         """Open the broker login and the token again, and deliver a fresh password."""
         with self.ctx.db.session() as s:
-            username = get_device(s, device_id).mqtt_username
+            found = get_device(s, device_id)
+            _check_disabled(found)  # before the broker is touched: nothing changes on a 409
+            username = found.mqtt_username
         self._broker().enable_device(username)
         self.delivery.clear_retained(device_id)  # drop the retained wipe before new credentials
         with self.ctx.db.session() as s:
             device = get_device(s, device_id)
-            if device.status != DISABLED:
-                raise ConflictError(
-                    f"device {device_id!r} is {device.status}, not disabled", code="NotDisabled"
-                )
+            _check_disabled(device)  # again: another request may have enabled it meanwhile
             group = s.get(DeviceGroup, device.group_id)
             device.status = ACTIVE
             pending = s.exec(

@@ -20,12 +20,14 @@ from fleet.db.models import ScopeMap, ScopeMapEntry, Token
 from fleet.domain.actions import READ_ONLY_ACTIONS, Action
 from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
+from fleet.domain.times import check_future
 from fleet.services.context import ServiceContext, audit
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.scope_maps import entries_of, get_map
 from fleet.services.views import GroupSummary, GroupView, SecretView
 
 MAX_LIFETIME_DAYS = 3650
+MAX_INACTIVITY_DAYS = 3650
 GROUPS, SECRETS = "groups", "group-secrets"  # the cursors' lists
 MAX_MAP_CHOICES = 200
 
@@ -124,9 +126,9 @@ def _check_durations(lifetime: int, window: int, inactivity: int | None) -> None
             f"lifetime ({lifetime} days)",
             code="InvalidRotationWindow",
         )
-    if inactivity is not None and inactivity < 1:
+    if inactivity is not None and not 1 <= inactivity <= MAX_INACTIVITY_DAYS:
         raise ValidationError(
-            "the inactivity limit must be at least 1 day (or none)",
+            f"the inactivity limit must be 1 to {MAX_INACTIVITY_DAYS} days (or none)",
             code="InvalidInactivityLimit",
         )
 
@@ -287,8 +289,8 @@ class GroupService:
         actor: str,
     ) -> SecretView:
         """A new enrollment secret (reusable) or code (one device, once), shown only here."""
-        if expires_at is not None and expires_at <= self.ctx.clock():
-            raise ValidationError("the expiry is not in the future", code="InvalidExpiry")
+        if expires_at is not None:
+            check_future(expires_at, self.ctx.clock(), "the expiry", code="InvalidExpiry")
         kind = CODE if one_time else SECRET
         value = generate_secret(ENROLLMENT_CODE_PREFIX if one_time else ENROLLMENT_SECRET_PREFIX)
         with self.ctx.db.session() as s:

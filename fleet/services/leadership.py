@@ -70,8 +70,10 @@ class FileLeadership:
     def acquire(self) -> bool:
         if self._file is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "ab")  # noqa: SIM115 (held open while leading)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Private like every file of the data directory (open() would follow the umask).
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        handle = os.fdopen(fd, "ab")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import requests
@@ -41,12 +42,22 @@ class PassSummary:
     devices_disabled_inactive: int = 0
     warnings: int = 0
     published: int = 0
+    # Rows (devices, tokens, groups) whose work failed; each was logged and left for the next
+    # pass. Steps that failed as a whole (the rest of the pass still ran).
+    skipped: int = 0
+    failed_steps: int = 0
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+Row = tuple[int, str]  # a primary key, and the name the log gives the row
+
+
 class Reconciler:
+    """Each step's failure, and each row's, stays its own: it is logged, skipped for the rest
+    of the pass and tried again on the next one, while every other row is still served."""
+
     def __init__(
         self, ctx: ServiceContext, devices: DeviceService, delivery: DeliveryService
     ) -> None:
@@ -57,42 +68,125 @@ class Reconciler:
     def run_pass(self) -> PassSummary:
         now = self.ctx.clock()
         summary = PassSummary()
-        summary.rotated = self._batches(lambda: self._rotate(now))
-        summary.retired = self._batches(lambda: self._retire(now))
-        summary.tokens_disabled = self._disable_planned(now)
-        summary.devices_disabled_inactive = self._disable_inactive(now)
-        summary.warnings = self._batches(lambda: self._warn(now))
-        summary.published = self.delivery.publish_due()
+        summary.rotated = self._rows(
+            "rotation of device", summary, partial(self._due_rotation, now), self._rotate
+        )
+        summary.retired = self._rows(
+            "retirement of an old password of device",
+            summary,
+            partial(self._due_retirement, now),
+            self._retire,
+        )
+        summary.tokens_disabled = self._rows(
+            "planned disable of token",
+            summary,
+            partial(self._due_disable, now),
+            self._disable_planned,
+        )
+        summary.devices_disabled_inactive = self._step(
+            "inactivity", summary, partial(self._disable_inactive, now, summary)
+        )
+        summary.warnings = self._rows(
+            "expiry warning of device", summary, partial(self._due_warning, now), self._warn
+        )
+        summary.published = self._step("publishing", summary, self.delivery.publish_due)
         return summary
 
     @staticmethod
-    def _batches(step: Callable[[], int]) -> int:
-        total = 0
-        while True:
-            done = step()
-            total += done
-            if done < BATCH:
-                return total
+    def _step(what: str, summary: PassSummary, run: Callable[[], int]) -> int:
+        """A step that fails as a whole is logged; the pass goes on with the next one."""
+        try:
+            return run()
+        except Exception:
+            log.exception("the %s step of the reconciler pass failed; the pass goes on", what)
+            summary.failed_steps += 1
+            return 0
 
-    def _rotate(self, now: datetime) -> int:
+    def _rows(
+        self,
+        what: str,
+        summary: PassSummary,
+        due: Callable[[set[int]], list[Row]],
+        act: Callable[[list[int]], None],
+    ) -> int:
+        """Batch after batch of due rows, each batch in one go; a batch that fails is done
+        again row by row, and a row that fails alone is logged and skipped for this pass."""
+        skip: set[int] = set()
+        done = 0
+
+        def one_by_one(rows: list[Row]) -> int:
+            ok = 0
+            for pk, name in rows:
+                try:
+                    act([pk])
+                    ok += 1
+                except Exception as exc:
+                    log.warning(
+                        "%s %s failed and is skipped until the next pass: %s: %s",
+                        what,
+                        name,
+                        exc.__class__.__name__,
+                        exc,
+                        exc_info=True,
+                    )
+                    skip.add(pk)
+                    summary.skipped += 1
+            return ok
+
+        def batches() -> int:
+            nonlocal done
+            while True:
+                rows = due(skip)
+                if rows:
+                    try:
+                        act([pk for pk, _ in rows])
+                        done += len(rows)
+                    except Exception:
+                        done += one_by_one(rows)
+                if len(rows) < BATCH:
+                    return done
+
+        self._step(what, summary, batches)
+        return done
+
+    def _due_devices(self, where: list[Any], order: Any, skip: set[int]) -> list[Row]:
         with self.ctx.db.session() as s:
-            due = s.exec(
-                select(Device)
-                .where(Device.status == ACTIVE, col(Device.rotate_due_at) <= now)
-                .order_by(col(Device.rotate_due_at))
-                .limit(BATCH)
-            ).all()
+            query = select(Device.id, Device.device_id).where(*where)
+            if skip:
+                query = query.where(col(Device.id).not_in(skip))
+            if order is not None:
+                query = query.order_by(order)
+            return [(pk, name) for pk, name in s.exec(query.limit(BATCH)).all()]  # type: ignore[misc]
+
+    def _load(self, s: Any, pks: list[int]) -> list[Device]:
+        rows = s.exec(select(Device).where(col(Device.id).in_(pks))).all()
+        order = {pk: i for i, pk in enumerate(pks)}
+        return sorted(rows, key=lambda d: order[d.id])
+
+    # -- rotation ---------------------------------------------------------------------------
+    def _due_rotation(self, now: datetime, skip: set[int]) -> list[Row]:
+        return self._due_devices(
+            [Device.status == ACTIVE, col(Device.rotate_due_at) <= now],
+            col(Device.rotate_due_at),
+            skip,
+        )
+
+    def _rotate(self, pks: list[int]) -> None:
+        with self.ctx.db.session() as s:
+            due = self._load(s, pks)
             self.devices.rotation.issue(s, due)
             for device in due:
                 if device.token_id is None:  # nothing to rotate: stop asking
                     device.rotate_due_at = None
                     s.add(device)
-        return len(due)
 
-    def _retire(self, now: datetime) -> int:
+    # -- retirement of the old slot ------------------------------------------------------
+    def _due_retirement(self, now: datetime, skip: set[int]) -> list[Row]:
+        return self._due_devices([col(Device.retire_due_at) <= now], None, skip)
+
+    def _retire(self, pks: list[int]) -> None:
         with self.ctx.db.session() as s:
-            due = s.exec(select(Device).where(col(Device.retire_due_at) <= now).limit(BATCH)).all()
-            for device in due:
+            for device in self._load(s, pks):
                 if device.retire_slot and device.retire_slot != device.active_slot:
                     s.exec(
                         sql_delete(TokenPassword).where(
@@ -102,44 +196,59 @@ class Reconciler:
                     )
                 device.retire_slot = device.retire_due_at = None
                 s.add(device)
-            return len(due)
 
-    def _disable_planned(self, now: datetime) -> int:
+    # -- planned disable ------------------------------------------------------------------
+    def _due_disable(self, now: datetime, skip: set[int]) -> list[Row]:
         with self.ctx.db.session() as s:
-            due = s.exec(
-                select(Token).where(col(Token.disable_at) <= now, Token.status == ENABLED)
-            ).all()
-            owners = (
-                dict(
-                    s.exec(
-                        select(Device.token_id, Device.device_id).where(
-                            col(Device.token_id).in_([t.id for t in due])
-                        )
-                    ).all()
-                )
-                if due
-                else {}
+            query = select(Token.id, Token.name).where(
+                col(Token.disable_at) <= now, Token.status == ENABLED
             )
-            plain = [t for t in due if t.id not in owners]
-            for token in plain:
-                token.status, token.disable_at, token.updated_at = "disabled", None, now
-                s.add(token)
-                audit(s, self.ctx, SCHEDULER_ACTOR, "token.disable.planned", token.name)
+            if skip:
+                query = query.where(col(Token.id).not_in(skip))
+            return [(pk, name) for pk, name in s.exec(query.limit(BATCH)).all()]  # type: ignore[misc]
+
+    def _disable_planned(self, pks: list[int]) -> None:
+        now = self.ctx.clock()
+        with self.ctx.db.session() as s:
+            due = s.exec(select(Token).where(col(Token.id).in_(pks))).all()
+            owners = dict(
+                s.exec(
+                    select(Device.token_id, Device.device_id).where(col(Device.token_id).in_(pks))
+                ).all()
+            )
+            for token in due:
+                if token.id not in owners:
+                    token.status, token.disable_at, token.updated_at = "disabled", None, now
+                    s.add(token)
+                    audit(s, self.ctx, SCHEDULER_ACTOR, "token.disable.planned", token.name)
         for device_id in owners.values():
             self.devices.disable(device_id, actor=SCHEDULER_ACTOR, reason="planned")
-        return len(due)
 
-    def _disable_inactive(self, now: datetime) -> int:
+    # -- inactivity -----------------------------------------------------------------------
+    def _disable_inactive(self, now: datetime, summary: PassSummary) -> int:
         with self.ctx.db.session() as s:
             groups = s.exec(
-                select(DeviceGroup).where(col(DeviceGroup.inactivity_limit_days).is_not(None))
+                select(DeviceGroup.id, DeviceGroup.name, DeviceGroup.inactivity_limit_days).where(
+                    col(DeviceGroup.inactivity_limit_days).is_not(None)
+                )
             ).all()
             silent: list[str] = []
-            for group in groups:
-                cutoff = now - timedelta(days=group.inactivity_limit_days or 0)
+            for group_id, name, days in groups:
+                try:
+                    cutoff = now - timedelta(days=days or 0)
+                except (OverflowError, ValueError) as exc:
+                    log.warning(
+                        "the inactivity check of group %s is skipped: its limit of %s days "
+                        "cannot be applied (%s)",
+                        name,
+                        days,
+                        exc,
+                    )
+                    summary.skipped += 1
+                    continue
                 silent += s.exec(
                     select(Device.device_id).where(
-                        Device.group_id == group.id,
+                        Device.group_id == group_id,
                         Device.status == ACTIVE,
                         or_(
                             col(Device.last_seen_at) < cutoff,
@@ -147,19 +256,33 @@ class Reconciler:
                         ),
                     )
                 ).all()
+        disabled = 0
         for device_id in silent:
-            self.devices.disable(device_id, actor=SCHEDULER_ACTOR, reason="inactive")
-        return len(silent)
+            try:
+                self.devices.disable(device_id, actor=SCHEDULER_ACTOR, reason="inactive")
+                disabled += 1
+            except Exception as exc:
+                log.warning(
+                    "disabling inactive device %s failed and is skipped until the next pass: "
+                    "%s: %s",
+                    device_id,
+                    exc.__class__.__name__,
+                    exc,
+                    exc_info=True,
+                )
+                summary.skipped += 1
+        return disabled
 
-    def _warn(self, now: datetime) -> int:
+    # -- expiry warnings ------------------------------------------------------------------
+    def _due_warning(self, now: datetime, skip: set[int]) -> list[Row]:
+        return self._due_devices(
+            [col(Device.warn_due_at) <= now, Device.status == ACTIVE], None, skip
+        )
+
+    def _warn(self, pks: list[int]) -> None:
         events: list[dict[str, Any]] = []
         with self.ctx.db.session() as s:
-            due = s.exec(
-                select(Device)
-                .where(col(Device.warn_due_at) <= now, Device.status == ACTIVE)
-                .limit(BATCH)
-            ).all()
-            for device in due:
+            for device in self._load(s, pks):
                 event = {
                     "event": "device.credentials.expiring",
                     "deviceId": device.device_id,
@@ -180,7 +303,6 @@ class Reconciler:
                 events.append(event)
         for event in events:
             self._webhook(event)
-        return len(due)
 
     def _webhook(self, event: dict[str, Any]) -> None:
         url = self.ctx.settings.warning_webhook_url

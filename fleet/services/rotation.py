@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlmodel import Session, col, select
 
 from fleet.credentials import PASSWORD_PREFIX, generate_secret
-from fleet.db.devices import Device, DeviceGroup
+from fleet.db.devices import ACTIVE, Device, DeviceGroup
 from fleet.db.models import Token, TokenPassword
 from fleet.services.context import ServiceContext
 from fleet.services.delivery import DeliveryService
@@ -32,8 +32,10 @@ class RotationService:
     def issue(
         self, s: Session, devices: Sequence[Device], slot_of: Callable[[Device], str] = other_slot
     ) -> int:
-        """A fresh password for each device in ``slot_of(device)``, sealed and queued."""
-        devices = [d for d in devices if d.token_id is not None]
+        """A fresh password for each device in ``slot_of(device)``, sealed and queued.
+
+        Only active devices get one: nothing is issued to a pending or disabled device."""
+        devices = [d for d in devices if d.token_id is not None and d.status == ACTIVE]
         if not devices:
             return 0
         now = self.ctx.clock()

@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 
+from device_agent.atomic import PRIVATE_MODE
 from fleet.config import Settings
 from fleet.registry_auth.keyring import KeyRing
 from fleet.registry_auth.keys import SigningKey
@@ -141,4 +142,5 @@ class SigningService:
         return self.ring.jwks()
 
     def write_bundle(self) -> None:
-        self.ring.write_bundle(self.settings.registry_bundle_file)
+        # In the private data directory; `fleet keys bundle` writes a readable copy elsewhere.
+        self.ring.write_bundle(self.settings.registry_bundle_file, mode=PRIVATE_MODE)

@@ -15,6 +15,7 @@ from fleet.db.models import DISABLED, ENABLED, SLOTS, ScopeMap, Token, TokenPass
 from fleet.domain.errors import ConflictError, LimitExceededError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
 from fleet.domain.rules import RepositoryActions, to_entries
+from fleet.domain.times import check_future
 from fleet.services.context import ServiceContext, audit
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.scope_maps import ScopeMapService, check_description, get_map
@@ -110,6 +111,19 @@ def _refuse_for_device(session: Session, token: Token, why: str) -> None:
         )
 
 
+def _refuse_for_device_status(session: Session, token: Token, status: str) -> None:
+    """A device's token is enabled and disabled with its device (broker login, wipe, new
+    password), never alone: disabled alone, an honest agent loops reject and reissue."""
+    owner = session.exec(select(Device.device_id).where(Device.token_id == token.id)).first()
+    if owner is not None:
+        verb = "enable" if status == ENABLED else "disable"
+        raise ConflictError(
+            f"token {token.name!r} belongs to device {owner!r} and follows it: use "
+            f"`fleet device {verb} --name {owner}` (POST /api/v1/devices/{owner}/{verb})",
+            code="DeviceToken",
+        )
+
+
 class TokenService:
     def __init__(self, ctx: ServiceContext, scope_maps: ScopeMapService) -> None:
         self.ctx = ctx
@@ -117,9 +131,9 @@ class TokenService:
         self.cursors = Cursors(ctx.hasher)
 
     def _check_expiry(self, expiry: datetime | None) -> None:
-        if expiry is not None and expiry <= self.ctx.clock():
-            raise ValidationError(
-                f"the expiry {expiry.isoformat()} is not in the future", code="InvalidExpiry"
+        if expiry is not None:
+            check_future(
+                expiry, self.ctx.clock(), f"the expiry {expiry.isoformat()}", code="InvalidExpiry"
             )
 
     # -- reads ----------------------------------------------------------------------------
@@ -266,12 +280,16 @@ class TokenService:
                 token.scope_map_id = get_map(s, scope_map).id
                 changes["scope_map"] = scope_map
             if status is not None and status != token.status:
+                _refuse_for_device_status(s, token, status)
                 token.status = status
                 changes["status"] = status
             if not isinstance(disable_at, _Unset):
-                if disable_at is not None and disable_at <= self.ctx.clock():
-                    raise ValidationError(
-                        f"the disable time {disable_at.isoformat()} is not in the future",
+                _refuse_for_device_status(s, token, DISABLED)
+                if disable_at is not None:
+                    check_future(
+                        disable_at,
+                        self.ctx.clock(),
+                        f"the disable time {disable_at.isoformat()}",
                         code="InvalidDisableTime",
                     )
                 token.disable_at = disable_at

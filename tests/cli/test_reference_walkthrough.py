@@ -152,6 +152,25 @@ def test_invalid_wildcards_are_refused_with_the_rule_named(fleet: Fleet) -> None
     assert "BadScopeMap" not in names
 
 
+def test_the_reference_wildcard_example_is_accepted_as_written(fleet: Fleet) -> None:
+    made = fleet.json(
+        "scope-map",
+        "create",
+        "--name",
+        "TeamAScopeMap",
+        "--repository",
+        "sample/teamA/*",
+        "content/write",
+        "--repository",
+        "sample/teamA/projectB",
+        "content/delete",
+    )
+    assert made["actions"] == [
+        "repositories/sample/teamA/*/content/write",
+        "repositories/sample/teamA/projectB/content/delete",
+    ]
+
+
 def test_update_scope_map_and_delete_and_metadata_actions(fleet: Fleet) -> None:
     fleet.json(
         "scope-map",

@@ -28,11 +28,35 @@ REFERENCE = [rule("sample/*", R), rule("sample/teama/*", W), rule("sample/teama/
         ("sample-other/x", set()),  # nor a sibling that shares its characters
         ("samplex/teama/projectb", set()),
         ("other", set()),
-        ("Sample/teama/projectb", set()),  # not a valid name: nothing
+        ("sample/team a/projectb", set()),  # not a valid name: nothing
     ],
 )
 def test_reference_additive_example(repository: str, expected: set[Action]) -> None:
     assert evaluate(REFERENCE, repository) == expected
+
+
+# The same example with the reference's own capitals: registry clients ask for lowercase names.
+REFERENCE_AS_WRITTEN = [
+    rule("sample/*", R),
+    rule("sample/teamA/*", W),
+    rule("sample/teamA/projectB", D),
+]
+
+
+@pytest.mark.parametrize(
+    ("repository", "expected"),
+    [
+        ("sample/teama/projectb", {R, W, D}),
+        ("sample/teama/projectc", {R, W}),
+        ("sample/teamb/x", {R}),
+        ("sample/teama", {R}),
+        ("Sample/teamA/projectB", {R, W, D}),  # matched without regard to case, both ways
+    ],
+)
+def test_reference_rules_as_written_match_without_regard_to_case(
+    repository: str, expected: set[Action]
+) -> None:
+    assert evaluate(REFERENCE_AS_WRITTEN, repository) == expected
 
 
 def test_root_wildcard_applies_everywhere_including_new_repositories() -> None:

@@ -10,6 +10,10 @@ VALID = [
     ("samples/*", PatternKind.PREFIX, "samples"),
     ("sample/teama/*", PatternKind.PREFIX, "sample/teama"),
     ("*", PatternKind.ROOT, ""),
+    # The reference's own rules, as written: kept as given, matched without regard to case.
+    ("sample/teamA/*", PatternKind.PREFIX, "sample/teamA"),
+    ("sample/teamA/projectB", PatternKind.EXACT, "sample/teamA/projectB"),
+    ("Samples/Hello", PatternKind.EXACT, "Samples/Hello"),
 ]
 
 INVALID = [
@@ -18,7 +22,8 @@ INVALID = [
     ("sample/teamA*", "wildcard"),
     ("sample/teamA/*/projectB/*", "single wildcard"),
     # Not OCI names.
-    ("Samples/hello", "not a valid repository name"),
+    ("samples/hel lo", "not a valid repository name"),
+    ("samples/héllo", "not a valid repository name"),
     ("samples//hello", "not a valid repository name"),
     ("/samples", "not a valid repository name"),
     ("samples/", "not a valid repository name"),

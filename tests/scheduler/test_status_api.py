@@ -60,6 +60,8 @@ def test_status_and_planned_disable_through_the_api(
         "devices_disabled_inactive": 0,
         "warnings": 0,
         "published": DEVICES,
+        "skipped": 0,
+        "failed_steps": 0,
     }
     assert len(broker.published) - published_before == DEVICES
     assert body["nextRun"] > body["lastRun"]["startedAt"]

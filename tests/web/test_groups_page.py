@@ -143,7 +143,7 @@ BAD_GROUPS = [
     ({"rotation_window_days": "20"}, "rotation_window_days", "the rotation window must be at "
      "least 1 day and shorter than the password lifetime (20 days)", 400),
     ({"inactivity_limit_days": "0"}, "inactivity_limit_days",
-     "the inactivity limit must be at least 1 day (or none)", 400),
+     "the inactivity limit must be 1 to 3650 days (or none)", 400),
     ({"inactivity_limit_days": "-3"}, "inactivity_limit_days",
      "The inactivity limit is a whole number of days (empty for no limit)", 400),
     ({"scope_map": ""}, "scope_map", "A scope map is required", 400),

@@ -131,9 +131,11 @@ def test_the_services_figures(
     assert run.started_at == T0 + timedelta(hours=1, minutes=6)
     assert run.summary == {
         "devices_disabled_inactive": 0,
+        "failed_steps": 0,
         "published": 3,  # the three unacknowledged deliveries, sent again
         "retired": 0,
         "rotated": 0,
+        "skipped": 0,
         "tokens_disabled": 0,
         "warnings": 1,
     }

@@ -1,0 +1,74 @@
+"""A device's token follows its device: ``PATCH /tokens/dev-...`` that would change its status
+or plan its disable is a 409 naming the command to use, and changes nothing (issue 12,
+defect 16, first half). Disabled that way, an honest agent looped reject/reissue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlmodel import select
+
+from fleet.app import create_app
+from fleet.db.models import AuditEvent
+from fleet.services import Services
+from tests.devices.conftest import new_device
+
+DEVICE = "rpi-0001"
+TOKEN = f"dev-{DEVICE}"
+
+
+@pytest.fixture
+def call(fleet: Services, secret: str):  # type: ignore[no-untyped-def]
+    fleet.devices.enroll(DEVICE, secret, *new_device(DEVICE).keys)
+    app: Flask = create_app(fleet.ctx.settings, fleet)
+    _, key = fleet.api_keys.create("ops", actor="t")
+    client = app.test_client()
+
+    def run(method: str, path: str, body: object = None) -> Any:
+        headers = {"Authorization": f"Bearer {key}"}
+        return client.open(f"/api/v1{path}", method=method, json=body, headers=headers)
+
+    return run
+
+
+def _audited(fleet: Services) -> list[str]:
+    with fleet.ctx.db.session() as s:
+        return [e.action for e in s.exec(select(AuditEvent)).all()]
+
+
+@pytest.mark.parametrize(
+    ("body", "command"),
+    [
+        ({"status": "disabled"}, "fleet device disable --name rpi-0001"),
+        ({"disableAt": "2030-01-01T00:00:00Z"}, "fleet device disable --name rpi-0001"),
+        ({"disableAt": None}, "fleet device"),
+    ],
+)
+def test_status_and_planned_disable_of_a_device_token_are_refused(
+    call: Any, fleet: Services, body: dict[str, object], command: str
+) -> None:
+    before = call("GET", f"/tokens/{TOKEN}").get_json()
+    audited = _audited(fleet)
+    response = call("PATCH", f"/tokens/{TOKEN}", body)
+    assert response.status_code == 409, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "DeviceToken"
+    assert DEVICE in error["message"] and command in error["message"]
+    assert call("GET", f"/tokens/{TOKEN}").get_json() == before
+    assert _audited(fleet) == audited
+
+
+def test_enabling_a_disabled_device_token_names_device_enable(call: Any, fleet: Services) -> None:
+    fleet.devices.disable(DEVICE, actor="t")
+    response = call("PATCH", f"/tokens/{TOKEN}", {"status": "enabled"})
+    assert response.status_code == 409
+    assert "fleet device enable --name rpi-0001" in response.get_json()["error"]["message"]
+    assert call("GET", f"/tokens/{TOKEN}").get_json()["status"] == "disabled"
+
+
+def test_an_unchanged_status_is_still_fine(call: Any) -> None:
+    """Saying what already is changes nothing and is not an error (the CLI may send it)."""
+    response = call("PATCH", f"/tokens/{TOKEN}", {"status": "enabled"})
+    assert response.status_code == 200, response.get_json()
