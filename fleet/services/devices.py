@@ -420,8 +420,12 @@ class DeviceService:
                 token.status, token.updated_at = TOKEN_DISABLED, self.ctx.clock()
                 token.disable_at = None
                 s.add(token)
+            # The device is told to wipe what it holds; the server forgets it too, so an
+            # Enable later revives no password copied off the device (only a fresh one).
+            s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == device.token_id))
         wipe = self.delivery.queue_command(s, device, "wipe")
         device.rotate_due_at = device.warn_due_at = None
+        device.retire_slot = device.retire_due_at = None
         seen = device.last_seen_at
         online = seen is not None and self.ctx.clock() - seen < RECENTLY_SEEN
         audit(s, self.ctx, actor, "device.disable", device.device_id, reason=reason)

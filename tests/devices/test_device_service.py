@@ -250,6 +250,31 @@ def test_disable_cuts_token_and_login_and_sends_wipe(
     fresh = dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")])
     assert fresh.version > wipe.version
     assert fleet.registry_auth.authenticate("dev-rpi-0001", fresh.payload["password"])
+    # The password held before the disable (copied off a stolen device, say) stays dead.
+    assert fleet.registry_auth.authenticate("dev-rpi-0001", creds.payload["password"]) is None
+
+
+def test_a_rotated_device_disabled_and_enabled_keeps_neither_old_password(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    dev = new_device("rpi-0001")
+    fleet.devices.enroll("rpi-0001", secret, *dev.keys)
+    first = dev.open(fleet, broker.retained[topics.credentials_topic("rpi-0001")])
+    status(fleet, "rpi-0001", type="ack", kind="credentials", version=1)
+    fleet.devices.rotate("rpi-0001", actor=ME)  # both slots hold a live password now
+    second = dev.open(
+        fleet, broker.retained[topics.credentials_topic("rpi-0001")], last_version=first.version
+    )
+    fleet.devices.disable_many(["rpi-0001"], actor=ME, reason="stolen")
+    fleet.devices.enable("rpi-0001", actor=ME)
+    fresh = dev.open(
+        fleet, broker.retained[topics.credentials_topic("rpi-0001")], last_version=second.version
+    )
+    assert fleet.registry_auth.authenticate("dev-rpi-0001", fresh.payload["password"])
+    for old in (first, second):
+        assert fleet.registry_auth.authenticate("dev-rpi-0001", old.payload["password"]) is None
+    token = fleet.tokens.show("dev-rpi-0001")
+    assert [p.name for p in token.passwords] == [fresh.payload["slot"]]
 
 
 def test_device_tokens_are_guarded(fleet: Services, secret: str) -> None:

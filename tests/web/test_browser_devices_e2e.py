@@ -278,6 +278,8 @@ def test_find_one_device_among_1000_disable_it_and_enable_it(fleet: Fleet, page:
     assert renewed is not None
     assert _token_answer(fleet, registry_user, renewed.password) == 200
     assert _broker_connack(fleet, mqtt.username, mqtt.password) == "Success"
+    # The password it held before the disable stays refused: enabling revives no old secret.
+    assert _token_answer(fleet, registry_user, stored.password) == 401
     assert page.csp_errors == []
     status = json.loads(fleet.agent("status", "--json").stdout)
     assert status["last_pull"]["ok"] is True

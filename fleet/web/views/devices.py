@@ -152,7 +152,7 @@ def _disable_lines(d: DeviceView, reason: str) -> list[str]:
         f"{d.device_id}: registry token {d.token or '(none)'} disabled: {_registry_cut()}.",
         f"Its broker login {d.mqtt_username} is disabled and it is told to wipe its "
         "credentials (a connected device gets a few seconds to read that first).",
-        "Enable brings it back with a fresh password.",
+        "Its registry passwords are deleted; Enable brings it back with a fresh one only.",
         f"Reason, kept in the audit log: {reason}",
     ]
 
@@ -334,8 +334,8 @@ def devices_disable() -> Any:
     if form.get("confirmed") != "1":
         lines = [
             f"{len(chosen)} device(s) are disabled: {', '.join(chosen)}.",
-            f"For each, its registry token is disabled ({_registry_cut()}), its broker "
-            "login is disabled, and it is told to wipe its credentials.",
+            f"For each, its registry token is disabled ({_registry_cut()}) and its passwords "
+            "deleted, its broker login is disabled, and it is told to wipe its credentials.",
             "A device already disabled is left as it is; Enable brings one back.",
             f"Reason, kept in the audit log of each: {reason}",
         ]
