@@ -5,13 +5,11 @@ seeded sweep proving it agrees with the token endpoint's own password check and 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func
+from sqlalchemy import func
 from sqlmodel import select
 
 from fleet.db.models import AuditEvent
@@ -20,6 +18,7 @@ from fleet.domain.errors import NotFoundError, ValidationError
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
 from tests.conftest import FakeClock
+from tests.support.statements import counted
 
 ME = "test"
 REFERENCE = [
@@ -166,28 +165,13 @@ def _audit_count(services: Services) -> int:
         return s.exec(select(func.count()).select_from(AuditEvent)).one()
 
 
-@contextmanager
-def _queries(services: Services) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        seen.append(args[2])
-
-    engine = services.ctx.db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def test_a_constant_number_of_queries_whatever_the_map_size(fleet: Services) -> None:
     big = [RepositoryActions(f"team{i}/*", ("content/read", "metadata/read")) for i in range(200)]
     fleet.scope_maps.create("big-map", big, actor=ME)
     fleet.tokens.create("robot-2", scope_map="big-map", actor=ME)
     counts = []
     for name in ("robot-1", "robot-2"):
-        with _queries(fleet) as seen:
+        with counted(fleet) as seen:
             fleet.access.explain(token=name, repository="team7/x", action="content/read")
         counts.append(len([q for q in seen if q.lstrip().upper().startswith("SELECT")]))
     assert counts == [3, 3]

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +36,7 @@ from fleet.services.views import DeviceView
 from tests.conftest import FakeClock
 from tests.devices.conftest import new_device
 from tests.support.fake_broker import FakeBroker
+from tests.support.statements import counted
 
 PULL = "_repositories_pull"
 ME = "test"
@@ -106,21 +106,6 @@ def walk(services: Services, query: DeviceQuery, limit: int) -> list[list[str]]:
 
 def ids(services: Services, limit: int = 100, **query: Any) -> list[str]:
     return [d for page in walk(services, DeviceQuery(**query), limit) for d in page]
-
-
-@contextmanager
-def counted(services: Services) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engine = services.ctx.db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

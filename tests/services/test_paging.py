@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from fleet.db.devices import ACTIVE, DELIVERY_ACKED, DELIVERY_PENDING, DISABLED, Delivery, Device
 from fleet.domain.errors import ValidationError
 from fleet.domain.system_maps import SYSTEM_SCOPE_MAP_NAMES
 from fleet.services import Services
 from fleet.services.paging import MAX_LIMIT, Cursors, Page, check_limit, parse_limit
+from tests.support.statements import counted
 
 ME = "test"
 PULL = "_repositories_pull"
@@ -41,21 +40,6 @@ def db_order(services: Services) -> list[str]:
 def make_tokens(services: Services, names: list[str], scope_map: str = PULL) -> None:
     for name in names:
         services.tokens.create(name, scope_map=scope_map, actor=ME)
-
-
-@contextmanager
-def counted(services: Services) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engine = services.ctx.db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def add_devices(services: Services, group: str, ids: list[str], status: str = ACTIVE) -> None:

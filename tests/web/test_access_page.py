@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import event, func
+from sqlalchemy import func
 from sqlmodel import select
 
 from fleet.db.models import AuditEvent
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
+from tests.support.statements import counted
 from tests.web.conftest import Browser
 
 ME = "test"
@@ -207,28 +205,13 @@ def test_signed_out_is_sent_to_sign_in_and_post_is_refused(browser: Browser) -> 
     assert browser.client.post("/ui/access", data={"csrf_token": token}).status_code == 405
 
 
-@contextmanager
-def _queries(services: Services) -> Iterator[list[Any]]:
-    seen: list[Any] = []
-
-    def count(*args: Any) -> None:
-        seen.append(args[2])
-
-    engine = services.ctx.db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def test_the_page_costs_the_same_queries_whatever_the_map(viewer: Browser, fleet: Services) -> None:
     big = [RepositoryActions(f"team{i}/*", ("content/read",)) for i in range(300)]
     fleet.scope_maps.create("big-map", big, actor=ME)
     fleet.tokens.create("robot-2", scope_map="big-map", actor=ME)
     counts = []
     for name in ("robot-1", "robot-2"):
-        with _queries(fleet) as seen:
+        with counted(fleet) as seen:
             main = _main(_page(viewer, name=name, repository="team7/x", action="content/read"))
         counts.append(len(seen))
     assert counts[0] == counts[1]

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import event
 from sqlmodel import col, select
 
 from fleet.db.models import AuditEvent
@@ -23,6 +20,7 @@ from fleet.services import Services
 from tests.conftest import FakeClock
 from tests.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
+from tests.support.statements import counted
 from tests.web.conftest import Browser
 
 READ = ("content/read", "metadata/read")
@@ -84,21 +82,6 @@ def _audit(services: Services) -> list[tuple[str, str, str, str]]:
     with services.ctx.db.session() as s:
         rows = s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
         return [(e.actor, e.action, e.target, e.detail) for e in rows]
-
-
-@contextmanager
-def counted(services: Services) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        seen.append(args[2])
-
-    engine = services.ctx.db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 # -- the list ------------------------------------------------------------------------------

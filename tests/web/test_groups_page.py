@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlmodel import col, select
 
 from fleet.db.models import AuditEvent
@@ -20,6 +17,7 @@ from fleet.services import Services
 from tests.conftest import FakeClock
 from tests.devices.conftest import new_device
 from tests.support.fake_broker import FakeBroker
+from tests.support.statements import counted
 from tests.web.conftest import Browser
 
 READ = ("content/read", "metadata/read")
@@ -67,21 +65,6 @@ def _enroll_pending(services: Services, group: str, *device_ids: str) -> None:
         assert view.status == "pending"
 
 
-@contextmanager
-def _queries(services: Services) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        seen.append(args[2])
-
-    engine = services.ctx.db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def test_the_table_shows_each_group_with_its_counts_in_constant_queries(
     admin: Browser, fleet: Services
 ) -> None:
@@ -100,12 +83,12 @@ def test_the_table_shows_each_group_with_its_counts_in_constant_queries(
     assert cells == ["devices-read", "30 d", "7 d", "none", "yes", "2 (2 pending)"]
     assert 'aria-current="page">Groups</a>' in page
 
-    with _queries(fleet) as one_group:
+    with counted(fleet) as one_group:
         assert admin.get("/ui/groups").status_code == 200
     for n in range(5):
         fleet.groups.create(f"more-{n:02d}", scope_map="devices-read", actor="t")
         _enroll_pending(fleet, "careful", f"rpi-01{n:02d}")
-    with _queries(fleet) as six_groups:
+    with counted(fleet) as six_groups:
         assert admin.get("/ui/groups").status_code == 200
     assert len(six_groups) == len(one_group)
 
