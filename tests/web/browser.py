@@ -63,6 +63,17 @@ def watched_page(context: Any) -> Any:
 
 
 OPERATOR_PASSWORD = "correct horse battery staple"
+
+
+def sign_in(page: Any, server: FleetServer, name: str, *, at: str) -> None:
+    """Sign in as ``name`` (one of ``OPERATORS``) through the form, landing on ``at``."""
+    page.goto(f"{server.url}/ui/sign-in?next={at}")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(OPERATOR_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.url}{at}")
+
+
 OPERATORS = (("alice", "admin"), ("victor", "viewer"))
 
 

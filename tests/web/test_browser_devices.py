@@ -18,8 +18,7 @@ import pytest
 from tests.e2e.fleet_process import FleetServer
 from tests.support.mosquitto import Mosquitto
 from tests.support.timing import scaled
-from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
-from tests.web.browser import axe_violations, dashboard_server
+from tests.web.browser import axe_violations, dashboard_server, sign_in, watched_page
 
 pytestmark = pytest.mark.e2e
 AGENT = str(Path(sys.executable).with_name("fleet-agent"))
@@ -46,23 +45,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
 @pytest.fixture
 def page(chromium: Any) -> Iterator[Any]:
     context = chromium.new_context()
-    page = context.new_page()
+    page = watched_page(context)
     page.set_default_timeout(10_000)
-    page.csp_errors = []
-    page.on(
-        "console",
-        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
-    )
     yield page
     context.close()
-
-
-def sign_in(page: Any, server: FleetServer, name: str) -> None:
-    page.goto(f"{server.url}/ui/sign-in?next=/ui/devices")
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{server.url}/ui/devices")
 
 
 def rows(page: Any) -> list[str]:
@@ -70,7 +56,7 @@ def rows(page: Any) -> list[str]:
 
 
 def test_search_disable_and_enable_a_device(server: FleetServer, page: Any) -> None:
-    sign_in(page, server, "alice")
+    sign_in(page, server, "alice", at="/ui/devices")
     assert rows(page) == list(DEVICES)
     assert axe_violations(page) == []
 
@@ -114,7 +100,7 @@ def test_search_disable_and_enable_a_device(server: FleetServer, page: Any) -> N
 
 
 def test_disable_two_devices_at_once(server: FleetServer, page: Any) -> None:
-    sign_in(page, server, "alice")
+    sign_in(page, server, "alice", at="/ui/devices")
     page.goto(f"{server.url}/ui/devices?q=pi-000")
     page.get_by_role("checkbox", name="pi-0001", exact=True).check()
     page.get_by_role("checkbox", name="pi-0003", exact=True).check()
@@ -135,7 +121,7 @@ def test_disable_two_devices_at_once(server: FleetServer, page: Any) -> None:
 
 
 def test_a_viewer_reads_both_pages_without_change_buttons(server: FleetServer, page: Any) -> None:
-    sign_in(page, server, "victor")
+    sign_in(page, server, "victor", at="/ui/devices")
     main = page.get_by_role("main")
     assert rows(page) == list(DEVICES)
     assert page.locator("table.devices input[type=checkbox]").count() == 0

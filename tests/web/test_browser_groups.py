@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.fleet_process import FleetServer
-from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
-from tests.web.browser import axe_violations, dashboard_server, watched_page
+from tests.web.browser import axe_violations, dashboard_server, sign_in, watched_page
 
 pytestmark = pytest.mark.e2e
 
@@ -38,16 +37,8 @@ def page(context: Any) -> Any:
     return page
 
 
-def sign_in(page: Any, server: FleetServer, name: str) -> None:
-    page.goto(f"{server.url}/ui/sign-in?next=/ui/groups")
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{server.url}/ui/groups")
-
-
 def test_create_a_group_and_copy_a_one_time_code(server: FleetServer, page: Any) -> None:
-    sign_in(page, server, "alice")
+    sign_in(page, server, "alice", at="/ui/groups")
     assert axe_violations(page) == []
     page.get_by_role("button", name="Create a group").click()
     page.wait_for_url(f"{server.url}/ui/groups/new")
@@ -108,7 +99,7 @@ def test_a_viewer_reads_the_groups_pages_without_change_buttons(
     made = server.cli("group", "create", "--name", "readers", "--scope-map", "_repositories_pull")
     assert made.ok, made.stderr
     assert server.cli("group", "secret", "create", "--name", "readers").ok
-    sign_in(page, server, "victor")
+    sign_in(page, server, "victor", at="/ui/groups")
     assert page.get_by_role("link", name="readers").is_visible()
     assert page.get_by_role("button", name="Create a group").count() == 0
     assert axe_violations(page) == []

@@ -19,12 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.fleet_process import FleetServer
 from tests.e2e.stack import ISSUER, SERVER_ENV, SERVICE, Stack, denied, ok, unauthorized
 from tests.support.registry import Registry
 from tests.support.timing import scaled, wait_until
-from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
-from tests.web.browser import axe_violations, dashboard_server
+from tests.web.browser import axe_violations, dashboard_server, sign_in, watched_page
 
 pytestmark = pytest.mark.e2e
 PAGE_TIMEOUT_S = 10.0
@@ -52,23 +50,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def page(chromium: Any, stack: Stack) -> Iterator[Any]:
     context = chromium.new_context()
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.server.url)
-    page = context.new_page()
+    page = watched_page(context)
     page.set_default_timeout(scaled(PAGE_TIMEOUT_S) * 1000)
-    page.csp_errors = []
-    page.on(
-        "console",
-        lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
-    )
     yield page
     context.close()
-
-
-def sign_in(page: Any, server: FleetServer, name: str) -> None:
-    page.goto(f"{server.url}/ui/sign-in?next=/ui/tokens")
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{server.url}/ui/tokens")
 
 
 def accessible(page: Any) -> None:
@@ -95,7 +80,7 @@ def generate(page: Any, slot: str, expiry: str = "", *, replacing: bool = False)
 
 def test_the_portal_walk_through(stack: Stack, page: Any) -> None:
     server = stack.server
-    sign_in(page, server, "alice")
+    sign_in(page, server, "alice", at="/ui/tokens")
     accessible(page)
 
     # Tokens > +Add; a token name; Scope map: Create new.
@@ -213,7 +198,7 @@ def test_a_viewer_reads_tokens_and_scope_maps_without_change_buttons(
     stack: Stack, page: Any
 ) -> None:
     stack.create_token("Reader-1", ["samples/*", "content/read"])
-    sign_in(page, stack.server, "victor")
+    sign_in(page, stack.server, "victor", at="/ui/tokens")
     assert page.get_by_role("button", name="+Add a token").count() == 0
     accessible(page)
     page.get_by_role("link", name="Reader-1", exact=True).click()
@@ -233,7 +218,7 @@ def test_a_viewer_reads_tokens_and_scope_maps_without_change_buttons(
 
 
 def test_scope_map_pages_an_admin_reaches(stack: Stack, page: Any) -> None:
-    sign_in(page, stack.server, "alice")
+    sign_in(page, stack.server, "alice", at="/ui/tokens")
     page.goto(f"{stack.server.url}/ui/scope-maps")
     page.get_by_role("button", name="+Add a scope map").click()
     page.wait_for_url(f"{stack.server.url}/ui/scope-maps/new")
