@@ -113,6 +113,9 @@ def test_allowed_with_every_matching_rule_and_the_map_table(viewer: Browser) -> 
     assert main.count('<tr class="match">') == 3
     assert "password1: signs in; does not expire" in _text(main)
     assert "Why" not in main
+    # The token and its map lead to their pages.
+    assert '<a href="/ui/tokens/robot-1">robot-1</a>' in main
+    assert '<a href="/ui/scope-maps/reference-map">reference-map</a>' in main
     # The form keeps what was asked.
     assert 'value="sample/teama/projectb"' in main
     assert '<option value="content/delete" selected>' in main
