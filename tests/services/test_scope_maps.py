@@ -164,7 +164,7 @@ def test_a_map_at_the_entry_limit_is_audited_on_every_database(services: Service
 
 
 def test_names_are_the_lists_first_names_in_one_query(services: Services) -> None:
-    from tests.services.test_paging import counted
+    from tests.support.statements import counted
 
     for name in ("b-map-1", "A-map-1", "c-map-1"):
         services.scope_maps.create(name, [], actor=ME)

@@ -13,8 +13,9 @@ import pytest
 from fleet.domain.errors import NotFoundError
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
+from tests.support.statements import counted
 from tests.web.conftest import Browser
-from tests.web.test_groups_page import _audit, _queries
+from tests.web.test_groups_page import _audit
 
 HELLO = [RepositoryActions("samples/hello-world", ("content/read", "content/write"))]
 NEW = {
@@ -76,11 +77,11 @@ def test_the_list_shows_system_maps_first_and_pages_in_constant_queries(
     assert "SystemDefined" in page and "+Add a scope map" in page
     assert 'aria-current="page">Scope maps</a>' in page
 
-    with _queries(services) as few:
+    with counted(services) as few:
         admin.get("/ui/scope-maps")
     for n in range(50):
         services.scope_maps.create(f"map-{n:03d}", HELLO, actor="t")
-    with _queries(services) as full:
+    with counted(services) as full:
         first = _text(admin.get("/ui/scope-maps"))
     assert len(full) == len(few)
     assert len(re.findall(r'<th scope="row"><a href="/ui/scope-maps/', first)) == 50

@@ -17,8 +17,9 @@ from fleet.services import Services
 from tests.conftest import FakeClock
 from tests.devices.conftest import new_device
 from tests.support.fake_broker import FakeBroker
+from tests.support.statements import counted
 from tests.web.conftest import Browser
-from tests.web.test_groups_page import _audit, _queries
+from tests.web.test_groups_page import _audit
 
 HELLO = [RepositoryActions("samples/hello-world", ("content/read", "content/write"))]
 VALUE = re.compile(r'id="created-value" readonly value="([^"]+)"')
@@ -81,12 +82,12 @@ def test_the_list_shows_each_token_and_pages_in_constant_queries(
     assert "disabled</span>" in page and 'aria-current="page">Tokens</a>' in page
     assert "+Add a token" in page
 
-    with _queries(fleet) as two:
+    with counted(fleet) as two:
         admin.get("/ui/tokens")
     for n in range(60):
         made = fleet.tokens.create(f"Token-{n:03d}", scope_map="MyScopeMap", actor="t")
         assert made.passwords
-    with _queries(fleet) as full:
+    with counted(fleet) as full:
         first = _text(admin.get("/ui/tokens"))
     assert len(full) == len(two)
     listed = re.findall(r'<th scope="row"><a href="/ui/tokens/([^"]+)">', first)
@@ -139,6 +140,10 @@ def test_create_a_token_with_a_new_scope_map_made_on_the_spot(
     default = _create(admin, name="Wildcard", **{"repo-0": "samples/*"})
     assert default.status_code == 303
     assert fleet.tokens.show("Wildcard").scope_map == "Wildcard-scope-map"
+    # The reference's own rule, capitals and all, is kept as written (matched ignoring case).
+    teams = _create(admin, name="TeamA", **{"repo-0": "sample/teamA/*"})
+    assert teams.status_code == 303
+    assert fleet.scope_maps.show("TeamA-scope-map").entries[0][0] == "sample/teamA/*"
 
 
 def test_add_row_brings_the_form_back_with_one_more_row_and_makes_nothing(
@@ -184,7 +189,7 @@ BAD_TOKENS = [
      "wildcard must end the rule as '/*' (for example 'samples/*')", 400),
     ({"repo-0": "sample/teamA/*/projectB/*"}, "repo-0", "invalid repository rule "
      "'sample/teamA/*/projectB/*': a rule may hold a single wildcard '*'", 400),
-    ({"repo-0": "Samples/Hello"}, "repo-0", "invalid repository rule 'Samples/Hello': not a "
+    ({"repo-0": "samples//hello"}, "repo-0", "invalid repository rule 'samples//hello': not a "
      "valid repository name", 400),
     ({"act-0": []}, "repo-0", "choose at least one permission for 'samples/hello-world'", 400),
     ({"act-0": ["content/read", "content/erase"]}, "repo-0", "repository rule "
