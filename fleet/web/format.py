@@ -34,3 +34,11 @@ def time_tag(at: datetime | None, now: datetime | None = None) -> Markup:
     return Markup('<time datetime="{}" title="{}">{}</time>').format(
         escape(at.astimezone(UTC).isoformat()), escape(exact(at)), escape(relative(at, now))
     )
+
+
+def is_whole(raw: str, max_digits: int = 19) -> bool:
+    """Whether a person typed a whole number ``int()`` takes, short enough to parse cheaply.
+
+    ``str.isdigit`` alone is not enough: it holds for '²', which ``int()`` refuses.
+    """
+    return raw.isascii() and raw.isdigit() and len(raw) <= max_digits

@@ -73,7 +73,15 @@ def test_filters_are_exact_prefix_and_time(
 
 @pytest.mark.parametrize(
     "query",
-    ["since=yesterday", "before=-3", "limit=100000", "before=1&after=2", "actor=" + "x" * 300],
+    [
+        "since=yesterday",
+        "before=-3",
+        "limit=100000",
+        "before=1&after=2",
+        "actor=" + "x" * 300,
+        "limit=%C2%B2",  # '²': str.isdigit() holds, int() refuses
+        "before=" + "9" * 5000,  # longer than int() parses by default
+    ],
 )
 def test_bad_filters_are_a_400_page(browser: Browser, query: str) -> None:
     browser.sign_in()

@@ -536,3 +536,9 @@ def test_the_timeline_is_paged_newest_first(admin: Browser, fleet: Services) -> 
     assert body.count("<code>device.allow-reenroll</code>") == 5
     assert body.count("<code>device.enroll</code>") == 1 and "Older events" not in second
     assert 'href="/ui/devices/pi-0001#timeline-title">Newest events</a>' in second
+
+
+@pytest.mark.parametrize("query", ["limit=%C2%B2", "limit=" + "9" * 5000])
+def test_a_number_int_refuses_is_a_400_not_a_500(admin: Browser, query: str) -> None:
+    answer = admin.get(f"/ui/devices?{query}")
+    assert answer.status_code == 400

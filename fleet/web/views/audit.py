@@ -15,6 +15,7 @@ from werkzeug.datastructures import MultiDict
 from fleet.domain.errors import ValidationError
 from fleet.services.audit import DEFAULT_PAGE, MAX_PAGE, AuditEventView, AuditFilter
 from fleet.web.blueprint import web
+from fleet.web.format import is_whole
 from fleet.web.session import services
 
 FILTERS = ("actor", "action", "target", "since", "until")
@@ -41,7 +42,7 @@ def _int(args: MultiDict[str, str], name: str, low: int, high: int) -> int | Non
     raw = args.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not is_whole(raw, len(str(high))) or not low <= int(raw) <= high:
         raise ValidationError(f"'{name}' is a whole number from {low} to {high}", code="Invalid")
     return int(raw)
 

@@ -24,7 +24,7 @@ from fleet.services.devices import MAX_BULK
 from fleet.services.paging import DEFAULT_LIMIT
 from fleet.services.views import DeviceView
 from fleet.web.blueprint import admin_required, web
-from fleet.web.format import exact
+from fleet.web.format import exact, is_whole
 from fleet.web.session import services
 from fleet.web.views.groups import actor
 
@@ -52,7 +52,7 @@ def _limit(args: MultiDict[str, str]) -> int:
     raw = _arg(args, "limit")
     if not raw:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or len(raw) > MAX_DIGITS or not 1 <= int(raw) <= MAX_BULK:
+    if not is_whole(raw, MAX_DIGITS) or not 1 <= int(raw) <= MAX_BULK:
         raise ValidationError(
             f"'limit' is a whole number from 1 to {MAX_BULK}, not {raw[:20]!r}",
             code="InvalidLimit",
@@ -96,7 +96,7 @@ def _timeline_before() -> int | None:
     raw = _arg(request.args, "before")
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > MAX_DIGITS or not 1 <= int(raw) <= MAX_EVENT_ID:
+    if not is_whole(raw, MAX_DIGITS) or not 1 <= int(raw) <= MAX_EVENT_ID:
         raise ValidationError("'before' is an event id (a whole number)", code="InvalidCursor")
     return int(raw)
 

@@ -17,6 +17,7 @@ from fleet.api.errors import status_of
 from fleet.domain.errors import FleetError
 from fleet.services.views import GroupView
 from fleet.web.blueprint import admin_required, web
+from fleet.web.format import is_whole
 from fleet.web.session import current_operator, services
 
 FIELD_OF_CODE = {
@@ -71,7 +72,7 @@ class GroupForm:
     def _days(self, name: str, raw: str) -> None:
         if not raw and name == "inactivity_limit_days":
             self.parsed[name] = None  # no limit
-        elif raw.isdigit() and len(raw) <= MAX_DAYS_DIGITS:
+        elif is_whole(raw, MAX_DAYS_DIGITS):
             self.parsed[name] = int(raw)
         else:
             self.errors[name] = f"{DAYS_FIELDS[name]} is a whole number of days"

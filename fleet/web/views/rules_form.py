@@ -16,6 +16,7 @@ from werkzeug.datastructures import MultiDict
 from fleet.domain.actions import Action
 from fleet.domain.errors import ValidationError
 from fleet.domain.rules import RepositoryActions, to_entries
+from fleet.web.format import is_whole
 
 ACTIONS = tuple(a.value for a in Action)
 MAX_ROWS = 500  # a map holds at most 500 entries (the default limit), so at most 500 rows
@@ -56,7 +57,7 @@ class RulesForm:
     @classmethod
     def read(cls, form: MultiDict[str, str]) -> RulesForm:
         raw = form.get("rows", "")
-        count = min(int(raw), MAX_ROWS) if raw.isdigit() and len(raw) <= 4 else 0
+        count = min(int(raw), MAX_ROWS) if is_whole(raw, 4) else 0
         rows = []
         for i in range(count):
             repository = form.get(f"repo-{i}", "").strip()[:MAX_REPOSITORY_CHARS]
