@@ -21,6 +21,7 @@ from fleet.services.views import ScopeMapView
 from fleet.web.blueprint import admin_required, web
 from fleet.web.session import services
 from fleet.web.views.groups import actor, confirm_page
+from fleet.web.views.listing import keyset_list
 from fleet.web.views.rules_form import ACTIONS, ADD_ROW, RulesForm, as_rules
 
 PAGE = 50
@@ -67,13 +68,7 @@ class MapForm:
 
 @web.get("/scope-maps")
 def scope_maps() -> Any:
-    svc = services()
-    args = request.args
-    page = svc.scope_maps.list(
-        limit=PAGE, cursor=args.get("cursor") or None, before=args.get("before") or None
-    )
-    first = page.prev_cursor is None and not args.get("cursor")
-    return render_template("scope_maps.html", page=page, first=first, now=svc.ctx.clock())
+    return keyset_list("scope_maps.html", services().scope_maps.list, PAGE)
 
 
 def _new_page(form: MapForm, status: int = 200) -> Any:

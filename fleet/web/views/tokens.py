@@ -25,6 +25,7 @@ from fleet.web.blueprint import admin_required, web
 from fleet.web.session import services
 from fleet.web.views.enrollment import _expiry as parse_expiry
 from fleet.web.views.groups import actor, confirm_page, is_admin
+from fleet.web.views.listing import keyset_list
 from fleet.web.views.rules_form import ACTIONS, ADD_ROW, RulesForm
 
 PAGE = 50
@@ -89,13 +90,7 @@ def map_choices() -> list[str]:
 
 @web.get("/tokens")
 def tokens() -> Any:
-    svc = services()
-    args = request.args
-    page = svc.tokens.list(
-        limit=PAGE, cursor=args.get("cursor") or None, before=args.get("before") or None
-    )
-    first = page.prev_cursor is None and not args.get("cursor")
-    return render_template("tokens.html", page=page, first=first, now=svc.ctx.clock())
+    return keyset_list("tokens.html", services().tokens.list, PAGE)
 
 
 def _new_page(form: TokenForm, status: int = 200) -> Any:
