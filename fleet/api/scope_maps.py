@@ -102,7 +102,10 @@ def scope_map_tokens(name: str) -> Any:
 @api.operation(
     "/scope-maps/<name>",
     "DELETE",
-    summary="Delete a scope map; tokens using it are left with no permissions",
+    summary=(
+        "Delete a scope map; tokens using it are left with no permissions "
+        "(409 ScopeMapInUse while a device group uses it)"
+    ),
     tag=TAG,
     response=ScopeMapDeleted,
 )

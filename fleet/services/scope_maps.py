@@ -25,6 +25,8 @@ from fleet.services.context import ServiceContext, audit
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.views import ScopeMapView
 
+MAX_NAMED_GROUPS = 5  # a refusal names at most this many groups
+
 MAX_DESCRIPTION = 1024
 SCOPE_MAPS, SCOPE_MAP_TOKENS = "scope-maps", "scope-map-tokens"  # the cursors' lists
 
@@ -302,10 +304,13 @@ class ScopeMapService:
             return self.cursors.page(kind, names, [(n,) for n in names], limit)
 
     def delete(self, name: str, *, actor: str) -> list[str]:
-        """Delete a map; tokens that used it are left with no permissions. Returns them."""
+        """Delete a map; tokens that used it are left with no permissions. Returns them.
+
+        A map that a device group uses is refused (``ScopeMapInUse``)."""
         with self.ctx.db.session() as s:
             row = get_map(s, name)
             self._writable(row)
+            self._refuse_if_a_group_uses(s, row)
             affected = list(
                 s.exec(select(Token.name).where(Token.scope_map_id == row.id).order_by(Token.name))
             )
@@ -317,6 +322,28 @@ class ScopeMapService:
             s.delete(row)
             audit(s, self.ctx, actor, "scope-map.delete", name, tokens_left_without_access=affected)
         return affected
+
+    @staticmethod
+    def _refuse_if_a_group_uses(s: Session, row: ScopeMap) -> None:
+        """A group's map is what every one of its devices pulls with: deleting it would cut a
+        whole group off at once (and every device enrolled later), so the group moves first."""
+        groups = list(
+            s.exec(
+                select(DeviceGroup.name)
+                .where(DeviceGroup.scope_map_id == row.id)
+                .order_by(DeviceGroup.name)
+                .limit(MAX_NAMED_GROUPS + 1)
+            )
+        )
+        if groups:
+            named = ", ".join(repr(g) for g in groups[:MAX_NAMED_GROUPS])
+            more = " and others" if len(groups) > MAX_NAMED_GROUPS else ""
+            raise ConflictError(
+                f"scope map {row.name!r} serves device group {named}{more}: give the group "
+                f"another scope map first (fleet group update --name {groups[0]} "
+                "--scope-map OTHER)",
+                code="ScopeMapInUse",
+            )
 
     @staticmethod
     def _keep_read_only_for_groups(s: Session, row: ScopeMap, adding: set[str]) -> None:

@@ -103,11 +103,21 @@ def _view(session: Session, token: Token, fresh: Sequence[PasswordView] = ()) ->
     return _make_view(token, scope_map.name if scope_map else None, passwords)
 
 
+# A device holds only the passwords the server sealed to it: one made or removed here would
+# lock it out (its live slot replaced) or be a copy the device never had.
+DEVICE_PASSWORDS = (
+    "its passwords are made and sealed to the device by the server: use "
+    "`fleet device rotate --name {owner}` for a new one, `fleet device disable --name {owner}` "
+    "to end access"
+)
+
+
 def _refuse_for_device(session: Session, token: Token, why: str) -> None:
     owner = session.exec(select(Device.device_id).where(Device.token_id == token.id)).first()
     if owner is not None:
         raise ConflictError(
-            f"token {token.name!r} belongs to device {owner!r}: {why}", code="DeviceToken"
+            f"token {token.name!r} belongs to device {owner!r}: {why.format(owner=owner)}",
+            code="DeviceToken",
         )
 
 
@@ -316,6 +326,7 @@ class TokenService:
         self._check_expiry(expiry)
         with self.ctx.db.session() as s:
             token = get_token(s, name)
+            _refuse_for_device(s, token, DEVICE_PASSWORDS)
             fresh = self.generate_in(s, token, chosen, expiry)
             audit(
                 s,
@@ -332,6 +343,7 @@ class TokenService:
         (slot,) = validate_slots([slot])
         with self.ctx.db.session() as s:
             token = get_token(s, name)
+            _refuse_for_device(s, token, DEVICE_PASSWORDS)
             row = s.exec(
                 select(TokenPassword).where(
                     TokenPassword.token_id == token.id, TokenPassword.slot == slot

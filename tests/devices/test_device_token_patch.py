@@ -11,7 +11,7 @@ from flask import Flask
 from sqlmodel import select
 
 from fleet.app import create_app
-from fleet.db.models import AuditEvent
+from fleet.db.models import AuditEvent, TokenPassword
 from fleet.services import Services
 from tests.devices.conftest import new_device
 
@@ -71,4 +71,44 @@ def test_enabling_a_disabled_device_token_names_device_enable(call: Any, fleet: 
 def test_an_unchanged_status_is_still_fine(call: Any) -> None:
     """Saying what already is changes nothing and is not an error (the CLI may send it)."""
     response = call("PATCH", f"/tokens/{TOKEN}", {"status": "enabled"})
+    assert response.status_code == 200, response.get_json()
+
+
+def _live_hashes(fleet: Services) -> list[tuple[str, str]]:
+    with fleet.ctx.db.session() as s:
+        rows = s.exec(select(TokenPassword).order_by(TokenPassword.slot)).all()
+        return [(r.slot, r.secret_hash) for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", f"/tokens/{TOKEN}/credentials/generate", {"passwords": ["password1"]}),
+        ("POST", f"/tokens/{TOKEN}/credentials/generate", {"passwords": ["password2"]}),
+        ("DELETE", f"/tokens/{TOKEN}/credentials/password1", None),
+    ],
+)
+def test_a_device_tokens_passwords_are_not_made_or_removed_by_hand(
+    call: Any, fleet: Services, method: str, path: str, body: object
+) -> None:
+    """Generating password1 replaced the device's live password (the device never received
+    the new one: locked out); password2 was a copy the device never had; deleting password1
+    locked it out too. Each is a 409 naming `fleet device rotate` and changes nothing."""
+    before, audited = _live_hashes(fleet), _audited(fleet)
+    assert before, "the enrolled device has a live password"
+    response = call(method, path, body)
+    assert response.status_code == 409, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "DeviceToken"
+    assert "fleet device rotate --name rpi-0001" in error["message"]
+    assert _live_hashes(fleet) == before
+    assert _audited(fleet) == audited
+
+
+def test_an_ordinary_tokens_passwords_are_still_generated(call: Any, fleet: Services) -> None:
+    assert (
+        call("POST", "/tokens", {"name": "ci-runner", "scopeMap": "devices-read"}).status_code
+        == 201
+    )
+    response = call("POST", "/tokens/ci-runner/credentials/generate", {"passwords": ["password2"]})
     assert response.status_code == 200, response.get_json()

@@ -144,6 +144,24 @@ def test_delete_map_in_use_leaves_tokens_without_permissions(services: Services)
     assert services.tokens.show("TokenOne").scope_map is None
 
 
+def test_a_map_a_device_group_uses_is_not_deleted(services: Services) -> None:
+    """Deleting it cut every device of the group off at once (their tokens were left without
+    permissions, and the group enrolled devices with none). It is a 409 naming the group and the
+    command that moves it, and nothing changes; once the group moves, the map can go."""
+    services.scope_maps.create("devices-read", rules(("edge/*", "content/read")), actor=ME)
+    services.scope_maps.create("devices-next", rules(("edge/*", "content/read")), actor=ME)
+    services.groups.create("pilots", scope_map="devices-read", actor=ME)
+    with pytest.raises(ConflictError) as refused:
+        services.scope_maps.delete("devices-read", actor=ME)
+    assert refused.value.code == "ScopeMapInUse"
+    assert "'pilots'" in refused.value.message
+    assert "fleet group update --name pilots --scope-map" in refused.value.message
+    assert services.scope_maps.show("devices-read").entries
+    assert services.groups.show("pilots").scope_map == "devices-read"
+    services.groups.update("pilots", scope_map="devices-next", actor=ME)
+    assert services.scope_maps.delete("devices-read", actor=ME) == []
+
+
 def test_audit_records_without_secrets(services: Services) -> None:
     token = services.tokens.create("Audited", repositories=rules(("a", "content/read")), actor=ME)
     values = [p.value for p in token.passwords]
