@@ -59,7 +59,13 @@ class GroupOut(ApiModel):
     require_approval: bool
     created_at: datetime
     devices: int
-    secrets: list[SecretOut]
+    secrets: list[SecretOut] = Field(
+        description="The group's newest 20 secrets and codes, oldest first (never their "
+        "values); every one is paged at /groups/{name}/secrets"
+    )
+    secrets_truncated: bool = Field(
+        False, description="True when the group has older secrets than those listed here"
+    )
 
 
 class GroupList(ApiModel):

@@ -29,6 +29,7 @@ from fleet.services.views import GroupSummary, GroupView, SecretView
 MAX_LIFETIME_DAYS = 3650
 MAX_INACTIVITY_DAYS = 3650
 GROUPS, SECRETS = "groups", "group-secrets"  # the cursors' lists
+MAX_EMBEDDED_SECRETS = 20  # a group's view carries its newest 20; the rest are paged
 MAX_MAP_CHOICES = 200
 
 
@@ -70,9 +71,25 @@ def _views(
     )
     secrets: dict[int, list[SecretView]] = {}
     if with_secrets:
+        # The newest few of each group, in one query: a group that issued a code per device
+        # has 100,000 of them, paged by GroupService.secrets instead.
+        newest = (
+            func.row_number()
+            .over(
+                partition_by=col(EnrollmentSecret.group_id),
+                order_by=col(EnrollmentSecret.id).desc(),
+            )
+            .label("newest")
+        )
+        ranked = (
+            select(col(EnrollmentSecret.id).label("id"), newest)
+            .where(col(EnrollmentSecret.group_id).in_(ids))
+            .subquery()
+        )
         query = (
             select(EnrollmentSecret)
-            .where(col(EnrollmentSecret.group_id).in_(ids))
+            .join(ranked, col(EnrollmentSecret.id) == ranked.c.id)
+            .where(ranked.c.newest <= MAX_EMBEDDED_SECRETS + 1)
             .order_by(col(EnrollmentSecret.group_id), col(EnrollmentSecret.id))
         )
         for row in session.exec(query).all():
@@ -87,7 +104,8 @@ def _views(
             require_approval=g.require_approval,
             created_at=g.created_at,
             devices=counts.get(g.id, 0),
-            secrets=tuple(secrets.get(g.id, ())),  # type: ignore[arg-type]
+            secrets=tuple(secrets.get(g.id, [])[-MAX_EMBEDDED_SECRETS:]),  # type: ignore[arg-type]
+            secrets_truncated=len(secrets.get(g.id, [])) > MAX_EMBEDDED_SECRETS,  # type: ignore[arg-type]
         )
         for g, map_name in rows
     ]

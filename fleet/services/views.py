@@ -73,7 +73,8 @@ class GroupView:
     require_approval: bool
     created_at: datetime
     devices: int
-    secrets: tuple[SecretView, ...]
+    secrets: tuple[SecretView, ...]  # the newest MAX_EMBEDDED_SECRETS, oldest first
+    secrets_truncated: bool = False  # older ones exist: page them (GroupService.secrets)
 
 
 @dataclass(frozen=True, slots=True)

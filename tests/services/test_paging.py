@@ -234,6 +234,29 @@ def test_group_walk_with_counts_and_secrets(services: Services) -> None:
     assert by_name["group-3"] == services.groups.show("group-3")
 
 
+def test_a_groups_view_carries_only_its_newest_secrets(services: Services) -> None:
+    """A group that issued a code per device held them all in every view and in each row of
+    GET /groups: unbounded. The view carries the newest MAX_EMBEDDED_SECRETS (oldest first)
+    and says when there are more; the whole list is paged."""
+    from fleet.services.groups import MAX_EMBEDDED_SECRETS
+
+    services.groups.create("group-big", scope_map=PULL, actor=ME)
+    services.groups.create("group-small", scope_map=PULL, actor=ME)
+    made = [
+        services.groups.create_secret("group-big", one_time=True, actor=ME).id
+        for _ in range(MAX_EMBEDDED_SECRETS + 5)
+    ]
+    small = services.groups.create_secret("group-small", actor=ME).id
+    big = services.groups.show("group-big")
+    assert [x.id for x in big.secrets] == made[-MAX_EMBEDDED_SECRETS:]
+    assert big.secrets_truncated
+    listed = {g.name: g for g in services.groups.list(limit=10).items}
+    assert listed["group-big"] == big
+    assert [x.id for x in listed["group-small"].secrets] == [small]
+    assert not listed["group-small"].secrets_truncated
+    assert len(walk(lambda **kw: services.groups.secrets("group-big", **kw), 10)) == 3
+
+
 def test_secret_walk_per_group(services: Services) -> None:
     services.groups.create("group-a", scope_map=PULL, actor=ME)
     services.groups.create("group-b", scope_map=PULL, actor=ME)
