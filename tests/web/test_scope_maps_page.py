@@ -50,6 +50,8 @@ def _edit_form(page: str) -> dict[str, Any]:
     form: dict[str, Any] = {"rows": re.search(r'name="rows" value="(\d+)"', page).group(1)}  # type: ignore[union-attr]
     form["description"] = re.search(r'id="description" name="description"[^>]*value="([^"]*)"',
                                     page).group(1)  # type: ignore[union-attr]  # fmt: skip
+    if revision := re.search(r'name="revision" value="([0-9a-f]*)"', page):
+        form["revision"] = revision.group(1)
     for i, repository in re.findall(r'id="repo-(\d+)" name="repo-\d+" value="([^"]*)"', page):
         form[f"repo-{i}"] = repository
         form[f"act-{i}"] = re.findall(rf'name="act-{i}" value="([^"]+)"[^>]*checked', page)
@@ -232,6 +234,33 @@ def test_edit_a_map_as_the_reference_does(admin: Browser, services: Services) ->
     emptied.update({"act-0": [], "act-1": []})  # unchecking every permission removes the rows
     assert _post(admin, "/ui/scope-maps/MyScopeMap", emptied, "/ui/scope-maps").status_code == 303
     assert services.scope_maps.show("MyScopeMap").entries == ()
+
+
+def test_a_save_from_a_stale_page_undoes_nothing_another_operator_saved(
+    admin: Browser, services: Services
+) -> None:
+    """Alice opens the map; Bob adds samples/nginx; Alice adds samples/redis and saves. The
+    form sends the whole wanted set, so her save removed Bob's rule without a word. It is now
+    a 409 that saves nothing and shows the map as it is, and her next save keeps both."""
+    services.scope_maps.create("MyScopeMap", HELLO, actor="t")
+    stale = _edit_form(_text(admin.get("/ui/scope-maps/MyScopeMap")))
+    services.scope_maps.update(
+        "MyScopeMap", add=[RepositoryActions("samples/nginx", ("content/read",))], actor="bob"
+    )
+    bobs = services.scope_maps.show("MyScopeMap")
+    stale.update({"repo-1": "samples/redis", "act-1": ["content/read"]})
+    refused = _post(admin, "/ui/scope-maps/MyScopeMap", stale, "/ui/scope-maps")
+    assert refused.status_code == 409
+    page = _text(refused)
+    assert "was changed by someone else since you opened it, so nothing was saved" in page
+    assert services.scope_maps.show("MyScopeMap") == bobs
+    fresh = _edit_form(page)
+    assert "samples/nginx" in fresh.values()
+    blank = int(fresh["rows"]) - 1  # the page's empty row for a new repository
+    fresh.update({f"repo-{blank}": "samples/redis", f"act-{blank}": ["content/read"]})
+    assert _post(admin, "/ui/scope-maps/MyScopeMap", fresh, "/ui/scope-maps").status_code == 303
+    repositories = {r for r, _ in services.scope_maps.show("MyScopeMap").entries}
+    assert repositories == {"samples/hello-world", "samples/nginx", "samples/redis"}
 
 
 def test_a_wrong_row_in_an_edit_is_shown_next_to_it_and_changes_nothing(

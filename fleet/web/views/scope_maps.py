@@ -9,6 +9,8 @@ one update: every token using the map changes at once, and an invalid row change
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,16 @@ MAX_NAME_CHARS = 64
 MAX_DESCRIPTION_CHARS = 1024
 
 
+REVISION_CHARS = 16
+
+
+def revision_of(scope_map: ScopeMapView) -> str:
+    """A digest of what the form edits. A save made from an older one would silently undo
+    what another operator saved meanwhile (the form sends the whole wanted set)."""
+    text = json.dumps([scope_map.description, sorted(scope_map.entries)])
+    return hashlib.sha256(text.encode()).hexdigest()[:REVISION_CHARS]
+
+
 @dataclass
 class MapForm:
     name: str
@@ -38,6 +50,7 @@ class MapForm:
     rules: RulesForm
     errors: dict[str, str] = field(default_factory=dict)
     general: str | None = None
+    revision: str = ""  # of the map as the form was made from it (see revision_of)
 
     @classmethod
     def read(cls) -> MapForm:
@@ -46,11 +59,17 @@ class MapForm:
             form.get("name", "").strip()[:MAX_NAME_CHARS],
             form.get("description", "").strip()[: MAX_DESCRIPTION_CHARS + 1],
             RulesForm.read(form),
+            revision=form.get("revision", "")[:REVISION_CHARS],
         )
 
     @classmethod
     def of(cls, scope_map: ScopeMapView) -> MapForm:
-        return cls(scope_map.name, scope_map.description, RulesForm.of(scope_map.entries))
+        return cls(
+            scope_map.name,
+            scope_map.description,
+            RulesForm.of(scope_map.entries),
+            revision=revision_of(scope_map),
+        )
 
     def entries_or_none(self) -> set[tuple[str, str]] | None:
         """What the rows grant, or None when a row is wrong (each wrong row says why)."""
@@ -138,6 +157,13 @@ def scope_maps_update(name: str) -> Any:
         return map_page(name, 200, form)
     if wanted is None:
         return map_page(name, 400, form)
+    if current.type != SYSTEM_DEFINED and form.revision != revision_of(current):
+        fresh = MapForm.of(current)
+        fresh.general = (
+            f"Scope map {name} was changed by someone else since you opened it, so nothing was "
+            "saved. Here it is as it is now: make your change again and save."
+        )
+        return map_page(name, 409, fresh)
     have = set(current.entries)
     description = form.description if form.description != current.description else None
     if wanted == have and description is None:
