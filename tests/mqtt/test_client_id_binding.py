@@ -8,6 +8,7 @@ Logins made before the binding existed are bound by ``bind_device_client_ids``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ from fleet.mqtt.provisioning import (
     provision_device,
 )
 from fleet.services.broker import MosquittoBroker
-from tests.mqtt.conftest import FAST_RECONNECT, Login, MqttTestClient
+from tests.mqtt.conftest import FAST_RECONNECT, WAIT_S, Login, MqttTestClient
 from tests.support.mosquitto import Mosquitto
+from tests.support.timing import scaled
 
 pytestmark = pytest.mark.e2e
 
@@ -196,3 +198,36 @@ def test_the_server_binds_old_logins_when_it_connects(
 
 def _lower(env: dict[str, str]) -> dict[str, str]:
     return {key.removeprefix("FLEET_").lower(): value for key, value in env.items()}
+
+
+def test_two_servers_binding_at_once_converge(
+    own_broker: Mosquitto, fresh_login: Callable[[], Login]
+) -> None:
+    """Every worker of every server binds on its first connection: at once, all end bound."""
+    admins = [_own_admin(own_broker) for _ in range(2)]
+    try:
+        logins = [fresh_login() for _ in range(6)]
+        for login in logins:
+            _provision_unbound(admins[0], login)
+        barrier = threading.Barrier(len(admins))
+        results: list[list[str]] = []
+
+        def bind(admin: DynsecAdmin) -> None:
+            barrier.wait()
+            results.append(bind_device_client_ids(admin))
+
+        threads = [threading.Thread(target=bind, args=(admin,)) for admin in admins]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(scaled(WAIT_S))
+
+        assert len(results) == len(admins), "a binding pass did not finish"
+        assert {name for result in results for name in result} == {x.username for x in logins}
+        for login in logins:
+            got = admins[1].get_client(login.username).get("clientid")
+            assert got == device_client_id(login.device_id)
+        assert bind_device_client_ids(admins[1]) == []
+    finally:
+        for admin in admins:
+            admin.close()
