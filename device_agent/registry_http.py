@@ -41,11 +41,20 @@ class _Token:
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port), the port filled in for http and https."""
+    """(scheme, host, port), the port filled in for http and https; ("", "", None) if unusable."""
     parsed = urllib.parse.urlsplit(url)
     scheme = parsed.scheme.lower()
     default = {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parsed.hostname or "").lower(), parsed.port or default
+    try:
+        port = parsed.port
+    except ValueError:
+        return "", "", None
+    return scheme, (parsed.hostname or "").lower(), port or default
+
+
+def _shown(url: str) -> str:
+    """A URL for messages: without its query (a storage redirect's may hold a signature)."""
+    return urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()[:MAX_LOCATION_CHARS]
 
 
 def _location(answer: requests.Response) -> str:
@@ -194,8 +203,7 @@ class RegistryClient:
 
     def _follow(self, url: str, accept: str | None, stream: bool) -> requests.Response:
         """GET ``url``, following redirects; credentials only to the registry's own origin."""
-        assert self._base is not None
-        own = origin_of(self._base)
+        own = origin_of(self._base or "")
         basic = self._auth if self._challenge and self._challenge[0] == "basic" else None
         for _ in range(MAX_REDIRECTS + 1):
             ours = origin_of(url) == own
@@ -211,15 +219,15 @@ class RegistryClient:
                     allow_redirects=False,
                 )
             except requests.RequestException as error:
-                raise PullFailed(f"GET {url} failed: {_short(error)}") from None
+                raise PullFailed(f"GET {_shown(url)} failed: {_short(error)}") from None
             if not answer.is_redirect:
                 return answer
             answer.close()
             target = urllib.parse.urljoin(url, str(answer.headers["Location"]))
             if origin_of(target)[0] not in ("http", "https"):
-                raise PullFailed(f"GET {url} redirected to {_location(answer)}: not http(s)")
+                raise PullFailed(f"GET {_shown(url)} redirected to {_shown(target)}: not http(s)")
             url = target
-        raise PullFailed(f"GET {url}: more than {MAX_REDIRECTS} redirects")
+        raise PullFailed(f"GET {_shown(url)}: more than {MAX_REDIRECTS} redirects")
 
 
 def _short(error: Exception | None) -> str:

@@ -153,3 +153,49 @@ def test_blob_downloads_follow_redirects_without_credentials(
     assert layout_blob(tmp_path, digest_of(layer)) == layer
     assert other.requests, "the blob downloads were not redirected"
     _no_credentials_seen(other)
+
+
+class LoopingRegistry(FakeRegistry):
+    """Sends every blob download to storage that redirects to itself, signature in the query."""
+
+    def __call__(self, request: Request) -> Reply:
+        if "/blobs/" in request.path or request.path.startswith("/loop"):
+            target = f"{self.server.url}/loop?X-Amz-Signature=secret-signature"
+            return Reply(302, b"", {"Location": target})
+        return super().__call__(request)
+
+
+def test_a_redirect_loop_fails_without_showing_the_signature(tmp_path: Path) -> None:
+    registry = LoopingRegistry()
+    digest, _ = registry.image("arm64")
+    registry.manifests["1"] = registry.manifests[digest]
+    with registry.server, pytest.raises(PullFailed) as failed:
+        pull(registry, tmp_path)
+
+    assert "more than 5 redirects" in str(failed.value)
+    assert "secret-signature" not in str(failed.value)
+
+
+class SameOriginRegistry(FakeRegistry):
+    """Redirects blob downloads to another path of its own origin, which needs the login."""
+
+    def __call__(self, request: Request) -> Reply:
+        prefix = "/v2/samples/app/blobs/"
+        if request.path.startswith(prefix):
+            return Reply(307, b"", {"Location": "/storage/" + request.path.removeprefix(prefix)})
+        if request.path.startswith("/storage/"):
+            if not self._authorized(request):
+                return Reply.json(401, {})
+            return Reply(200, self.blobs[request.path.removeprefix("/storage/")])
+        return super().__call__(request)
+
+
+def test_a_redirect_within_the_registrys_origin_keeps_the_login(tmp_path: Path) -> None:
+    registry = SameOriginRegistry()
+    digest, layer = registry.image("arm64")
+    registry.manifests["1"] = registry.manifests[digest]
+    with registry.server:
+        pull(registry, tmp_path)
+
+    assert layout_blob(tmp_path, digest_of(layer)) == layer
+    assert any(r.path.startswith("/storage/") for r in registry.server.requests)
