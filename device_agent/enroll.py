@@ -134,6 +134,11 @@ def enroll(
         answer = http_client.request("POST", url, json_body=body, timeout_s=timeout_s)
     except http_client.Unreachable as error:
         raise EnrollError(f"cannot reach {url}: {error}", temporary=True) from None
+    if http_client.is_redirect(answer):
+        raise EnrollError(
+            http_client.redirect_refused(answer, url)
+            + "; if that address is the fleet server's, enroll with it as the server URL"
+        )
     if answer.status not in (200, 201):
         raise _refusal(answer, device_id)
     now = datetime.now(UTC).isoformat(timespec="seconds")

@@ -5,6 +5,11 @@ when it runs.
 
 Every answer comes back as a ``Response`` whatever its status; only a server that cannot be
 reached (DNS, refused, TLS, timeout) raises ``Unreachable``.
+
+Redirects are never followed: these requests carry a password or an enrollment secret, which go
+to the configured URL and nowhere else (urllib would resend every header, ``Authorization``
+included, to whatever a ``Location`` names). A 3xx comes back as a ``Response``; callers refuse
+it with ``redirect_refused``, naming where it pointed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from device_agent import __version__
 
 DEFAULT_TIMEOUT_S = 15.0
 MAX_BODY_BYTES = 1024 * 1024
+MAX_LOCATION_CHARS = 200
 USER_AGENT = f"fleet-agent/{__version__}"
 ALLOWED_SCHEMES = ("http", "https")
 
@@ -44,6 +50,29 @@ class Response:
             return None
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Turn every redirect into its own answer (urllib then raises HTTPError with the 3xx)."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def is_redirect(answer: Response) -> bool:
+    return 300 <= answer.status < 400
+
+
+def redirect_refused(answer: Response, what: str) -> str:
+    """The message for a redirect not followed, naming where it pointed (never a credential)."""
+    location = answer.headers.get("Location") or answer.headers.get("location") or "nowhere"
+    return (
+        f"{what} answered {answer.status} redirecting to {location[:MAX_LOCATION_CHARS]}; "
+        "not followed: credentials are sent to the configured URL only"
+    )
+
+
 def check_url(url: str) -> str:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ALLOWED_SCHEMES or not parsed.netloc:
@@ -64,7 +93,7 @@ def request(
     headers: dict[str, str] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Response:
-    """One request; redirects are followed for GET only (urllib's rule)."""
+    """One request; a redirect is returned, never followed (see the module's docstring)."""
     sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
     data = None
     if json_body is not None:
@@ -74,7 +103,7 @@ def request(
         check_url(url), data=data, headers=sent, method=method
     )
     try:
-        with urllib.request.urlopen(prepared, timeout=timeout_s) as answer:  # noqa: S310
+        with _OPENER.open(prepared, timeout=timeout_s) as answer:
             return Response(answer.status, answer.read(MAX_BODY_BYTES), dict(answer.headers))
     except urllib.error.HTTPError as error:
         with error:

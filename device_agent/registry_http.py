@@ -4,8 +4,13 @@
 challenge gets the login directly.
 
 ``tls_verify=False`` accepts any certificate and falls back to plain HTTP (as skopeo's
-``--tls-verify=false`` does). Redirects (blob storage) are followed; ``requests`` drops the
-``Authorization`` header when one leaves the registry's host.
+``--tls-verify=false`` does).
+
+Credentials go to their own origin only. The token request is never redirected: a 3xx from the
+realm is a failure naming the ``Location`` (its answer from elsewhere is no token). Manifest and
+blob GETs follow redirects themselves (registries send blob downloads to storage elsewhere, S3
+and the like), carrying the ``Authorization`` header (Bearer or Basic) only to a URL of the
+registry's own origin (scheme, host and port), never to another one.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 import requests
@@ -23,6 +29,8 @@ CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
 TOKEN_SAFETY_S = 10.0
 DEFAULT_TOKEN_LIFETIME_S = 60.0
+MAX_REDIRECTS = 5
+MAX_LOCATION_CHARS = 200
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -30,6 +38,27 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 class _Token:
     value: str
     expires_at: float
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port), the port filled in for http and https; ("", "", None) if unusable."""
+    parsed = urllib.parse.urlsplit(url)
+    scheme = parsed.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    try:
+        port = parsed.port
+    except ValueError:
+        return "", "", None
+    return scheme, (parsed.hostname or "").lower(), port or default
+
+
+def _shown(url: str) -> str:
+    """A URL for messages: without its query (a storage redirect's may hold a signature)."""
+    return urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()[:MAX_LOCATION_CHARS]
+
+
+def _location(answer: requests.Response) -> str:
+    return str(answer.headers.get("Location") or "nowhere")[:MAX_LOCATION_CHARS]
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -110,10 +139,21 @@ class RegistryClient:
             query["service"] = params["service"]
         try:
             answer = self._session.get(
-                realm, params=query, auth=self._auth, verify=True, timeout=self._timeout()
+                realm,
+                params=query,
+                auth=self._auth,
+                verify=True,
+                timeout=self._timeout(),
+                allow_redirects=False,
             )
         except requests.RequestException as error:
             raise PullFailed(f"cannot reach the token endpoint: {_short(error)}") from None
+        if answer.is_redirect:
+            answer.close()
+            raise PullFailed(
+                f"the token endpoint {realm} answered {answer.status_code} redirecting to "
+                f"{_location(answer)}; not followed: the login is sent to the token endpoint only"
+            )
         if answer.status_code in (401, 403):
             raise PullFailed("the token endpoint refused the login (unauthorized)", auth=True)
         if answer.status_code != 200:
@@ -147,18 +187,7 @@ class RegistryClient:
         if self._base is None:
             self.ping()
         url = f"{self._base}/v2/{self.repository}/{path}"
-        basic = self._auth if self._challenge and self._challenge[0] == "basic" else None
-        try:
-            answer = self._session.get(
-                url,
-                headers=self._headers(accept),
-                auth=basic,
-                stream=stream,
-                verify=self._tls_verify,
-                timeout=self._timeout(),
-            )
-        except requests.RequestException as error:
-            raise PullFailed(f"GET {url} failed: {_short(error)}") from None
+        answer = self._follow(url, accept, stream)
         if answer.status_code == 200:
             return answer
         answer.close()
@@ -171,6 +200,34 @@ class RegistryClient:
         if answer.status_code == 404:
             raise PullFailed(f"{self.login_server}/{self.repository}/{path}: not found")
         raise PullFailed(f"GET {url} answered {answer.status_code}")
+
+    def _follow(self, url: str, accept: str | None, stream: bool) -> requests.Response:
+        """GET ``url``, following redirects; credentials only to the registry's own origin."""
+        own = origin_of(self._base or "")
+        basic = self._auth if self._challenge and self._challenge[0] == "basic" else None
+        for _ in range(MAX_REDIRECTS + 1):
+            ours = origin_of(url) == own
+            headers = self._headers(accept) if ours else ({"Accept": accept} if accept else {})
+            try:
+                answer = self._session.get(
+                    url,
+                    headers=headers,
+                    auth=basic if ours else None,
+                    stream=stream,
+                    verify=self._tls_verify,
+                    timeout=self._timeout(),
+                    allow_redirects=False,
+                )
+            except requests.RequestException as error:
+                raise PullFailed(f"GET {_shown(url)} failed: {_short(error)}") from None
+            if not answer.is_redirect:
+                return answer
+            answer.close()
+            target = urllib.parse.urljoin(url, str(answer.headers["Location"]))
+            if origin_of(target)[0] not in ("http", "https"):
+                raise PullFailed(f"GET {_shown(url)} redirected to {_shown(target)}: not http(s)")
+            url = target
+        raise PullFailed(f"GET {_shown(url)}: more than {MAX_REDIRECTS} redirects")
 
 
 def _short(error: Exception | None) -> str:

@@ -3,7 +3,9 @@ plain ``GET tokenEndpoint?service=...`` with HTTP Basic auth (no scope: nothing 
 login alone is checked).
 
 ``WORKS`` → the password may replace the current one; ``REFUSED`` (401/403) → it never will;
-``UNAVAILABLE`` (unreachable, 429, 5xx, anything else) → ask again later, with backoff.
+``UNAVAILABLE`` (unreachable, 429, 5xx, a redirect, anything else) → ask again later, with
+backoff. A redirect is never followed (the password goes to the configured endpoint only) and
+never counts as proof, whatever answers at the other end.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ def check_password(
         )
     except http_client.Unreachable as error:
         log.warning("token endpoint %s unreachable: %s", token_endpoint, error)
+        return Verdict.UNAVAILABLE
+    if http_client.is_redirect(answer):
+        log.warning("%s; will ask again", http_client.redirect_refused(answer, token_endpoint))
         return Verdict.UNAVAILABLE
     if answer.status == 200:
         return Verdict.WORKS

@@ -257,8 +257,11 @@ class DynsecAdmin:
         *,
         roles: Sequence[tuple[str, int]] = (),
         textname: str | None = None,
+        clientid: str | None = None,
     ) -> None:
-        self.run(cmd.create_client(username, password, roles=roles, textname=textname))
+        self.run(
+            cmd.create_client(username, password, roles=roles, textname=textname, clientid=clientid)
+        )
 
     def delete_client(self, username: str) -> None:
         self.run(cmd.delete_client(username))
@@ -274,6 +277,10 @@ class DynsecAdmin:
         """Change the password; mosquitto also kicks the client's open connections."""
         self.run(cmd.set_client_password(username, password))
 
+    def set_client_id(self, username: str, clientid: str | None) -> None:
+        """Accept this login only with this client id (``None``: any); kicks its connections."""
+        self.run(cmd.set_client_id(username, clientid))
+
     def get_client(self, username: str) -> dict[str, Any]:
         client = self._data(cmd.get_client(username), "client")
         return dict(client)
@@ -283,6 +290,11 @@ class DynsecAdmin:
             str(name)
             for name in self._data(cmd.list_clients(count=count, offset=offset), "clients")
         ]
+
+    def list_client_details(self, *, count: int = -1, offset: int = 0) -> list[dict[str, Any]]:
+        """Every client's details as ``getClient`` gives them (username, clientid, roles...)."""
+        clients = self._data(cmd.list_clients(count=count, offset=offset, verbose=True), "clients")
+        return [dict(client) for client in clients if isinstance(client, dict)]
 
     def add_client_role(self, username: str, rolename: str, priority: int | None = None) -> None:
         self.run(cmd.add_client_role(username, rolename, priority))

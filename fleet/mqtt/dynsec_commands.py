@@ -26,8 +26,12 @@ def create_client(
     *,
     roles: Iterable[tuple[str, int]] = (),
     textname: str | None = None,
+    clientid: str | None = None,
 ) -> Command:
+    """With ``clientid``, the login is accepted only from a connection using that client id."""
     command: Command = {"command": "createClient", "username": username, "password": password}
+    if clientid is not None:
+        command["clientid"] = clientid
     role_list = [{"rolename": name, "priority": priority} for name, priority in roles]
     if role_list:
         command["roles"] = role_list
@@ -50,12 +54,21 @@ def set_client_password(username: str, password: str) -> Command:
     return {"command": "setClientPassword", "username": username, "password": password}
 
 
+def set_client_id(username: str, clientid: str | None) -> Command:
+    """Bind the login to one client id (``None``: any); mosquitto kicks its connections."""
+    command: Command = {"command": "setClientId", "username": username}
+    if clientid is not None:
+        command["clientid"] = clientid
+    return command
+
+
 def get_client(username: str) -> Command:
     return {"command": "getClient", "username": username}
 
 
-def list_clients(*, count: int = -1, offset: int = 0) -> Command:
-    return {"command": "listClients", "verbose": False, "count": count, "offset": offset}
+def list_clients(*, count: int = -1, offset: int = 0, verbose: bool = False) -> Command:
+    """Usernames; with ``verbose``, each client's details (client id, roles, ...) instead."""
+    return {"command": "listClients", "verbose": verbose, "count": count, "offset": offset}
 
 
 def add_client_role(username: str, rolename: str, priority: int | None = None) -> Command:

@@ -8,6 +8,11 @@ Each device gets a role ``device-{id}`` and a login holding only that role:
   replaces mosquitto's default, which lets clients receive anything they are subscribed to;
 - publish: only ``fleet/v1/devices/{id}/status``; everything else is denied explicitly too.
 
+Each device login is bound to the client id ``fleet-agent-{id}`` (the agent's own): mosquitto
+refuses the login from a connection using any other client id, so no device can present another
+device's client id and take over its connection and session. Logins made before this binding
+existed are bound by ``bind_device_client_ids`` (the server runs it when it connects).
+
 The fleet server's publisher login gets the role ``fleet-server``: publish to every device's
 credentials and commands topics, subscribe to and receive every device's status topic.
 
@@ -17,8 +22,10 @@ Every function converges: calling it again, or after a failure half-way, ends in
 from __future__ import annotations
 
 import contextlib
+import logging
 import unicodedata
 from collections.abc import Callable
+from typing import Any
 
 from fleet.domain.errors import ConflictError, ValidationError
 from fleet.mqtt import dynsec_commands as cmd
@@ -27,7 +34,11 @@ from fleet.mqtt.acl import Acl, AclType
 from fleet.mqtt.dynsec import DynsecAdmin, error_for
 from fleet.mqtt.errors import DynsecConflictError, DynsecNotFoundError
 
+log = logging.getLogger(__name__)
+
 DEVICE_ROLE_PREFIX = "device-"
+# The agent connects as CLIENT_ID_PREFIX + device id (device_agent/mqtt_link.py): keep them equal.
+DEVICE_CLIENT_ID_PREFIX = "fleet-agent-"
 SERVER_ROLE = "fleet-server"
 ROLE_PRIORITY = 0
 ALLOW_PRIORITY = 10
@@ -66,6 +77,11 @@ def _deny_everything_else() -> tuple[Acl, ...]:
 
 def device_role_name(device_id: str) -> str:
     return DEVICE_ROLE_PREFIX + topics.validate_device_id(device_id)
+
+
+def device_client_id(device_id: str) -> str:
+    """The only client id a device's login is accepted with."""
+    return DEVICE_CLIENT_ID_PREFIX + topics.validate_device_id(device_id)
 
 
 def device_acls(device_id: str) -> frozenset[Acl]:
@@ -141,16 +157,23 @@ def _ensure_client(
 
 
 def _repair_client(
-    admin: DynsecAdmin, username: str, password: str, rolename: str, ours: RolePredicate
+    admin: DynsecAdmin,
+    username: str,
+    password: str,
+    rolename: str,
+    ours: RolePredicate,
+    clientid: str | None = None,
 ) -> None:
-    """An existing login ends with this password and exactly this one role.
+    """An existing login ends with this password, exactly this one role and, when ``clientid``
+    is given, bound to that client id.
 
     A login holding a role that is not ours (the dynsec admin's, an operator's) is never taken
     over: that raises ``ConflictError`` before anything changes. The login keeps its enabled or
     disabled state: provisioning again never silently re-enables a login an operator disabled
     (``enable_device`` does that).
     """
-    held = {str(role["rolename"]) for role in admin.get_client(username).get("roles", [])}
+    client = admin.get_client(username)
+    held = {str(role["rolename"]) for role in client.get("roles", [])}
     foreign = sorted(role for role in held if role != rolename and not ours(role))
     if foreign:
         raise ConflictError(
@@ -158,6 +181,8 @@ def _repair_client(
             "choose another username",
             code="MqttLoginInUse",
         )
+    if clientid is not None and client.get("clientid") != clientid:
+        admin.set_client_id(username, clientid)
     admin.set_client_password(username, password)
     for other in sorted(held - {rolename}):
         admin.remove_client_role(username, other)
@@ -173,7 +198,12 @@ def provision_device(admin: DynsecAdmin, device_id: str, username: str, password
     acls = device_acls(device_id)
     commands = [
         cmd.create_role(rolename, sorted(acls, key=_acl_order)),
-        cmd.create_client(username, password, roles=[(rolename, ROLE_PRIORITY)]),
+        cmd.create_client(
+            username,
+            password,
+            roles=[(rolename, ROLE_PRIORITY)],
+            clientid=device_client_id(device_id),
+        ),
     ]
     # The plugin runs a message's commands in order, so the client finds the role just made.
     responses = admin.execute(commands)
@@ -186,7 +216,9 @@ def provision_device(admin: DynsecAdmin, device_id: str, username: str, password
     if role_error is not None:
         _repair_role(admin, rolename, acls)
     if client_error is not None:
-        _repair_client(admin, username, password, rolename, _is_device_role)
+        _repair_client(
+            admin, username, password, rolename, _is_device_role, device_client_id(device_id)
+        )
 
 
 def set_device_password(admin: DynsecAdmin, username: str, password: str) -> None:
@@ -217,3 +249,39 @@ def provision_server_login(admin: DynsecAdmin, username: str, password: str) -> 
     validate_login(username, password)
     _ensure_role(admin, SERVER_ROLE, server_acls())
     _ensure_client(admin, username, password, SERVER_ROLE, _is_server_role)
+
+
+def _device_id_of(client: dict[str, Any]) -> str | None:
+    """The device a login belongs to: the one whose role it holds (None when not exactly one)."""
+    ids = {
+        str(role.get("rolename"))[len(DEVICE_ROLE_PREFIX) :]
+        for role in client.get("roles", [])
+        if isinstance(role, dict) and _is_device_role(str(role.get("rolename")))
+    }
+    if len(ids) != 1:
+        return None
+    (device_id,) = ids
+    return device_id if topics.is_valid_device_id(device_id) else None
+
+
+def bind_device_client_ids(admin: DynsecAdmin) -> list[str]:
+    """Bind every device login not yet bound to its client id; return the usernames bound.
+
+    The upgrade path for logins made before ``provision_device`` bound them. A login already
+    bound is left alone (binding kicks its connections); each one bound is kicked once and the
+    agent reconnects at once with the same, now required, client id.
+    """
+    bound: list[str] = []
+    for client in admin.list_client_details():
+        device_id = _device_id_of(client)
+        if device_id is None:
+            continue
+        username, wanted = str(client.get("username")), device_client_id(device_id)
+        if client.get("clientid") == wanted:
+            continue
+        with contextlib.suppress(DynsecNotFoundError):  # deleted meanwhile
+            admin.set_client_id(username, wanted)
+            bound.append(username)
+    if bound:
+        log.info("bound %d device login(s) to their client ids", len(bound))
+    return bound

@@ -17,7 +17,7 @@ from fleet.credentials import SecretHasher
 from fleet.mqtt import provisioning
 from fleet.mqtt.broker_url import parse_broker_url
 from fleet.mqtt.dynsec import DynsecAdmin
-from fleet.mqtt.errors import BrokerUnavailableError
+from fleet.mqtt.errors import BrokerError, BrokerUnavailableError
 from fleet.mqtt.publisher import Publication, Publisher
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class MosquittoBroker:
                     self.settings.mqtt_admin_username,
                     self.settings.mqtt_admin_password,
                 ).start()
+                self._bind_device_client_ids(self._admin)
             if self._publisher is None:
                 try:
                     self._publisher = self._new_publisher()
@@ -87,6 +88,14 @@ class MosquittoBroker:
                     )
                     self._publisher = self._new_publisher()
             return self._admin, self._publisher
+
+    @staticmethod
+    def _bind_device_client_ids(admin: DynsecAdmin) -> None:
+        """Upgrade path: device logins made before client-id binding get bound now."""
+        try:
+            provisioning.bind_device_client_ids(admin)
+        except BrokerError as error:  # the next process start tries again
+            log.warning("could not bind device logins to their client ids: %s", error)
 
     def _new_publisher(self) -> Publisher:
         return Publisher(

@@ -8,7 +8,6 @@ end-to-end tests).
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device_agent.envelope import EnvelopeError, Opened, open_envelope
 from device_agent.keys import ed25519_public_from_b64, public_key_b64
+from fleet.mqtt.provisioning import device_client_id
 from tests.support.timing import DEFAULT_WAIT_S, scaled
 
 HTTP_TIMEOUT_S = 30.0  # unscaled; a bound on a failure
@@ -64,7 +64,7 @@ class WireDevice:
         self._connack: Any = None
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"{self.device_id}-{secrets.token_hex(3)}",
+            client_id=device_client_id(self.device_id),  # the one its login is bound to
             protocol=mqtt.MQTTv5,
         )
         client.username_pw_set(login["username"], login["password"])

@@ -17,7 +17,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet.mqtt.broker_url import BrokerAddress
 from fleet.mqtt.dynsec import DynsecAdmin
-from fleet.mqtt.provisioning import provision_device, provision_server_login
+from fleet.mqtt.provisioning import device_client_id, provision_device, provision_server_login
 from tests.support.mosquitto import Mosquitto
 from tests.support.timing import scaled
 
@@ -43,6 +43,7 @@ class Login:
     device_id: str
     username: str
     password: str
+    client_id: str | None = None  # the client id a device login is bound to
 
 
 @dataclass
@@ -55,11 +56,12 @@ class MqttTestClient:
     password: str
     protocol: int = mqtt.MQTTv5
     messages: list[Message] = field(default_factory=list)
+    client_id: str | None = None  # None: a random one
 
     def __post_init__(self) -> None:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"test-{secrets.token_hex(4)}",
+            client_id=self.client_id or f"test-{secrets.token_hex(4)}",
             protocol=self.protocol,  # type: ignore[arg-type]
         )
         self.client.username_pw_set(self.username, self.password)
@@ -192,7 +194,9 @@ def own_broker() -> Iterator[Mosquitto]:
 
 def new_login(prefix: str = "dev") -> Login:
     device_id = f"{prefix}-{secrets.token_hex(4)}"
-    return Login(device_id, f"u-{device_id}", secrets.token_urlsafe(16))
+    return Login(
+        device_id, f"u-{device_id}", secrets.token_urlsafe(16), device_client_id(device_id)
+    )
 
 
 @pytest.fixture
@@ -222,8 +226,9 @@ def server_login(admin: DynsecAdmin) -> Login:
 
 @pytest.fixture
 def connect(broker: Mosquitto) -> Iterator[Callable[..., MqttTestClient]]:
-    """connect(login, protocol=MQTTv5, expect_ok=True, to=broker) -> a connected MqttTestClient,
-    closed after the test; with expect_ok=False, check ``client.connack`` yourself."""
+    """connect(login, protocol=MQTTv5, expect_ok=True, to=broker, client_id=login's) -> a
+    connected MqttTestClient, closed after the test; with expect_ok=False, check
+    ``client.connack`` yourself."""
     made: list[MqttTestClient] = []
 
     def make(
@@ -232,8 +237,16 @@ def connect(broker: Mosquitto) -> Iterator[Callable[..., MqttTestClient]]:
         *,
         expect_ok: bool = True,
         to: Mosquitto = broker,
+        client_id: str | None = None,
     ) -> MqttTestClient:
-        client = MqttTestClient(to.host, to.port, login.username, login.password, protocol)
+        client = MqttTestClient(
+            to.host,
+            to.port,
+            login.username,
+            login.password,
+            protocol,
+            client_id=client_id or login.client_id,
+        )
         made.append(client)
         reason = client.connect()
         if expect_ok and reason.is_failure:

@@ -120,7 +120,12 @@ def test_no_answer_is_a_timeout_naming_the_command(
     login = device()
     with (
         DynsecAdmin(
-            address, login.username, login.password, timeout_s=0.3, **fast_reconnect
+            address,
+            login.username,
+            login.password,
+            client_id=login.client_id,  # the only one a device login is accepted with
+            timeout_s=0.3,
+            **fast_reconnect,
         ) as not_an_admin,
         pytest.raises(BrokerTimeoutError) as silent,
     ):

@@ -34,6 +34,7 @@ import requests
 
 from device_agent.enrollment import load_enrollment
 from device_agent.store import load_state
+from fleet.mqtt.provisioning import device_client_id
 from tests.delivery_e2e.device import WireDevice
 from tests.delivery_e2e.parts import SERVICE, AgentCli, Parts, delivery_parts
 from tests.mqtt.conftest import MqttTestClient
@@ -159,8 +160,12 @@ def _token_answer(fleet: Fleet, username: str, password: str) -> int:
 
 
 def _broker_connack(fleet: Fleet, username: str, password: str) -> str:
+    """The CONNACK for this login, with the agent's client id (the only one it is bound to)."""
     broker = fleet.parts.broker
-    client = MqttTestClient(broker.host, broker.port, username, password)
+    device_id = load_enrollment(fleet.agent.state).device_id
+    client = MqttTestClient(
+        broker.host, broker.port, username, password, client_id=device_client_id(device_id)
+    )
     try:
         reason = client.connect()
         return "Success" if not reason.is_failure else str(reason)
