@@ -24,7 +24,7 @@ def at_once(*calls: Callable[[], Any]) -> list[Any]:
         barrier.wait(timeout=scaled(JOIN_S))
         try:
             results[i] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test as a result
+        except BaseException as exc:  # handed to the test as its result
             results[i] = exc
 
     threads = [

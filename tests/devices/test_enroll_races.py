@@ -177,9 +177,7 @@ def test_reenrollment_at_once_has_one_winner(
         assert len(_pending_credentials(fleet, first.device_id)) == 1
 
 
-def test_broker_failure_gives_the_code_and_the_id_back(
-    fleet: Services, broker: FakeBroker
-) -> None:
+def test_broker_failure_gives_the_code_and_the_id_back(fleet: Services, broker: FakeBroker) -> None:
     code = fleet.groups.create_secret("pilots", one_time=True, actor=ME).value or ""
     fake = new_device("retry-1")
     broker.down = True
@@ -302,6 +300,10 @@ def _acked_device(fleet: Services, secret: str, device_id: str) -> FakeDevice:
     return fake
 
 
+def _rotate(fleet: Services, device_id: str) -> Any:
+    return lambda: fleet.devices.rotate(device_id, actor=ME)
+
+
 def _check_rotated(fleet: Services, broker: FakeBroker, fake: FakeDevice, old: str) -> None:
     """One pending delivery, retained, carrying the password its slot holds; the slot in
     use still works, and acknowledging the new one moves the device to it."""
@@ -324,10 +326,8 @@ def test_rotate_at_once_delivers_the_password_the_slot_holds(
     for n in range(ROUNDS):
         fake = _acked_device(fleet, secret, f"spin-{n}")
         old = _credentials(fleet, broker, fake).payload["password"]
-        results = at_once(
-            lambda: fleet.devices.rotate(fake.device_id, actor=ME),
-            lambda: fleet.devices.rotate(fake.device_id, actor=ME),
-        )
+        rotate = _rotate(fleet, fake.device_id)
+        results = at_once(rotate, rotate)
         won, lost = split(results)
         assert lost == [] and len(won) == 2, results
         _check_rotated(fleet, broker, fake, old)
@@ -341,10 +341,7 @@ def test_rotate_racing_the_scheduler_delivers_the_password_the_slot_holds(
         fake = _acked_device(fleet, secret, f"sched-{n}")
         old = _credentials(fleet, broker, fake).payload["password"]
         clock.advance(days=24)  # inside the 7-day rotation window of the 30-day password
-        results = at_once(
-            lambda: fleet.devices.rotate(fake.device_id, actor=ME),
-            reconciler.run_pass,
-        )
+        results = at_once(_rotate(fleet, fake.device_id), reconciler.run_pass)
         assert not any(isinstance(r, BaseException) for r in results), results
         assert results[1].skipped == 0 and results[1].failed_steps == 0, results[1]
         _check_rotated(fleet, broker, fake, old)
