@@ -26,6 +26,7 @@ from fleet.db.devices import (
     DELIVERY_PENDING,
     DELIVERY_SUPERSEDED,
     DISABLED,
+    ENROLLING,
     PENDING,
     Delivery,
     Device,
@@ -164,9 +165,8 @@ class DeviceService:
         _public_key(ed25519_public, Ed25519PublicKey, "ed25519PublicKey")
         with self.ctx.db.session() as s:
             now = self.ctx.clock()
-            claimed = enrollment.claim(
-                s, enrollment.find_secret(s, self.ctx.hasher, now, secret), device_id, now
-            )
+            entry = enrollment.find_secret(s, self.ctx.hasher, now, secret)
+            claimed = enrollment.claim(s, entry, device_id, (x25519_public, ed25519_public), now)
         mqtt_password = generate_secret(MQTT_PASSWORD_PREFIX)
         try:
             self._broker().provision_device(device_id, device_id, mqtt_password)
@@ -336,7 +336,13 @@ class DeviceService:
     def disable(self, device_id: str, *, actor: str, reason: str = "operator") -> DeviceView:
         """Cut the registry token and the broker login at once, and tell the device to wipe."""
         with self.ctx.db.session() as s:
-            cut = self._disable_rows(s, get_device(s, device_id), actor, reason)
+            device = get_device(s, device_id)
+            if device.status == ENROLLING:  # for a moment: its broker login is being made
+                raise ConflictError(
+                    f"device {device_id!r} is enrolling; disable it once that has finished",
+                    code="Enrolling",
+                )
+            cut = self._disable_rows(s, device, actor, reason)
         for exc in self._cut_off([cut]).values():
             raise exc
         return self.show(device_id)
@@ -368,6 +374,10 @@ class DeviceService:
                 elif device.status == DISABLED:
                     results[device_id] = DisableResult(
                         device_id, "already disabled", "left as it was"
+                    )
+                elif device.status == ENROLLING:
+                    results[device_id] = DisableResult(
+                        device_id, "not disabled", "it is enrolling; disable it again"
                     )
                 else:
                     cuts[device_id] = self._disable_rows(s, device, actor, reason)

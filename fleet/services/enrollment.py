@@ -88,12 +88,15 @@ def find_secret(s: Session, hasher: SecretHasher, now: datetime, value: str) -> 
     return row
 
 
-def claim(s: Session, entry: EnrollmentSecret, device_id: str, now: datetime) -> Claim:
+def claim(
+    s: Session, entry: EnrollmentSecret, device_id: str, keys: tuple[str, str], now: datetime
+) -> Claim:
     """Claim ``entry`` (when it is a one-time code) and the device, in ``s``.
 
     Raises the error a sequential loser gets: ``InvalidEnrollmentSecret`` for a code used
     meanwhile, ``DeviceExists`` for an id taken, ``DeviceDisabled`` for a disabled device. The
-    caller commits ``s`` before it touches the broker.
+    caller commits ``s`` before it touches the broker. A new row holds the device's public
+    ``keys`` (x25519, ed25519) already, so whatever is sealed to it meanwhile can be.
     """
     assert entry.id is not None
     code_id = None
@@ -112,7 +115,13 @@ def claim(s: Session, entry: EnrollmentSecret, device_id: str, now: datetime) ->
         code_id = entry.id
     existing = s.exec(select(Device).where(Device.device_id == device_id)).first()
     if existing is None:
-        return _claim_new(s, entry, device_id, now, code_id)
+        return _claim_new(s, entry, device_id, keys, now, code_id)
+    if existing.status == ENROLLING:
+        raise ConflictError(
+            f"device {device_id!r} is being enrolled by another request; if that enrollment "
+            f"was interrupted, an operator may delete it (fleet device delete {device_id})",
+            code="DeviceExists",
+        )
     if not existing.allow_reenroll:
         raise _exists(device_id)
     if existing.status == DISABLED:
@@ -146,14 +155,19 @@ def claim(s: Session, entry: EnrollmentSecret, device_id: str, now: datetime) ->
 
 
 def _claim_new(
-    s: Session, entry: EnrollmentSecret, device_id: str, now: datetime, code_id: int | None
+    s: Session,
+    entry: EnrollmentSecret,
+    device_id: str,
+    keys: tuple[str, str],
+    now: datetime,
+    code_id: int | None,
 ) -> Claim:
     row = Device(
         device_id=device_id,
         group_id=entry.group_id,
         status=ENROLLING,
-        x25519_public="",
-        ed25519_public="",
+        x25519_public=keys[0],
+        ed25519_public=keys[1],
         mqtt_username=device_id,
         enrolled_at=now,
     )

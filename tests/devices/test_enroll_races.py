@@ -21,7 +21,7 @@ from fleet.db.devices import DELIVERY_PENDING, Delivery, Device, EnrollmentSecre
 from fleet.db.models import AuditEvent, Token, TokenPassword
 from fleet.domain.errors import AuthenticationError, ConflictError
 from fleet.mqtt import topics
-from fleet.services import Services
+from fleet.services import Services, enrollment
 from fleet.services.reconciler import Reconciler
 from fleet.services.views import DeviceView
 from tests.conftest import FakeClock
@@ -346,3 +346,75 @@ def test_rotate_racing_the_scheduler_delivers_the_password_the_slot_holds(
         assert results[1].skipped == 0 and results[1].failed_steps == 0, results[1]
         _check_rotated(fleet, broker, fake, old)
         clock.advance(seconds=-timedelta(days=24).total_seconds())
+
+
+# -- an operator acting on a device while it enrolls --------------------------------------------
+def _during_provisioning(
+    broker: FakeBroker, monkeypatch: pytest.MonkeyPatch, act: Any
+) -> list[Any]:
+    """Run ``act(device_id)`` inside the broker call of the next enrollment; its outcome."""
+    seen: list[Any] = []
+    real = broker.provision_device
+
+    def provision(device_id: str, username: str, password: str) -> None:
+        try:
+            seen.append(act(device_id))
+        except Exception as exc:
+            seen.append(exc)
+        real(device_id, username, password)
+
+    monkeypatch.setattr(broker, "provision_device", provision)
+    return seen
+
+
+def test_disable_while_a_device_enrolls_is_refused_and_the_enrollment_finishes(
+    fleet: Services, broker: FakeBroker, secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _during_provisioning(
+        broker, monkeypatch, lambda device_id: fleet.devices.disable(device_id, actor=ME)
+    )
+    view, password = fleet.devices.enroll("busy-1", secret, *new_device("busy-1").keys)
+    assert isinstance(seen[0], ConflictError) and seen[0].code == "Enrolling", seen
+    assert view.status == "active" and broker.logins["busy-1"]["password"] == password
+    results = _during_provisioning(
+        broker,
+        monkeypatch,
+        lambda device_id: fleet.devices.disable_many([device_id], actor=ME, reason="t"),
+    )
+    fleet.devices.enroll("busy-2", secret, *new_device("busy-2").keys)
+    assert [r.outcome for r in results[0]] == ["not disabled"]
+    assert fleet.devices.show("busy-2").status == "active"
+
+
+def test_delete_while_a_device_enrolls_enrolls_nothing_and_gives_the_code_back(
+    fleet: Services, broker: FakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = fleet.groups.create_secret("pilots", one_time=True, actor=ME).value or ""
+    seen = _during_provisioning(
+        broker, monkeypatch, lambda device_id: fleet.devices.delete(device_id, actor=ME)
+    )
+    with pytest.raises(ConflictError) as caught:
+        fleet.devices.enroll("gone-1", code, *new_device("gone-1").keys)
+    assert caught.value.code == "DeviceChanged" and seen == [None]
+    assert fleet.devices.list().items == ()
+    monkeypatch.undo()
+    view, _ = fleet.devices.enroll("gone-1", code, *new_device("gone-1").keys)
+    assert view.status == "active"
+
+
+def test_an_interrupted_enrollment_holds_the_id_until_deleted(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    """A server that died between the claim and the broker leaves the claim: the id is
+    refused with a message saying how to free it, and deleting it frees it."""
+    fake = new_device("stuck-1")
+    with fleet.ctx.db.session() as s:
+        now = fleet.ctx.clock()
+        entry = enrollment.find_secret(s, fleet.ctx.hasher, now, secret)
+        enrollment.claim(s, entry, fake.device_id, fake.keys, now)
+    with pytest.raises(ConflictError, match="fleet device delete stuck-1") as caught:
+        fleet.devices.enroll(fake.device_id, secret, *fake.keys)
+    assert caught.value.code == "DeviceExists"
+    fleet.devices.delete(fake.device_id, actor=ME)
+    view, password = fleet.devices.enroll(fake.device_id, secret, *fake.keys)
+    assert view.status == "active" and broker.logins[fake.device_id]["password"] == password
