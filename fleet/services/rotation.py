@@ -33,9 +33,9 @@ def other_slot(device: Device) -> str:
 def lock_devices(s: Session, devices: Sequence[Device]) -> list[Device]:
     """Hold these devices' rows for the rest of ``s`` and read them again (same objects).
 
-    A write, so on SQLite it is where the transaction starts (and waits for the writer before
-    it) and on PostgreSQL it locks the rows; the changes already made in ``s`` are flushed
-    first, so reading again loses none of them.
+    A write: on SQLite it opens the write transaction unless ``s`` already has (waiting for
+    any writer before it), on PostgreSQL it locks the rows. The changes already made in ``s``
+    are flushed first, so reading again loses none of them.
     """
     pks = sorted({d.id for d in devices if d.id is not None})
     if not pks:
