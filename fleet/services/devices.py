@@ -2,7 +2,9 @@
 
 Broker calls (logins, publishing) happen outside database transactions: logins are created or
 repaired idempotently before the rows that need them, and envelopes are published after the
-transaction that queued them has committed.
+transaction that queued them has committed. Where two requests could race to the broker, a
+conditional write decides first which one goes (enrollment claims, see ``enrollment``; enable
+moves the row from disabled to active), and issuing locks the device rows it writes.
 """
 
 from __future__ import annotations
