@@ -554,7 +554,8 @@ class DeviceService:
                 f"give at most {MAX_PULL_IMAGES} image references of 1 to 512 characters"
             )
         with self.ctx.db.session() as s:
-            device = get_device(s, device_id)
+            # locked first: its envelope version follows any rotation's under way
+            (device,) = lock_devices(s, [get_device(s, device_id)])
             if device.status != ACTIVE:
                 raise ConflictError(
                     f"device {device_id!r} is {device.status}, not active", code="NotActive"

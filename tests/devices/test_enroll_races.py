@@ -310,10 +310,10 @@ def _check_rotated(fleet: Services, broker: FakeBroker, fake: FakeDevice, old: s
     device_id = fake.device_id
     pending = _pending_credentials(fleet, device_id)
     assert len(pending) == 1, pending
-    view = fleet.devices.show(device_id)
-    assert pending[0].version == view.last_version and pending[0].slot == "password2"
+    view = fleet.devices.show(device_id)  # the newest envelope: these credentials or a command
+    assert pending[0].version <= view.last_version and pending[0].slot == "password2"
     opened = _credentials(fleet, broker, fake)
-    assert opened.version == view.last_version
+    assert opened.version == pending[0].version
     assert fleet.registry_auth.authenticate(f"dev-{device_id}", opened.payload["password"])
     assert fleet.registry_auth.authenticate(f"dev-{device_id}", old)  # no lost slot
     status(fleet, device_id, type="ack", kind="credentials", version=opened.version)
@@ -420,3 +420,21 @@ def test_an_interrupted_enrollment_holds_the_id_until_deleted(
     fleet.devices.delete(fake.device_id, actor=ME)
     view, password = fleet.devices.enroll(fake.device_id, secret, *fake.keys)
     assert view.status == "active" and broker.logins[fake.device_id]["password"] == password
+
+
+def test_pull_racing_rotate_queues_both(fleet: Services, broker: FakeBroker, secret: str) -> None:
+    """A pull command and a rotation at once each take their own envelope version (the pull
+    read the device before the rotation wrote it: a 500 on the deliveries' unique version)."""
+    for n in range(ROUNDS):
+        fake = _acked_device(fleet, secret, f"pull-{n}")
+        old = _credentials(fleet, broker, fake).payload["password"]
+        results = at_once(
+            _rotate(fleet, fake.device_id),
+            lambda d=fake.device_id: fleet.devices.pull(d, ["edge/app:1"], actor=ME),
+        )
+        assert not any(isinstance(r, BaseException) for r in results), results
+        with fleet.ctx.db.session() as s:
+            pk = s.exec(select(Device.id).where(Device.device_id == fake.device_id)).one()
+            versions = s.exec(select(Delivery.version).where(Delivery.device_pk == pk)).all()
+        assert sorted(versions) == [1, 2, 3]
+        _check_rotated(fleet, broker, fake, old)
