@@ -13,6 +13,9 @@ PENDING = "pending"
 ACTIVE = "active"
 DISABLED = "disabled"
 DEVICE_STATUSES = (PENDING, ACTIVE, DISABLED)
+# A new device's row while its enrollment is under way (fleet/services/enrollment.py): it
+# holds the id for one request. Not a status a device has or a list filters by.
+ENROLLING = "enrolling"
 
 SECRET = "secret"  # reusable, revocable
 CODE = "code"  # one device, once

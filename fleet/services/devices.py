@@ -2,7 +2,9 @@
 
 Broker calls (logins, publishing) happen outside database transactions: logins are created or
 repaired idempotently before the rows that need them, and envelopes are published after the
-transaction that queued them has committed.
+transaction that queued them has committed. Where two requests could race to the broker, a
+conditional write decides first which one goes (enrollment claims, see ``enrollment``; enable
+moves the row from disabled to active), and issuing locks the device rows it writes.
 """
 
 from __future__ import annotations
@@ -17,33 +19,33 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from fleet.credentials import MQTT_PASSWORD_PREFIX, generate_secret
 from fleet.db.devices import (
     ACTIVE,
-    CODE,
     DELIVERY_PENDING,
     DELIVERY_SUPERSEDED,
     DISABLED,
+    ENROLLING,
     PENDING,
     Delivery,
     Device,
     DeviceGroup,
-    EnrollmentSecret,
 )
 from fleet.db.models import DISABLED as TOKEN_DISABLED
 from fleet.db.models import ENABLED as TOKEN_ENABLED
 from fleet.db.models import ScopeMap, Token, TokenPassword
-from fleet.domain.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
+from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import device_token_name, validate_device_id
 from fleet.mqtt.errors import BrokerError
+from fleet.services import enrollment
 from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
 from fleet.services.device_list import DeviceLister, DeviceQuery
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
-from fleet.services.rotation import RotationService, other_slot
+from fleet.services.rotation import RotationService, lock_devices
 from fleet.services.tokens import TokenService
 from fleet.services.views import ApprovalQueue, DeviceView, DisableResult, PendingDeviceView
 
@@ -152,89 +154,60 @@ class DeviceService:
         return self.delivery._broker()
 
     # -- enrollment ----------------------------------------------------------------------
-    def _find_secret(self, s: Session, value: str) -> EnrollmentSecret:
-        row = s.exec(
-            select(EnrollmentSecret).where(
-                EnrollmentSecret.secret_hash == self.ctx.hasher.hash(value)
-            )
-        ).first()
-        now = self.ctx.clock()
-        if (
-            row is None
-            or row.revoked_at is not None
-            or (row.expires_at is not None and row.expires_at <= now)
-            or (row.kind == CODE and row.used_at is not None)
-        ):
-            raise AuthenticationError(
-                "the enrollment secret or code is not valid", code="InvalidEnrollmentSecret"
-            )
-        return row
-
     def enroll(
         self, device_id: str, secret: str, x25519_public: str, ed25519_public: str
     ) -> tuple[DeviceView, str]:
-        """Enroll a device; returns its view and its MQTT password (shown this once)."""
+        """Enroll a device; returns its view and its MQTT password (shown this once).
+
+        The code and the device are claimed first, committed, so only one of two requests at
+        once reaches the broker (see ``enrollment``); a failure after the claim undoes it.
+        """
         validate_device_id(device_id)
         _public_key(x25519_public, X25519PublicKey, "x25519PublicKey")
         _public_key(ed25519_public, Ed25519PublicKey, "ed25519PublicKey")
-        with self.ctx.db.session() as s:  # read-only checks before touching the broker
-            self._find_secret(s, secret)
-            existing = s.exec(select(Device).where(Device.device_id == device_id)).first()
-            if existing is not None and not existing.allow_reenroll:
-                raise ConflictError(
-                    f"device {device_id!r} is already enrolled; an operator must allow it to "
-                    "enroll again (fleet device allow-reenroll)",
-                    code="DeviceExists",
-                )
-        mqtt_password = generate_secret(MQTT_PASSWORD_PREFIX)
-        self._broker().provision_device(device_id, device_id, mqtt_password)
         with self.ctx.db.session() as s:
-            entry = self._find_secret(s, secret)
-            group = s.get(DeviceGroup, entry.group_id)
-            assert group is not None
             now = self.ctx.clock()
-            if entry.kind == CODE:
-                entry.used_at, entry.used_by = now, device_id
-                s.add(entry)
-            device = s.exec(select(Device).where(Device.device_id == device_id)).first()
-            if device is not None and not device.allow_reenroll:
-                raise ConflictError(
-                    f"device {device_id!r} is already enrolled", code="DeviceExists"
-                )
-            if device is None:
-                device = Device(
-                    device_id=device_id,
-                    group_id=group.id,
-                    x25519_public="",
-                    ed25519_public="",
-                    mqtt_username=device_id,
-                )
-            device.group_id = group.id  # type: ignore[assignment]
-            device.x25519_public, device.ed25519_public = x25519_public, ed25519_public
-            device.allow_reenroll = False
-            device.enrolled_at = now
-            device.status = PENDING if group.require_approval else ACTIVE
-            device.approved_at = None if group.require_approval else now
-            device.acked_credentials_version, device.active_slot = device.last_version, None
-            s.add(device)
-            s.flush()
-            self._device_token(s, device, group)
-            if device.status == ACTIVE:
-                self._issue(s, device, "password1")
-            audit(
-                s,
-                self.ctx,
-                f"device:{device_id}",
-                "device.enroll",
-                device_id,
-                group=group.name,
-                status=device.status,
-                via=entry.kind,
-            )
-            view = _view(s, device)
-            pk = device.id
-        self.delivery.publish_pending([pk])  # type: ignore[list-item]
+            entry = enrollment.find_secret(s, self.ctx.hasher, now, secret)
+            claimed = enrollment.claim(s, entry, device_id, (x25519_public, ed25519_public), now)
+        mqtt_password = generate_secret(MQTT_PASSWORD_PREFIX)
+        try:
+            self._broker().provision_device(device_id, device_id, mqtt_password)
+            with self.ctx.db.session() as s:
+                device = enrollment.take(s, claimed)
+                view = self._finish_enroll(s, device, claimed, x25519_public, ed25519_public)
+        except BaseException:
+            with self.ctx.db.session() as s:
+                enrollment.undo(s, claimed)
+            raise
+        self.delivery.publish_pending([claimed.device_pk])
         return view, mqtt_password
+
+    def _finish_enroll(
+        self, s: Session, device: Device, claimed: enrollment.Claim, x25519: str, ed25519: str
+    ) -> DeviceView:
+        group = s.get(DeviceGroup, claimed.group_id)
+        assert group is not None
+        device.group_id = claimed.group_id
+        device.x25519_public, device.ed25519_public = x25519, ed25519
+        device.status = PENDING if group.require_approval else ACTIVE
+        device.approved_at = None if group.require_approval else claimed.at
+        device.acked_credentials_version, device.active_slot = device.last_version, None
+        s.add(device)
+        s.flush()
+        self._device_token(s, device, group)
+        if device.status == ACTIVE:
+            self._issue(s, device, "password1")
+        audit(
+            s,
+            self.ctx,
+            f"device:{device.device_id}",
+            "device.enroll",
+            device.device_id,
+            group=group.name,
+            status=device.status,
+            via=claimed.via,
+        )
+        return _view(s, device)
 
     def _device_token(self, s: Session, device: Device, group: DeviceGroup) -> Token:
         name = device_token_name(device.device_id)
@@ -257,9 +230,10 @@ class DeviceService:
         s.add(device)
         return token
 
-    def _issue(self, s: Session, device: Device, slot: str) -> None:
-        """A new password in ``slot`` with the group's lifetime, sealed to the device."""
-        self.rotation.issue(s, [device], lambda _: slot)
+    def _issue(self, s: Session, device: Device, slot: str) -> int:
+        """A new password in ``slot`` with the group's lifetime, sealed to the device; 0 when
+        it is no longer active (``issue`` locks the row and reads it again first)."""
+        return self.rotation.issue(s, [device], lambda _: slot)
 
     # -- reads -----------------------------------------------------------------------------
     def show(self, device_id: str) -> DeviceView:
@@ -364,7 +338,13 @@ class DeviceService:
     def disable(self, device_id: str, *, actor: str, reason: str = "operator") -> DeviceView:
         """Cut the registry token and the broker login at once, and tell the device to wipe."""
         with self.ctx.db.session() as s:
-            cut = self._disable_rows(s, get_device(s, device_id), actor, reason)
+            device = get_device(s, device_id)
+            if device.status == ENROLLING:  # for a moment: its broker login is being made
+                raise ConflictError(
+                    f"device {device_id!r} is enrolling; disable it once that has finished",
+                    code="Enrolling",
+                )
+            cut = self._disable_rows(s, device, actor, reason)
         for exc in self._cut_off([cut]).values():
             raise exc
         return self.show(device_id)
@@ -397,6 +377,10 @@ class DeviceService:
                     results[device_id] = DisableResult(
                         device_id, "already disabled", "left as it was"
                     )
+                elif device.status == ENROLLING:
+                    results[device_id] = DisableResult(
+                        device_id, "not disabled", "it is enrolling; disable it again"
+                    )
                 else:
                     cuts[device_id] = self._disable_rows(s, device, actor, reason)
                     results[device_id] = DisableResult(device_id, "disabled")
@@ -412,7 +396,9 @@ class DeviceService:
         return list(results.values())
 
     def _disable_rows(self, s: Session, device: Device, actor: str, reason: str) -> _Cut:
-        """The rows of a disable (status, token, wipe command, audit), in ``s``."""
+        """The rows of a disable (status, token, wipe command, audit), in ``s``, on the row
+        as it is once locked (an enrollment or rotation may have just changed it)."""
+        (device,) = lock_devices(s, [device]) or (device,)
         device.status = DISABLED
         if device.token_id is not None:
             token = s.get(Token, device.token_id)
@@ -468,32 +454,56 @@ class DeviceService:
         return False
 
     def enable(self, device_id: str, *, actor: str) -> DeviceView:
-        """Open the broker login and the token again, and deliver a fresh password."""
+        """Open the broker login and the token again, and deliver a fresh password.
+
+        Exactly once: of two enables at once, the one whose conditional update moves the row
+        from disabled to active goes on; the other gets 409 and clears nothing.
+        """
         with self.ctx.db.session() as s:
             found = get_device(s, device_id)
             _check_disabled(found)  # before the broker is touched: nothing changes on a 409
-            username = found.mqtt_username
+            username, pk = found.mqtt_username, found.id
         self._broker().enable_device(username)
-        self.delivery.clear_retained(device_id)  # drop the retained wipe before new credentials
         with self.ctx.db.session() as s:
-            device = get_device(s, device_id)
-            _check_disabled(device)  # again: another request may have enabled it meanwhile
-            group = s.get(DeviceGroup, device.group_id)
-            device.status = ACTIVE
-            pending = s.exec(
-                select(Delivery).where(
-                    Delivery.device_pk == device.id, Delivery.state == DELIVERY_PENDING
-                )
-            ).all()
-            for row in pending:  # the wipe is no longer wanted
-                row.state, row.envelope = DELIVERY_SUPERSEDED, None
-                s.add(row)
-            self._device_token(s, device, group)  # type: ignore[arg-type]
-            self._issue(s, device, other_slot(device))
-            audit(s, self.ctx, actor, "device.enable", device_id)
-            pk = device.id
+            won = s.exec(
+                update(Device)
+                .where(col(Device.id) == pk, col(Device.status) == DISABLED)
+                .values(status=ACTIVE)
+            ).rowcount
+            if won:
+                self._enable_rows(s, get_device(s, device_id), actor)
+        if not won:
+            raise self._enable_lost(device_id, username)
+        self.delivery.clear_retained(device_id)  # the retained wipe, before new credentials
         self.delivery.publish_pending([pk])  # type: ignore[list-item]
         return self.show(device_id)
+
+    def _enable_rows(self, s: Session, device: Device, actor: str) -> None:
+        group = s.get(DeviceGroup, device.group_id)
+        pending = s.exec(
+            select(Delivery).where(
+                Delivery.device_pk == device.id, Delivery.state == DELIVERY_PENDING
+            )
+        ).all()
+        for row in pending:  # the wipe is no longer wanted
+            row.state, row.envelope = DELIVERY_SUPERSEDED, None
+            s.add(row)
+        self._device_token(s, device, group)  # type: ignore[arg-type]
+        self.rotation.issue(s, [device])  # the slot it does not use, as it is once locked
+        audit(s, self.ctx, actor, "device.enable", device.device_id)
+
+    def _enable_lost(self, device_id: str, username: str) -> ConflictError:
+        """Another request enabled the device first (or deleted it). Should it be disabled
+        again by now, the login this request opened is closed again; the 409 to raise."""
+        with self.ctx.db.session() as s:
+            device = get_device(s, device_id)
+            state = device.status
+        if state == DISABLED:
+            self._broker().disable_device(username)
+        return ConflictError(
+            f"device {device_id!r} is {state}, not disabled (enabled meanwhile)",
+            code="NotDisabled",
+        )
 
     def delete(self, device_id: str, *, actor: str) -> None:
         with self.ctx.db.session() as s:
@@ -529,7 +539,8 @@ class DeviceService:
                 raise ConflictError(
                     f"device {device_id!r} is {device.status}, not active", code="NotActive"
                 )
-            self._issue(s, device, other_slot(device))
+            if not self.rotation.issue(s, [device]):  # disabled meanwhile
+                raise ConflictError(f"device {device_id!r} is no longer active", code="NotActive")
             audit(s, self.ctx, actor, "device.rotate", device_id)
             pk = device.id
         self.delivery.publish_pending([pk])  # type: ignore[list-item]
@@ -543,7 +554,8 @@ class DeviceService:
                 f"give at most {MAX_PULL_IMAGES} image references of 1 to 512 characters"
             )
         with self.ctx.db.session() as s:
-            device = get_device(s, device_id)
+            # locked first: its envelope version follows any rotation's under way
+            (device,) = lock_devices(s, [get_device(s, device_id)])
             if device.status != ACTIVE:
                 raise ConflictError(
                     f"device {device_id!r} is {device.status}, not active", code="NotActive"

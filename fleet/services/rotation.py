@@ -3,6 +3,11 @@
 Every issue writes a new password into a slot, seals it to the device, queues the delivery and
 sets when the scheduler should rotate again (the new expiry less the group's rotation window),
 all in the caller's transaction: a crash either keeps all of it or none of it.
+
+Two issues for one device at once (an operator's rotate, the scheduler's pass, a reissue after
+a reject) take turns: :func:`lock_devices` holds the devices' rows first and reads them again,
+so the second sees the first's password, version and delivery and supersedes them instead of
+writing a version twice (a 500) or a slot whose delivered password no longer matches.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from fleet.credentials import PASSWORD_PREFIX, generate_secret
@@ -24,6 +30,29 @@ def other_slot(device: Device) -> str:
     return "password2" if device.active_slot == "password1" else "password1"
 
 
+def lock_devices(s: Session, devices: Sequence[Device]) -> list[Device]:
+    """Hold these devices' rows for the rest of ``s`` and read them again (same objects).
+
+    A write: on SQLite it opens the write transaction unless ``s`` already has (waiting for
+    any writer before it), on PostgreSQL it locks the rows. The changes already made in ``s``
+    are flushed first, so reading again loses none of them.
+    """
+    pks = sorted({d.id for d in devices if d.id is not None})
+    if not pks:
+        return []
+    s.flush()
+    s.exec(
+        update(Device)
+        .where(col(Device.id).in_(pks))
+        .values(last_version=Device.last_version)  # changes nothing: it takes the lock
+    )
+    fresh = s.exec(
+        select(Device).where(col(Device.id).in_(pks)).execution_options(populate_existing=True)
+    ).all()
+    by_pk = {d.id: d for d in fresh}
+    return [by_pk[d.id] for d in devices if d.id in by_pk]
+
+
 class RotationService:
     def __init__(self, ctx: ServiceContext, delivery: DeliveryService) -> None:
         self.ctx = ctx
@@ -34,7 +63,9 @@ class RotationService:
     ) -> int:
         """A fresh password for each device in ``slot_of(device)``, sealed and queued.
 
-        Only active devices get one: nothing is issued to a pending or disabled device."""
+        Only active devices get one: nothing is issued to a pending or disabled device (as
+        each is once its row is locked: another request may have changed it meanwhile)."""
+        devices = lock_devices(s, devices)
         devices = [d for d in devices if d.token_id is not None and d.status == ACTIVE]
         if not devices:
             return 0

@@ -26,7 +26,9 @@ class FakeBroker:
 
     def provision_device(self, device_id: str, username: str, password: str) -> None:
         self._check()
-        self.logins[username] = {"device_id": device_id, "password": password, "enabled": True}
+        # As the real one: provisioning again never re-enables a login that was disabled.
+        enabled = self.logins.get(username, {}).get("enabled", True)
+        self.logins[username] = {"device_id": device_id, "password": password, "enabled": enabled}
 
     def disable_device(self, username: str) -> None:
         self._check()
