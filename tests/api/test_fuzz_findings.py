@@ -9,8 +9,13 @@ from typing import Any
 
 import pytest
 
+from fleet.app import create_app
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
+from fleet.services.delivery import RETRY_BASE, RETRY_CAP, retry_delay
+from tests.devices.conftest import broker, fleet, new_device, secret
+
+__all__ = ["broker", "fleet", "secret"]  # fixtures of tests/devices, used here
 
 
 @pytest.fixture
@@ -44,3 +49,27 @@ def test_a_group_inactivity_limit_of_null_still_means_none(api, group: str) -> N
     assert api("PATCH", f"/groups/{group}", {"inactivityLimitDays": 30}).status_code == 200
     changed = api("PATCH", f"/groups/{group}", {"inactivityLimitDays": None})
     assert changed.status_code == 200 and changed.get_json()["inactivityLimitDays"] is None
+
+
+# Redelivering (or disabling) a device whose delivery stays unacknowledged doubles the retry
+# delay each time: from the 43rd attempt on, 30 s * 2**(attempts-1) no longer fits a timedelta and
+# every publish of that device was a 500 (OverflowError), in the scheduler's pass too.
+ATTEMPTS_PAST_THE_OVERFLOW = 48
+
+
+def test_redelivering_many_times_stays_a_200(fleet: Services, secret: str) -> None:
+    app = create_app(fleet.ctx.settings, fleet)
+    _, key = fleet.api_keys.create("ops", actor="t")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    fleet.devices.enroll("rpi-0042", secret, *new_device("rpi-0042").keys)
+    for attempt in range(ATTEMPTS_PAST_THE_OVERFLOW):
+        answer = client.post("/api/v1/devices/rpi-0042/redeliver", headers=headers)
+        assert answer.status_code == 200, (attempt, answer.get_json())
+    assert client.post("/api/v1/devices/rpi-0042/disable", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 8, 43, 10_000, 10**9])
+def test_the_retry_delay_is_capped_for_any_number_of_attempts(attempts: int) -> None:
+    delay = retry_delay(attempts)
+    assert RETRY_BASE <= delay <= RETRY_CAP
