@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fleet.api import PREFIX, api
 from fleet.app import create_app
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
@@ -73,3 +74,15 @@ def test_redelivering_many_times_stays_a_200(fleet: Services, secret: str) -> No
 def test_the_retry_delay_is_capped_for_any_number_of_attempts(attempts: int) -> None:
     delay = retry_delay(attempts)
     assert RETRY_BASE <= delay <= RETRY_CAP
+
+
+# A request line longer than gunicorn's limit (limit_request_line, 4094 bytes by default) is
+# answered 414 by gunicorn itself, as HTML, before the API sees it: the document said every
+# answer other than success was a JSON error.
+def test_every_operation_documents_the_servers_414() -> None:
+    document = api.document(PREFIX)
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            answer = operation["responses"].get("414")
+            assert answer is not None, (method, path)
+            assert list(answer["content"]) == ["text/html"], (method, path)
