@@ -33,6 +33,8 @@ from schemathesis.specs.openapi.checks import (
 from fleet.api import PREFIX, api
 from tests.fuzz.conftest import FuzzServer, seed
 
+pytestmark = pytest.mark.e2e  # a real fleet serve and mosquitto
+
 DEFAULT_EXAMPLES = 20
 MAX_EXAMPLES = 100_000
 EXAMPLES = int(os.environ.get("FLEET_FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
