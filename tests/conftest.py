@@ -6,11 +6,13 @@ database). In CI (CI=true) an unreachable PostgreSQL is an error, never a silent
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
@@ -109,3 +111,13 @@ def make_services(settings_factory, clock: FakeClock):  # type: ignore[no-untype
 def services(make_services) -> Services:  # type: ignore[no-untyped-def]
     built: Services = make_services()
     return built
+
+
+# -- Hypothesis profiles ---------------------------------------------------------------------
+# HYPOTHESIS_PROFILE=nightly runs 10,000 examples per property test that does not fix its own
+# count (tests/domain/test_grant_properties.py, the envelope mutations); "ci", the default,
+# is sized for scripts/test. tests/fuzz has its own knob, FLEET_FUZZ_EXAMPLES.
+NIGHTLY_EXAMPLES = 10_000
+settings.register_profile("ci", deadline=None)
+settings.register_profile("nightly", max_examples=NIGHTLY_EXAMPLES, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from fleet.api.paging import NEXT_CURSOR
 from fleet.api.schemas import MAX_EXPIRATION_DAYS, ApiModel, Instant
@@ -19,12 +21,36 @@ class GroupCreate(ApiModel):
     require_approval: bool = False
 
 
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+# A field that may be left out but never sent as null: the document shows no null default.
+UNCHANGED: Any = Field(default=None, json_schema_extra=_drop_default)
+
+
 class GroupUpdate(ApiModel):
-    scope_map: str | None = None
-    password_lifetime_days: int | None = None
-    rotation_window_days: int | None = None
+    """Only the fields given change. Null is a value only for ``inactivityLimitDays`` (no
+    limit); for the others it is refused, and the document does not offer it."""
+
+    scope_map: str | SkipJsonSchema[None] = UNCHANGED
+    password_lifetime_days: int | SkipJsonSchema[None] = UNCHANGED
+    rotation_window_days: int | SkipJsonSchema[None] = UNCHANGED
     inactivity_limit_days: int | None = None
-    require_approval: bool | None = None
+    require_approval: bool | SkipJsonSchema[None] = UNCHANGED
+
+    @field_validator(
+        "scope_map",
+        "password_lifetime_days",
+        "rotation_window_days",
+        "require_approval",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null (leave the field out to keep it unchanged)")
+        return value
 
 
 class SecretCreate(ApiModel):

@@ -43,6 +43,12 @@ PAGE_PARAMETERS: list[dict[str, Any]] = [
     },
 ]
 _PATH_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
+# Answered by gunicorn in front of the API, not by it: the one answer that is not JSON.
+URI_TOO_LONG: dict[str, Any] = {
+    "description": "The request line (path and query) is longer than the HTTP server accepts "
+    "(gunicorn's limit_request_line, 4094 bytes by default); answered by gunicorn, as HTML",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
 
 
 @dataclass
@@ -163,6 +169,7 @@ class Api:
                     if op.response
                     else {}
                 ),
+                "414": URI_TOO_LONG,
                 "default": {
                     "description": "Error",
                     "content": {

@@ -46,8 +46,13 @@ REORDER_WINDOW = timedelta(minutes=2)
 FINAL_REJECTIONS = frozenset({"CredentialsRefused", "InvalidPayload"})
 
 
+# The doubling stops here: past it the cap holds anyway, and 2**attempts would overflow timedelta.
+MAX_RETRY_DOUBLINGS = (RETRY_CAP // RETRY_BASE).bit_length()
+
+
 def retry_delay(attempts: int) -> timedelta:
-    return min(RETRY_CAP, RETRY_BASE * (2 ** max(0, attempts - 1)))
+    doublings = min(max(0, attempts - 1), MAX_RETRY_DOUBLINGS)
+    return min(RETRY_CAP, RETRY_BASE * 2**doublings)
 
 
 class DeliveryService:

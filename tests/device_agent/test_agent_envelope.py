@@ -367,3 +367,127 @@ def test_seal_refuses_bad_arguments(kwargs: dict[str, Any]) -> None:
     payload = args.pop("payload")
     with pytest.raises(ValueError):
         seal(payload, **args)
+
+
+# --- mutations: whatever is done to a valid envelope, open_envelope refuses it ---------------
+# Any change to a valid envelope is refused with an EnvelopeError, never another exception and
+# never a success. Example counts follow the Hypothesis profile (tests/conftest.py):
+# HYPOTHESIS_PROFILE=nightly runs 10,000 per class.
+VALID = [
+    sealed(version=5),
+    sealed(version=6),
+    sealed({"command": "pull", "images": ["a/b:1"]}, kind="command", version=7),
+    sealed({**CREDS, "password": "p" * 300}, version=8),
+]
+# Sealed by the real server for the real key, but for another device id or an old version.
+OTHER_DEVICE = sealed(device_id="device-b", recipient=DEVICE_A, version=9)
+OTHER_DEVICE_OWN_KEY = sealed(device_id="device-b", recipient=DEVICE_B, version=9)
+LAST_VERSION = 4
+envelopes = st.sampled_from(VALID)
+
+
+def refused(data: bytes, **kwargs: Any) -> EnvelopeError:
+    """open_envelope's error for ``data``; fails the test on success or any other exception."""
+    try:
+        result = opened(data, last_version=LAST_VERSION, **kwargs)
+    except EnvelopeError as error:
+        return error
+    raise AssertionError(f"a mutated envelope was accepted: {result!r}")
+
+
+def test_every_valid_envelope_opens() -> None:
+    """The mutations start from envelopes that open: a refusal is the mutation's doing."""
+    for data in VALID:
+        assert opened(data, last_version=LAST_VERSION).device_id == "device-a"
+
+
+@given(
+    data=envelopes,
+    flips=st.lists(
+        st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=7)),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_bit_flips_are_refused(data: bytes, flips: list[tuple[int, int]]) -> None:
+    tampered = bytearray(data)
+    for position, bit in flips:
+        tampered[position % len(data)] ^= 1 << bit
+    if bytes(tampered) == data:  # two flips of one bit undo each other
+        return
+    refused(bytes(tampered))
+
+
+@given(data=envelopes, cut=st.integers(min_value=1))
+def test_truncations_are_refused(data: bytes, cut: int) -> None:
+    refused(data[: -(1 + cut % len(data))])
+
+
+@given(data=envelopes, extra=st.binary(min_size=1, max_size=100), at_start=st.booleans())
+def test_extensions_are_refused(data: bytes, extra: bytes, at_start: bool) -> None:
+    refused(extra + data if at_start else data + extra)
+
+
+# The header's fields, as (start, end) byte offsets for the 8-byte "device-a" id.
+HEADER_FIELDS = {
+    "format": (4, 5),
+    "kind": (5, 6),
+    "version": (6, 14),
+    "created": (14, 22),
+    "id_len": (22, 23),
+    "device_id": (23, 31),
+    "ephemeral": (31, 63),
+    "nonce": (63, 75),
+    "ciphertext": (75, -64),
+    "signature": (-64, None),
+}
+
+
+@given(
+    pair=st.lists(st.sampled_from(range(len(VALID))), min_size=2, max_size=2, unique=True),
+    fields=st.sets(st.sampled_from(sorted(HEADER_FIELDS)), min_size=1),
+)
+def test_fields_swapped_between_envelopes_are_refused(pair: list[int], fields: set[str]) -> None:
+    """One envelope with some of its fields taken from another (both valid, same device)."""
+    first, second = VALID[pair[0]], VALID[pair[1]]
+    parts = []
+    for name in ["magic", *HEADER_FIELDS]:
+        start, end = HEADER_FIELDS.get(name, (0, 4))
+        parts.append((second if name in fields else first)[start:end])
+    swapped = b"".join(parts)
+    if swapped in VALID:  # every field that differs came from one side
+        return
+    refused(swapped)
+
+
+@given(first=envelopes, second=envelopes, i=st.integers(min_value=0), j=st.integers(min_value=0))
+def test_splices_of_two_envelopes_are_refused(first: bytes, second: bytes, i: int, j: int) -> None:
+    spliced = first[: i % (len(first) + 1)] + second[j % (len(second) + 1) :]
+    if spliced in VALID:
+        return
+    refused(spliced)
+
+
+@given(
+    version=st.integers(min_value=1, max_value=env.MAX_VERSION),
+    behind=st.integers(min_value=0, max_value=2**20),
+)
+def test_an_older_or_replayed_version_is_refused(version: int, behind: int) -> None:
+    """The device has opened ``version + behind``: this envelope, and every older one, is stale."""
+    data = sealed(version=version)
+    last = min(env.MAX_VERSION, version + behind)
+    with pytest.raises(StaleVersion):
+        opened(data, last_version=last)
+
+
+@given(
+    data=st.sampled_from([OTHER_DEVICE, OTHER_DEVICE_OWN_KEY]),
+    flips=st.lists(st.integers(min_value=0), max_size=2),
+)
+def test_another_devices_envelope_is_refused(data: bytes, flips: list[int]) -> None:
+    tampered = bytearray(data)
+    for position in flips:
+        tampered[position % len(data)] ^= 1
+    error = refused(bytes(tampered))
+    if not flips:  # untouched: refused for what it is, not by accident
+        assert isinstance(error, WrongDevice | DecryptFailed)

@@ -1,0 +1,88 @@
+"""What the schemathesis run (tests/fuzz) found, each pinned by a plain test here.
+
+Every answer of the API is a documented status with a body its document describes; never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fleet.api import PREFIX, api
+from fleet.app import create_app
+from fleet.domain.rules import RepositoryActions
+from fleet.services import Services
+from fleet.services.delivery import RETRY_BASE, RETRY_CAP, retry_delay
+from tests.devices.conftest import broker, fleet, new_device, secret
+
+__all__ = ["broker", "fleet", "secret"]  # fixtures of tests/devices, used here
+
+
+@pytest.fixture
+def group(services: Services) -> str:
+    services.scope_maps.create(
+        "edge-read", [RepositoryActions("edge/*", ("content/read",))], actor="t"
+    )
+    services.groups.create("pilots", scope_map="edge-read", actor="t")
+    return "pilots"
+
+
+def _refused(response: Any, *words: str) -> None:
+    assert response.status_code == 400, response.get_json()
+    message = response.get_json()["error"]["message"]
+    assert all(word in message for word in words), message
+
+
+# A null where the document allows none: passwordLifetimeDays null was a 500 (TypeError in the
+# duration check); requireApproval null silently turned approval off.
+@pytest.mark.parametrize(
+    "field", ["passwordLifetimeDays", "rotationWindowDays", "scopeMap", "requireApproval"]
+)
+def test_a_group_change_to_null_is_refused_and_changes_nothing(api, group: str, field: str) -> None:  # type: ignore[no-untyped-def]
+    api("PATCH", f"/groups/{group}", {"requireApproval": True})
+    before = api("GET", f"/groups/{group}").get_json()
+    _refused(api("PATCH", f"/groups/{group}", {field: None}), field, "null")
+    assert api("GET", f"/groups/{group}").get_json() == before
+
+
+def test_a_group_inactivity_limit_of_null_still_means_none(api, group: str) -> None:  # type: ignore[no-untyped-def]
+    assert api("PATCH", f"/groups/{group}", {"inactivityLimitDays": 30}).status_code == 200
+    changed = api("PATCH", f"/groups/{group}", {"inactivityLimitDays": None})
+    assert changed.status_code == 200 and changed.get_json()["inactivityLimitDays"] is None
+
+
+# Redelivering (or disabling) a device whose delivery stays unacknowledged doubles the retry
+# delay each time: from the 43rd attempt on, 30 s * 2**(attempts-1) no longer fits a timedelta and
+# every publish of that device was a 500 (OverflowError), in the scheduler's pass too.
+ATTEMPTS_PAST_THE_OVERFLOW = 48
+
+
+def test_redelivering_many_times_stays_a_200(fleet: Services, secret: str) -> None:
+    app = create_app(fleet.ctx.settings, fleet)
+    _, key = fleet.api_keys.create("ops", actor="t")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    fleet.devices.enroll("rpi-0042", secret, *new_device("rpi-0042").keys)
+    for attempt in range(ATTEMPTS_PAST_THE_OVERFLOW):
+        answer = client.post("/api/v1/devices/rpi-0042/redeliver", headers=headers)
+        assert answer.status_code == 200, (attempt, answer.get_json())
+    assert client.post("/api/v1/devices/rpi-0042/disable", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 8, 43, 10_000, 10**9])
+def test_the_retry_delay_is_capped_for_any_number_of_attempts(attempts: int) -> None:
+    delay = retry_delay(attempts)
+    assert RETRY_BASE <= delay <= RETRY_CAP
+
+
+# A request line longer than gunicorn's limit (limit_request_line, 4094 bytes by default) is
+# answered 414 by gunicorn itself, as HTML, before the API sees it: the document said every
+# answer other than success was a JSON error.
+def test_every_operation_documents_the_servers_414() -> None:
+    document = api.document(PREFIX)
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            answer = operation["responses"].get("414")
+            assert answer is not None, (method, path)
+            assert list(answer["content"]) == ["text/html"], (method, path)
