@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+
 from sqlmodel import col, func, select
 
 from fleet.bootstrap import initialise

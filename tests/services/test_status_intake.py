@@ -88,7 +88,7 @@ def test_a_reject_flood_is_cut_to_the_burst_and_reported_once_per_window() -> No
 def test_an_honest_agent_reconnecting_is_never_throttled() -> None:
     """The agent says hello on each connect and acks each delivery: a few reconnects in a row,
     each with a delivery to acknowledge, stay far inside the default rate."""
-    clock, recorder = Clock(), Recorder()
+    recorder = Recorder()
     defaults = Settings()
     status = StatusIntake(
         recorder.handle, limiter=status_limiter(defaults), on_dropped=recorder.report
