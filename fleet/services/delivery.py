@@ -214,15 +214,17 @@ class DeliveryService:
         kind = message.get("type")
         republish: list[int] = []
         with self.ctx.db.session() as s:
-            # Locked (on PostgreSQL) for the transaction: the servers sharing the status
-            # stream handle one device's messages one at a time, so the reissue bound holds.
-            device = s.exec(
-                select(Device).where(Device.device_id == device_id).with_for_update()
-            ).first()
+            # Written first, then read: the write locks the device's row (PostgreSQL) or the
+            # database (SQLite) for the transaction, so servers sharing the status stream
+            # handle one device's messages one at a time and the reissue bound holds.
+            s.exec(
+                update(Device)
+                .where(col(Device.device_id) == device_id)
+                .values(last_seen_at=self.ctx.clock())
+            )
+            device = s.exec(select(Device).where(Device.device_id == device_id)).first()
             if device is None:
                 return
-            device.last_seen_at = self.ctx.clock()
-            s.add(device)
             if kind == "hello":
                 if self._hello(s, device, message.get("versions")):
                     republish.append(device.id)  # type: ignore[arg-type]
