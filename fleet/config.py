@@ -22,6 +22,17 @@ UI_BOUNDS = (
     ("health_flush_seconds", 1, 300),
     ("max_request_bytes", 1024, 64 * 1024 * 1024),
 )
+# Device status handling and retention (issue 12, defect 7).
+LIMIT_BOUNDS = (
+    ("status_burst", 1, 1000),
+    ("status_per_minute", 1, 6000),
+    ("status_report_seconds", 1, 3600),
+    ("reissue_limit", 1, 100),
+    ("reissue_window_seconds", 10, 7 * 24 * 3600),
+    ("delivery_retention_days", 1, 3650),
+    ("audit_retention_days", 1, 3650),
+    ("retention_interval_seconds", 60, 7 * 24 * 3600),
+)
 MIN_TOKEN_LIFETIME = 60  # the registry's clock-skew leeway; shorter tokens gain nothing
 
 
@@ -60,6 +71,20 @@ class Settings:
     ui_session_lifetime_hours: int = 12
     # How often each process writes what it saw of registry logins (last used, failures).
     health_flush_seconds: int = 5
+    # Device status: each device's messages, per kind (hello, ack, reject, pull), are handled
+    # at most this fast (a burst, then so many a minute); what is dropped above that is
+    # recorded once per device per report window.
+    status_burst: int = 20
+    status_per_minute: int = 30
+    status_report_seconds: int = 60
+    # At most this many passwords minted for one device (its credential deliveries, counted
+    # in the database) per window: a refusal beyond that is recorded, not acted on.
+    reissue_limit: int = 5
+    reissue_window_seconds: int = 3600
+    # The scheduler's leader prunes finished deliveries and audit events older than these.
+    delivery_retention_days: int = 30
+    audit_retention_days: int = 400
+    retention_interval_seconds: int = 3600
     max_tokens: int = 50_000
     max_scope_maps: int = 50_000
     max_scope_map_entries: int = 500
@@ -129,7 +154,7 @@ def load_settings(
             f"{MIN_TOKEN_LIFETIME} s",
             code="InvalidConfiguration",
         )
-    for name, low, high in UI_BOUNDS:
+    for name, low, high in (*UI_BOUNDS, *LIMIT_BOUNDS):
         value = getattr(settings, name)
         if not low <= value <= high:
             raise ValidationError(

@@ -1,4 +1,5 @@
-"""APScheduler drives the reconciler: one interval job, run at start to catch up.
+"""APScheduler drives the reconciler (an interval job, run at start to catch up) and the
+pruning of old rows (another interval job, less often).
 
 Every server may start a scheduler; the leadership lock lets one of them act per pass. The job
 is never a one-shot: work is found from the database on each pass, so nothing is lost while
@@ -23,9 +24,11 @@ from fleet.db.models import SchedulerRun
 from fleet.services import Services
 from fleet.services.leadership import Leadership, leadership_for
 from fleet.services.reconciler import PassSummary, Reconciler
+from fleet.services.retention import PruneSummary, RetentionService
 
 log = logging.getLogger(__name__)
 JOB_ID = "fleet-reconciler"
+RETENTION_JOB_ID = "fleet-retention"
 MAX_ERROR = 1000
 
 
@@ -39,6 +42,7 @@ class FleetScheduler:
         ctx = services.ctx
         self.leadership = leadership or leadership_for(ctx.db.engine, ctx.settings.data_dir)
         self.reconciler = Reconciler(ctx, services.devices, services.delivery)
+        self.retention = RetentionService(ctx)
         self._scheduler: BackgroundScheduler | None = None
         # Held for a whole pass, and by stop() while it releases the lock.
         self._pass_lock = threading.Lock()
@@ -64,6 +68,13 @@ class FleetScheduler:
         self._finish(run.id, summary, None)
         return summary
 
+    def prune(self) -> PruneSummary | None:
+        """One retention pass if this process leads; ``None`` when another one does."""
+        with self._pass_lock:
+            if not self.leadership.acquire():
+                return None
+            return self.retention.prune()
+
     def _finish(self, run_id: int | None, summary: PassSummary | None, error: str | None) -> None:
         ctx = self.services.ctx
         with ctx.db.session() as s:
@@ -87,6 +98,15 @@ class FleetScheduler:
             max_instances=1,
             misfire_grace_time=None,
         )
+        scheduler.add_job(
+            self._safe_prune,
+            "interval",
+            seconds=self.services.ctx.settings.retention_interval_seconds,
+            id=RETENTION_JOB_ID,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
         scheduler.start()
         self._scheduler = scheduler
 
@@ -95,6 +115,12 @@ class FleetScheduler:
             self.tick()
         except Exception:  # logged in tick; the next interval tries again
             return
+
+    def _safe_prune(self) -> None:
+        try:
+            self.prune()
+        except Exception:  # the next interval tries again
+            log.exception("retention pass failed")
 
     def stop(self) -> None:
         """No more passes; the lock is released once the pass under way (if any) has ended."""

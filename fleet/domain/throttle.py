@@ -1,4 +1,5 @@
-"""A soft limit on failed logins: token buckets of failures, per key, in bounded memory.
+"""Token buckets per key in bounded memory: a soft limit on failed logins, and the rate at
+which the server handles each device's status messages.
 
 Soft means that it never stands between the holder of a right password and the registry: the
 endpoint checks the password first and consults the limiter only for failures, answering 429
@@ -24,7 +25,11 @@ class _Bucket:
     at: float
 
 
-class FailureLimiter:
+class TokenBuckets:
+    """A bucket of ``burst`` tokens per key, refilled at ``refill_per_s``; the least recently
+    seen keys are forgotten first once there are more than ``max_keys`` (a forgotten key starts
+    again with a full bucket, so memory stays bounded whatever the keys)."""
+
     def __init__(
         self,
         clock: Callable[[], float],
@@ -49,6 +54,35 @@ class FailureLimiter:
             bucket.at = now
         return bucket
 
+    def _take(self, key: str, *, always: bool) -> bool:
+        """Take one token from ``key``'s bucket; when it has none, take nothing (and answer
+        False) unless ``always``, which empties it down to zero."""
+        with self._lock:
+            now = self._clock()
+            bucket = self._refilled(key, now)
+            if bucket is None:
+                bucket = self._buckets[key] = _Bucket(self._burst, now)
+                if len(self._buckets) > self._max_keys:
+                    self._buckets.popitem(last=False)
+            self._buckets.move_to_end(key)
+            if bucket.tokens >= 1:
+                bucket.tokens -= 1
+                return True
+            if always:
+                bucket.tokens = 0.0
+            return False
+
+    def take(self, key: str) -> bool:
+        """True (and one token fewer) when ``key`` may act now; False when over its rate."""
+        return self._take(key, always=False)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class FailureLimiter(TokenBuckets):
+    """Failures are always counted; :meth:`retry_after` says whether a key is over its limit."""
+
     def retry_after(self, key: str) -> float:
         """Seconds until ``key`` may fail again without being limited; 0 when it may now."""
         with self._lock:
@@ -58,15 +92,4 @@ class FailureLimiter:
             return (1 - bucket.tokens) / self._rate
 
     def record_failure(self, key: str) -> None:
-        with self._lock:
-            now = self._clock()
-            bucket = self._refilled(key, now)
-            if bucket is None:
-                bucket = self._buckets[key] = _Bucket(self._burst, now)
-                if len(self._buckets) > self._max_keys:
-                    self._buckets.popitem(last=False)
-            self._buckets.move_to_end(key)
-            bucket.tokens = max(0.0, bucket.tokens - 1)
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+        self._take(key, always=True)

@@ -20,7 +20,7 @@ from fleet.services.overview import OverviewService
 from fleet.services.registry_auth import RegistryAuthService
 from fleet.services.scope_maps import ScopeMapService
 from fleet.services.signing import SigningService
-from fleet.services.status_intake import StatusIntake
+from fleet.services.status_intake import StatusIntake, status_limiter
 from fleet.services.tokens import TokenService
 
 
@@ -68,7 +68,12 @@ class Services:
             groups=GroupService(ctx),
             delivery=delivery,
             devices=DeviceService(ctx, tokens, delivery),
-            status_intake=StatusIntake(delivery.handle_status),
+            status_intake=StatusIntake(
+                delivery.handle_status,
+                limiter=status_limiter(ctx.settings),
+                on_dropped=delivery.record_throttled,
+                report_every_s=ctx.settings.status_report_seconds,
+            ),
             access=AccessService(ctx),
             broker=broker,
         )

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from device_agent.envelope import Kind, seal
@@ -28,7 +28,7 @@ from fleet.db.devices import (
     Delivery,
     Device,
 )
-from fleet.db.models import TokenPassword
+from fleet.db.models import AuditEvent, TokenPassword
 from fleet.mqtt import topics
 from fleet.mqtt.errors import BrokerError
 from fleet.services.broker import Broker, Publication
@@ -44,6 +44,8 @@ MAX_STATUS_BYTES = 4096
 # payload could not be read. Anything else (a replay, a stale version) is noise.
 REORDER_WINDOW = timedelta(minutes=2)
 FINAL_REJECTIONS = frozenset({"CredentialsRefused", "InvalidPayload"})
+REISSUE_LIMITED = "device.reissue.limited"
+STATUS_THROTTLED = "device.status.throttled"
 
 
 # The doubling stops here: past it the cap holds anyway, and 2**attempts would overflow timedelta.
@@ -217,29 +219,25 @@ class DeliveryService:
         kind = message.get("type")
         republish: list[int] = []
         with self.ctx.db.session() as s:
+            # Written first, then read: the write locks the device's row (PostgreSQL) or the
+            # database (SQLite) for the transaction, so servers sharing the status stream
+            # handle one device's messages one at a time and the reissue bound holds.
+            s.exec(
+                update(Device)
+                .where(col(Device.device_id) == device_id)
+                .values(last_seen_at=self.ctx.clock())
+            )
             device = s.exec(select(Device).where(Device.device_id == device_id)).first()
             if device is None:
                 return
-            device.last_seen_at = self.ctx.clock()
-            s.add(device)
             if kind == "hello":
                 if self._hello(s, device, message.get("versions")):
                     republish.append(device.id)  # type: ignore[arg-type]
             elif kind == "ack":
                 self._ack(s, device, message)
             elif kind == "reject":
-                if device.status == ACTIVE and self._refused_newest(device, message):
+                if self._reject(s, device, message):
                     republish.append(device.id)  # type: ignore[arg-type]
-                    self._reissue(s, device)
-                audit(
-                    s,
-                    self.ctx,
-                    f"device:{device_id}",
-                    "device.envelope.reject",
-                    device_id,
-                    version=message.get("version"),
-                    reason=str(message.get("reason"))[:100],
-                )
             elif kind == "pull":
                 device.last_pull_at = self.ctx.clock()
                 device.last_pull_ok = bool(message.get("ok"))
@@ -276,8 +274,8 @@ class DeliveryService:
             and not self._acked_lately(s, device)
         ):
             log.warning("device %s lost its credentials; issuing new ones", device.device_id)
-            self._reissue(s, device)
-            newer = True
+            if self._reissue(s, device):
+                newer = True
         return newer
 
     def _acked_lately(self, s: Session, device: Device) -> bool:
@@ -300,9 +298,82 @@ class DeliveryService:
             and message.get("version") == device.last_version
         )
 
-    def _reissue(self, s: Session, device: Device) -> None:
-        if self.reissue is not None:
+    def _reject(self, s: Session, device: Device, message: dict[str, Any]) -> bool:
+        """A refusal; True when it got the device a new password (to be published)."""
+        acted = device.status == ACTIVE and self._refused_newest(device, message)
+        if acted and not self._reissue(s, device):
+            return False  # over the bound: recorded once per window by _reissue
+        audit(
+            s,
+            self.ctx,
+            f"device:{device.device_id}",
+            "device.envelope.reject",
+            device.device_id,
+            version=message.get("version"),
+            reason=str(message.get("reason"))[:100],
+        )
+        return acted
+
+    def _reissue(self, s: Session, device: Device) -> bool:
+        """A new password for the device, unless it had ``reissue_limit`` of them (credential
+        deliveries, counted in the database so that every worker and restart shares the
+        count) within the window: then the refusal is recorded, once per window, and not
+        acted on until the window has passed. True when a password was queued."""
+        if self.reissue is None:
+            return False
+        settings = self.ctx.settings
+        since = self.ctx.clock() - timedelta(seconds=settings.reissue_window_seconds)
+        minted = s.exec(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.device_pk == device.id,
+                Delivery.kind == Kind.CREDENTIALS.value,
+                col(Delivery.created_at) >= since,
+            )
+        ).one()
+        if minted < settings.reissue_limit:
             self.reissue(s, device)
+            return True
+        recorded = s.exec(
+            select(AuditEvent.id).where(
+                AuditEvent.target == device.device_id,
+                AuditEvent.action == REISSUE_LIMITED,
+                col(AuditEvent.at) >= since,
+            )
+        ).first()
+        if recorded is None:
+            log.warning(
+                "device %s had %d passwords within %d s: not issuing another until later",
+                device.device_id,
+                minted,
+                settings.reissue_window_seconds,
+            )
+            audit(
+                s,
+                self.ctx,
+                f"device:{device.device_id}",
+                REISSUE_LIMITED,
+                device.device_id,
+                issued=minted,
+                limit=settings.reissue_limit,
+                windowSeconds=settings.reissue_window_seconds,
+            )
+        return False
+
+    def record_throttled(self, counts: dict[str, int], window_s: float) -> None:
+        """One audit event per device whose status messages were dropped over its rate."""
+        with self.ctx.db.session() as s:
+            for device_id, dropped in counts.items():
+                audit(
+                    s,
+                    self.ctx,
+                    f"device:{device_id}",
+                    STATUS_THROTTLED,
+                    device_id,
+                    dropped=dropped,
+                    windowSeconds=round(window_s),
+                )
 
     def _ack(self, s: Session, device: Device, message: dict[str, Any]) -> None:
         version = message.get("version")

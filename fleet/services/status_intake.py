@@ -3,38 +3,130 @@
 The queue is bounded: when it is full a message is dropped with a warning. Nothing is lost for
 good by that: a device repeats its hello on every reconnect, and unacknowledged deliveries are
 published again until acknowledged.
+
+Each device's messages are also taken at a bounded rate, per kind of message (a bucket each for
+hellos, acks, rejects, pull results and anything else), before they reach the queue: a device
+flooding its status topic cannot fill the queue shared by every device, and a flood of rejects
+does not starve that device's own acks and hellos. What is dropped is counted, and reported at
+most once per device per report window (one audit event saying how many, never one per message).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
+
+from fleet.config import Settings
+from fleet.domain.throttle import TokenBuckets
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 10_000
+MAX_KIND_BYTES = 4096  # larger messages are not read here (the handler drops them)
+KINDS = frozenset({"hello", "ack", "reject", "pull"})
+MAX_REPORTED_DEVICES = 10_000  # per window; beyond that only the total is counted
+DEFAULT_REPORT_EVERY_S = 60.0
+MAX_BUCKETS = 500_000  # devices x kinds; the least recently heard are forgotten first
 
 Handler = Callable[[str, bytes], None]
+DropReporter = Callable[[dict[str, int], float], None]
+
+
+def status_limiter(settings: Settings) -> TokenBuckets:
+    return TokenBuckets(
+        time.monotonic,
+        burst=settings.status_burst,
+        refill_per_s=settings.status_per_minute / 60,
+        max_keys=MAX_BUCKETS,
+    )
+
+
+def message_kind(payload: bytes) -> str:
+    """The ``type`` of a status message when it is a known one, else ``"other"``."""
+    if len(payload) > MAX_KIND_BYTES:
+        return "other"
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        return "other"
+    kind = message.get("type") if isinstance(message, dict) else None
+    return kind if isinstance(kind, str) and kind in KINDS else "other"
 
 
 class StatusIntake:
-    def __init__(self, handler: Handler, max_queued: int = MAX_QUEUED) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        max_queued: int = MAX_QUEUED,
+        *,
+        limiter: TokenBuckets | None = None,
+        on_dropped: DropReporter | None = None,
+        report_every_s: float = DEFAULT_REPORT_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._handler = handler
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(max_queued)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.dropped = 0
+        self._limiter = limiter
+        self._on_dropped = on_dropped
+        self._report_every_s = report_every_s
+        self._clock = clock
+        # Messages dropped over a device's rate since the window began, per device.
+        self._throttled: dict[str, int] = {}
+        self._window_started: float | None = None
+        self.dropped = 0  # queue full
+        self.throttled = 0  # over a device's rate (all time)
+        self.unreported = 0  # throttled beyond MAX_REPORTED_DEVICES in a window
 
     def submit(self, device_id: str, payload: bytes) -> None:
         """Called on the network thread: never blocks."""
         self._ensure_started()
+        if self._limiter is not None and not self._limiter.take(
+            f"{device_id}\n{message_kind(payload)}"
+        ):
+            self._count_throttled(device_id)
+            return
         try:
             self._queue.put_nowait((device_id, payload))
         except queue.Full:
             self.dropped += 1
             log.warning("status queue full: dropped a message from %s", device_id)
+
+    def _count_throttled(self, device_id: str) -> None:
+        with self._lock:
+            self.throttled += 1
+            if self._window_started is None:
+                self._window_started = self._clock()
+            if device_id in self._throttled:
+                self._throttled[device_id] += 1
+            elif len(self._throttled) < MAX_REPORTED_DEVICES:
+                self._throttled[device_id] = 1
+                log.warning("status messages of %s over its rate: dropping them", device_id)
+            else:
+                self.unreported += 1
+
+    def report_throttled(self, *, force: bool = False) -> dict[str, int]:
+        """Hand what was dropped in the window that ended (every window, with ``force``) to
+        the reporter; returns it. Called on the worker thread (and at stop)."""
+        with self._lock:
+            started = self._window_started
+            if started is None:
+                return {}
+            if not force and self._clock() - started < self._report_every_s:
+                return {}
+            counts, self._throttled, self._window_started = self._throttled, {}, None
+        window = max(self._report_every_s, self._clock() - started)
+        if self._on_dropped is not None and counts:
+            try:
+                self._on_dropped(counts, window)
+            except Exception:
+                log.exception("recording %d throttled devices failed", len(counts))
+        return counts
 
     def _ensure_started(self) -> None:
         with self._lock:
@@ -44,7 +136,11 @@ class StatusIntake:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._report_every_s)
+            except queue.Empty:
+                self.report_throttled()
+                continue
             try:
                 if item is None:
                     return
@@ -53,6 +149,7 @@ class StatusIntake:
                 log.exception("handling a status message from %s failed", item and item[0])
             finally:
                 self._queue.task_done()
+            self.report_throttled()
 
     def drain(self) -> None:
         """Wait until every submitted message has been handled (tests, shutdown)."""
@@ -60,7 +157,11 @@ class StatusIntake:
 
     def stop(self) -> None:
         with self._lock:
-            if self._thread is not None:
+            thread = self._thread
+            if thread is not None:
                 self._queue.put(None)
-                self._thread.join(5)
+        if thread is not None:
+            thread.join(5)
+            with self._lock:
                 self._thread = None
+        self.report_throttled(force=True)

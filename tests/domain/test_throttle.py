@@ -1,6 +1,6 @@
 import pytest
 
-from fleet.domain.throttle import FailureLimiter
+from fleet.domain.throttle import FailureLimiter, TokenBuckets
 
 
 class Clock:
@@ -38,3 +38,33 @@ def test_memory_is_bounded() -> None:
 def test_bad_settings(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         FailureLimiter(Clock(), **kwargs)
+
+
+def test_take_allows_a_burst_then_one_per_refill() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(clock, burst=3, refill_per_s=0.5)
+    assert [buckets.take("dev") for _ in range(5)] == [True, True, True, False, False]
+    assert buckets.take("other")  # keys are independent
+    clock.t += 1.9
+    assert not buckets.take("dev")  # refused takes nothing: 0.95 of a token so far
+    clock.t += 0.1
+    assert buckets.take("dev") and not buckets.take("dev")
+    clock.t += 3600  # a quiet hour refills the burst, never more
+    assert [buckets.take("dev") for _ in range(4)] == [True, True, True, False]
+
+
+def test_take_memory_is_bounded_and_a_forgotten_key_starts_full() -> None:
+    buckets = TokenBuckets(Clock(), burst=1, refill_per_s=0.001, max_keys=10)
+    assert buckets.take("first") and not buckets.take("first")
+    for i in range(100):
+        buckets.take(f"k{i}")
+    assert len(buckets) == 10
+    assert buckets.take("first")  # forgotten: a full bucket again
+
+
+@pytest.mark.parametrize(
+    ("burst", "rate", "keys"), [(0, 1.0, 10), (1, 0.0, 10), (1, -1.0, 10), (1, 1.0, 0)]
+)
+def test_bad_limits_are_refused(burst: int, rate: float, keys: int) -> None:
+    with pytest.raises(ValueError):
+        TokenBuckets(Clock(), burst=burst, refill_per_s=rate, max_keys=keys)

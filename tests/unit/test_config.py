@@ -40,3 +40,29 @@ def test_bad_number_is_a_clear_error() -> None:
     with pytest.raises(ValidationError) as info:
         load_settings(environ={"FLEET_MAX_TOKENS": "lots"})
     assert "FLEET_MAX_TOKENS" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STATUS_BURST", "0"),
+        ("STATUS_PER_MINUTE", "6001"),
+        ("STATUS_REPORT_SECONDS", "0"),
+        ("REISSUE_LIMIT", "0"),
+        ("REISSUE_LIMIT", "1000000"),
+        ("REISSUE_WINDOW_SECONDS", "9"),
+        ("DELIVERY_RETENTION_DAYS", "0"),
+        ("AUDIT_RETENTION_DAYS", "99999999999"),
+        ("RETENTION_INTERVAL_SECONDS", "1"),
+    ],
+)
+def test_status_reissue_and_retention_settings_are_bounded(name: str, value: str) -> None:
+    with pytest.raises(ValidationError, match=f"FLEET_{name}={value} is outside"):
+        load_settings(environ={f"FLEET_{name}": value})
+
+
+def test_status_reissue_and_retention_defaults() -> None:
+    settings = load_settings(environ={})
+    assert (settings.status_burst, settings.status_per_minute) == (20, 30)
+    assert (settings.reissue_limit, settings.reissue_window_seconds) == (5, 3600)
+    assert (settings.delivery_retention_days, settings.audit_retention_days) == (30, 400)
