@@ -22,7 +22,7 @@ def table(results: dict[str, Any]) -> str:
     main = results["main"]
     lines = [
         "",
-        f"Token endpoint vs floor on {results['database']}: gunicorn {s['workers']} sync workers, "
+        f"Token endpoint vs floor on {results['database']}: gunicorn {s['workers']} workers, "
         f"{s['load_generator']}, {s['pairs']} alternating pairs of {s['seconds']:g} s runs "
         f"(medians), {results['machine']['cpus']} CPUs",
         f"{'':22}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'requests':>10}"

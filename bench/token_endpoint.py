@@ -77,6 +77,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
     parser.add_argument("--connections", type=int, default=4, help="wrk connections [4]")
+    parser.add_argument(
+        "--keepalive",
+        type=int,
+        default=None,
+        help="fleet serve's FLEET_SERVE_KEEPALIVE (0: a connection per request) [its default]",
+    )
     parser.add_argument("--pairs", type=int, default=8, help="floor/endpoint pairs, main [8]")
     parser.add_argument("--seconds", type=int, default=2, help="seconds per run, main [2]")
     parser.add_argument("--sweep-pairs", type=int, default=3, help="pairs per sweep row [3]")
@@ -209,6 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "workers": args.workers,
             "load_generator": f"wrk -t1 -c{args.connections}",
+            "keepalive": args.keepalive,
             "pairs": args.pairs,
             "seconds": args.seconds,
             "sweep_pairs": args.sweep_pairs,
@@ -220,6 +227,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env["FLEET_DATA_DIR"] = str(Path(tmp) / "data")
         if db_url:
             env["FLEET_DATABASE_URL"] = db_url
+        if args.keepalive is not None:
+            env["FLEET_SERVE_KEEPALIVE"] = str(args.keepalive)
         subprocess.run(
             [FLEET, "init"], env=env, check=True, capture_output=True, timeout=CLI_TIMEOUT_S
         )

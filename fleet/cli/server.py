@@ -80,23 +80,88 @@ for _command in OPERATOR_COMMANDS:
 @click.command(
     "serve",
     help=with_example(
-        "Serve the REST API and token endpoint with gunicorn.",
+        "Serve the REST API and token endpoint with gunicorn. Each worker reads whole requests "
+        "in one loop (headers within --header-timeout, the body within --body-timeout) before "
+        "one of its --threads threads handles them, so slow or idle clients hold no thread.",
         "  fleet serve --host 0.0.0.0 --port 8080 --workers 4",
     ),
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--threads",
+    envvar="FLEET_SERVE_THREADS",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Request-handling threads per worker.",
+)
+@click.option(
+    "--max-connections",
+    envvar="FLEET_SERVE_MAX_CONNECTIONS",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(16, 10_000),
+    help="Open connections per worker; beyond, new ones wait in the listen queue.",
+)
+@click.option(
+    "--header-timeout",
+    envvar="FLEET_SERVE_HEADER_TIMEOUT",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 300),
+    help="Seconds a client has to send a request's headers; then 408 and closed.",
+)
+@click.option(
+    "--body-timeout",
+    envvar="FLEET_SERVE_BODY_TIMEOUT",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 600),
+    help="Seconds a client has to send a request's body after its headers.",
+)
+@click.option(
+    "--keepalive",
+    envvar="FLEET_SERVE_KEEPALIVE",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 300),
+    help="Seconds an idle kept-alive connection stays open (0: close after each answer).",
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    max_connections: int,
+    header_timeout: int,
+    body_timeout: int,
+    keepalive: int,
+) -> None:
     from gunicorn.app.base import BaseApplication
+
+    from fleet.serving import BufferingWorker
 
     settings = load_settings()
     build_services(settings)  # fail here, clearly, if `fleet init` has not run
+    _raise_open_file_limit(workers * max_connections + 256)
+
+    class Worker(BufferingWorker):
+        pass
+
+    Worker.header_timeout = float(header_timeout)
+    Worker.body_timeout = float(body_timeout)
+    Worker.max_body_bytes = settings.max_request_bytes
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", Worker)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_connections", max_connections)
+            self.cfg.set("keepalive", keepalive)
             self.cfg.set("accesslog", "-")
             self.cfg.set("graceful_timeout", 10)
 
@@ -105,5 +170,18 @@ def serve(host: str, port: int, workers: int) -> None:
 
             return create_app(settings)
 
-    click.echo(f"fleet serving on http://{host}:{port} with {workers} worker(s)", err=True)
+    click.echo(
+        f"fleet serving on http://{host}:{port} with {workers} worker(s) of {threads} thread(s)",
+        err=True,
+    )
     Server().run()
+
+
+def _raise_open_file_limit(wanted: int) -> None:
+    """Raise the soft limit on open files towards ``wanted`` (never past the hard limit)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
