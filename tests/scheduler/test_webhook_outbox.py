@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,11 +22,12 @@ from sqlmodel import col, select
 
 from fleet.app import create_app
 from fleet.db.models import AuditEvent, WebhookOutbox
+from fleet.domain.errors import ValidationError
 from fleet.domain.rules import RepositoryActions
 from fleet.scheduler import FleetScheduler
 from fleet.services import Services, outbox
 from fleet.services.outbox import BACKOFF_CAP_S, GAVE_UP, WebhookSender, backoff
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, make_settings
 from tests.scheduler.conftest import SchedulerFactory, enroll_many
 from tests.scheduler.webhook_server import Recorder, hung_endpoint, recording_endpoint
 from tests.support.fake_broker import FakeBroker
@@ -356,3 +358,21 @@ def test_scheduler_status_shows_the_outbox(
     assert body["pending"] == 1 and body["oldestPendingSeconds"] == 90
     assert body["givenUp"] == 0 and "Connection" in body["lastError"]
     assert body["lastErrorAt"] == (clock() - timedelta(seconds=90)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("webhook_timeout_seconds", 0),
+        ("webhook_timeout_seconds", 31),
+        ("webhook_interval_seconds", 0),
+        ("webhook_max_attempts", 0),
+        ("webhook_max_attempts", 10**9),
+        ("webhook_max_age_hours", 99999999999),
+        ("webhook_outbox_max_rows", 1),
+        ("webhook_sent_retention_hours", 0),
+    ],
+)
+def test_the_outbox_settings_are_bounded(tmp_path: Path, name: str, value: int) -> None:
+    with pytest.raises(ValidationError, match=f"FLEET_{name.upper()}={value} is outside"):
+        make_settings(tmp_path, **{name: value})
