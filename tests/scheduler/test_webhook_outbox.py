@@ -32,7 +32,7 @@ from tests.scheduler.conftest import SchedulerFactory, enroll_many
 from tests.scheduler.webhook_server import Recorder, hung_endpoint, recording_endpoint
 from tests.support.fake_broker import FakeBroker
 from tests.support.ports import free_port
-from tests.support.timing import scaled
+from tests.support.timing import scaled, wait_until
 
 MakeServices = Callable[..., Services]
 EXPIRING = "device.credentials.expiring"
@@ -376,3 +376,19 @@ def test_scheduler_status_shows_the_outbox(
 def test_the_outbox_settings_are_bounded(tmp_path: Path, name: str, value: int) -> None:
     with pytest.raises(ValidationError, match=f"FLEET_{name.upper()}={value} is outside"):
         make_settings(tmp_path, **{name: value})
+
+
+def test_the_started_scheduler_sends_from_a_job_of_its_own(
+    make_services: MakeServices, make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    recorder = Recorder()
+    with recording_endpoint(free_port(), recorder) as url:
+        fleet = make_services(warning_webhook_url=url, webhook_interval_seconds=1)
+        with fleet.ctx.db.session() as s:
+            event_id = outbox.enqueue(s, fleet.ctx, {"event": "x"})
+        scheduler = make_scheduler(fleet)
+        scheduler.start()
+        wait_until(recorder.event_ids, "the outbox job sent the event")
+        scheduler.stop()
+    assert recorder.event_ids() == [event_id]
+    assert rows(fleet)[0].sent_at is not None
