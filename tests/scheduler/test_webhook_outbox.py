@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlmodel import col, select
+from werkzeug.serving import make_server
 
 from fleet.app import create_app
+from fleet.cli import cli
 from fleet.db.models import AuditEvent, WebhookOutbox
 from fleet.domain.errors import ValidationError
 from fleet.domain.rules import RepositoryActions
@@ -392,3 +395,30 @@ def test_the_started_scheduler_sends_from_a_job_of_its_own(
         scheduler.stop()
     assert recorder.event_ids() == [event_id]
     assert rows(fleet)[0].sent_at is not None
+
+
+def test_fleet_scheduler_status_shows_the_outbox(
+    make_services: MakeServices, make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    fleet = make_services(warning_webhook_url=f"http://127.0.0.1:{free_port()}/hook")
+    with fleet.ctx.db.session() as s:
+        outbox.enqueue(s, fleet.ctx, {"event": "x"})
+    make_scheduler(fleet).send_outbox()  # refused
+    clock.advance(seconds=42)
+    server = make_server("127.0.0.1", 0, create_app(fleet.ctx.settings, fleet), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _, key = fleet.api_keys.create("ops", actor="t")
+    env = {"FLEET_URL": f"http://127.0.0.1:{server.server_port}", "FLEET_API_KEY": key}
+    try:
+        table = CliRunner().invoke(cli, ["scheduler", "status", "--output", "table"], env=env)
+        shown = CliRunner().invoke(cli, ["scheduler", "status", "--query", "outbox"], env=env)
+    finally:
+        server.shutdown()
+        thread.join(scaled(5))
+    assert table.exit_code == 0, table.output
+    header, _, row = table.stdout.strip().splitlines()[-3:]
+    assert header.split()[:2] == ["WEBHOOK", "PENDING"] and row.split()[:3] == ["true", "1", "42.0"]
+    assert "ConnectionError" in row
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["pending"] == 1
