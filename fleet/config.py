@@ -21,6 +21,13 @@ UI_BOUNDS = (
     ("ui_session_lifetime_hours", 1, 24 * 30),
     ("health_flush_seconds", 1, 300),
     ("max_request_bytes", 1024, 64 * 1024 * 1024),
+    # The warning webhook's outbox (fleet/services/outbox.py).
+    ("webhook_timeout_seconds", 1, 30),
+    ("webhook_interval_seconds", 1, 3600),
+    ("webhook_max_attempts", 1, 50),
+    ("webhook_max_age_hours", 1, 24 * 30),
+    ("webhook_outbox_max_rows", 10, 1_000_000),
+    ("webhook_sent_retention_hours", 1, 24 * 30),
 )
 # Device status handling and retention (issue 12, defect 7).
 LIMIT_BOUNDS = (
@@ -66,6 +73,15 @@ class Settings:
     retire_grace_seconds: int = 300  # keep the old slot this long after the new one is acked
     expiry_warning_days: int = 3
     warning_webhook_url: str = ""
+    # The webhook is sent from an outbox, off the pass: each try waits this long for an answer,
+    # the sender looks for due events this often, and an event is given up after this many
+    # tries or this age. At most this many events wait; sent ones are kept this long.
+    webhook_timeout_seconds: int = 3
+    webhook_interval_seconds: int = 10
+    webhook_max_attempts: int = 12
+    webhook_max_age_hours: int = 24
+    webhook_outbox_max_rows: int = 10_000
+    webhook_sent_retention_hours: int = 24
     # The dashboard: a session ends after this long without a request, and after the lifetime.
     ui_idle_timeout_minutes: int = 30
     ui_session_lifetime_hours: int = 12

@@ -7,6 +7,10 @@ no scheduler runs and nothing is done twice when two try.
 
 A pass and the release of the lock never interleave: ``stop()`` waits for the pass under way
 to end before it lets the lock go, or another server could start a pass beside it.
+
+The warning webhook is sent by a second job of its own (``send_outbox``), also on the leader
+only, so a slow or dead endpoint never holds up a pass; its claims keep two senders apart even
+while leadership changes hands.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from sqlmodel import col, select
 from fleet.db.models import SchedulerRun
 from fleet.services import Services
 from fleet.services.leadership import Leadership, leadership_for
+from fleet.services.outbox import WebhookSender
 from fleet.services.reconciler import PassSummary, Reconciler
 from fleet.services.retention import PruneSummary, RetentionService
 
 log = logging.getLogger(__name__)
 JOB_ID = "fleet-reconciler"
 RETENTION_JOB_ID = "fleet-retention"
+OUTBOX_JOB_ID = "fleet-webhook-outbox"
 MAX_ERROR = 1000
 
 
@@ -37,23 +43,44 @@ def node_name() -> str:
 
 
 class FleetScheduler:
-    def __init__(self, services: Services, leadership: Leadership | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        leadership: Leadership | None = None,
+        sender: WebhookSender | None = None,
+    ) -> None:
         self.services = services
         ctx = services.ctx
         self.leadership = leadership or leadership_for(ctx.db.engine, ctx.settings.data_dir)
         self.reconciler = Reconciler(ctx, services.devices, services.delivery)
         self.retention = RetentionService(ctx)
+        self.sender = sender or WebhookSender(ctx)
         self._scheduler: BackgroundScheduler | None = None
-        # Held for a whole pass, and by stop() while it releases the lock.
+        # Held for a whole pass (and a whole send), and by stop() while it releases the lock.
         self._pass_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        # The two jobs share the leadership's connection: one call at a time.
+        self._leader_lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def _leads(self) -> bool:
+        with self._leader_lock:
+            return self.leadership.acquire()
 
     def tick(self) -> PassSummary | None:
         """One pass if this process leads; ``None`` when another one does."""
         with self._pass_lock:
             return self._tick()
 
+    def send_outbox(self) -> int | None:
+        """Send the warning webhook's due events if this process leads; ``None`` otherwise."""
+        with self._send_lock:
+            if self._stopping.is_set() or not self._leads():
+                return None
+            return self.sender.run(self._stopping)
+
     def _tick(self) -> PassSummary | None:
-        if not self.leadership.acquire():
+        if not self._leads():
             return None
         ctx = self.services.ctx
         with ctx.db.session() as s:
@@ -71,7 +98,7 @@ class FleetScheduler:
     def prune(self) -> PruneSummary | None:
         """One retention pass if this process leads; ``None`` when another one does."""
         with self._pass_lock:
-            if not self.leadership.acquire():
+            if self._stopping.is_set() or not self._leads():
                 return None
             return self.retention.prune()
 
@@ -98,15 +125,20 @@ class FleetScheduler:
             max_instances=1,
             misfire_grace_time=None,
         )
-        scheduler.add_job(
-            self._safe_prune,
-            "interval",
-            seconds=self.services.ctx.settings.retention_interval_seconds,
-            id=RETENTION_JOB_ID,
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=None,
-        )
+        settings = self.services.ctx.settings
+        for job, seconds, job_id in (
+            (self._safe_prune, settings.retention_interval_seconds, RETENTION_JOB_ID),
+            (self._safe_send, settings.webhook_interval_seconds, OUTBOX_JOB_ID),
+        ):
+            scheduler.add_job(
+                job,
+                "interval",
+                seconds=seconds,
+                id=job_id,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
         scheduler.start()
         self._scheduler = scheduler
 
@@ -122,12 +154,20 @@ class FleetScheduler:
         except Exception:  # the next interval tries again
             log.exception("retention pass failed")
 
+    def _safe_send(self) -> None:
+        try:
+            self.send_outbox()
+        except Exception:  # a database error: the next interval tries again
+            log.exception("sending the warning webhook's outbox failed")
+
     def stop(self) -> None:
-        """No more passes; the lock is released once the pass under way (if any) has ended."""
+        """No more passes or sends; the lock is released once the pass under way (if any) has
+        ended and the send under way has finished the event it was posting."""
+        self._stopping.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        with self._pass_lock:
+        with self._pass_lock, self._send_lock, self._leader_lock:
             self.leadership.release()
 
 

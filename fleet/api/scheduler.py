@@ -1,4 +1,4 @@
-"""What the scheduler did last, and when it runs next."""
+"""What the scheduler did last, when it runs next, and what the webhook's outbox holds."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fleet.api.auth import services
 from fleet.api.schemas import ApiModel
 from fleet.db.models import SchedulerRun
 from fleet.scheduler import recent_runs
+from fleet.services.outbox import WebhookSender
 
 
 class RunOut(ApiModel):
@@ -23,12 +24,22 @@ class RunOut(ApiModel):
     error: str | None
 
 
+class OutboxOut(ApiModel):
+    webhook_configured: bool
+    pending: int = Field(description="Warning webhook events not yet sent (nor given up)")
+    oldest_pending_seconds: float | None = Field(description="Age of the oldest pending event")
+    given_up: int = Field(description="Events given up and not yet pruned")
+    last_error: str | None
+    last_error_at: datetime | None
+
+
 class SchedulerStatus(ApiModel):
     enabled: bool
     interval_seconds: int
     last_run: RunOut | None
     next_run: datetime | None = Field(description="Estimated: the last start plus the interval")
     recent_runs: list[RunOut]
+    outbox: OutboxOut
 
 
 def run_json(run: SchedulerRun) -> dict[str, Any]:
@@ -60,4 +71,17 @@ def scheduler_status() -> Any:
         "lastRun": run_json(last) if last else None,
         "nextRun": (last.started_at + timedelta(seconds=interval)).isoformat() if last else None,
         "recentRuns": [run_json(r) for r in runs],
+        "outbox": outbox_json(svc.ctx.settings.warning_webhook_url != "", WebhookSender(svc.ctx)),
+    }
+
+
+def outbox_json(configured: bool, sender: WebhookSender) -> dict[str, Any]:
+    state = sender.status()
+    return {
+        "webhookConfigured": configured,
+        "pending": state.pending,
+        "oldestPendingSeconds": state.oldest_pending_seconds,
+        "givenUp": state.given_up,
+        "lastError": state.last_error,
+        "lastErrorAt": state.last_error_at.isoformat() if state.last_error_at else None,
     }

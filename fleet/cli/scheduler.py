@@ -23,6 +23,15 @@ RUN_COLUMNS = [
     Column("ERROR", "error"),
 ]
 
+OUTBOX_COLUMNS = [
+    Column("WEBHOOK", "webhookConfigured"),
+    Column("PENDING", "pending"),
+    Column("OLDEST (S)", "oldestPendingSeconds"),
+    Column("GIVEN UP", "givenUp"),
+    Column("LAST ERROR", "lastError"),
+    Column("AT", "lastErrorAt"),
+]
+
 
 @click.group("scheduler")
 def scheduler() -> None:
@@ -32,13 +41,16 @@ def scheduler() -> None:
 @az_command(
     scheduler,
     "status",
-    help="Last run, next run and what the recent runs did.",
+    help="Last run, next run, what the recent runs did, and the warning webhook's outbox "
+    "(events waiting, the oldest one's age, the last error).",
     example="  fleet scheduler status --output table",
 )
 def status(inv: Invocation) -> None:
     result = inv.client.call("GET", "/scheduler")
     if inv.output == "table" and not inv.query:
         inv.show(result["recentRuns"], RUN_COLUMNS)
+        click.echo()
+        inv.show([result["outbox"]], OUTBOX_COLUMNS)
     else:
         inv.show(result)
 

@@ -187,3 +187,27 @@ class SchedulerRun(SQLModel, table=True):
     node: str = Field(max_length=128)
     summary: str = Field(default="{}", max_length=4096)
     error: str | None = Field(default=None, max_length=1024)
+
+
+class WebhookOutbox(SQLModel, table=True):
+    """One event for the warning webhook, written with the audit row that records it.
+
+    A row is pending while ``next_attempt_at`` is set; a sender claims it by writing its own
+    ``claim_token`` and a lease (``claimed_until``), so two servers never send it at once.
+    Sent and given-up rows keep their time and are pruned after a while.
+    """
+
+    __tablename__ = "webhook_outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=36, unique=True, index=True)
+    body: str = Field(max_length=4096)
+    created_at: datetime = when_field(index=True)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = optional_when_field(index=True)
+    claim_token: str | None = Field(default=None, max_length=36)
+    claimed_until: datetime | None = optional_when_field()
+    last_attempt_at: datetime | None = optional_when_field()
+    last_error: str | None = Field(default=None, max_length=512)
+    sent_at: datetime | None = optional_when_field(index=True)
+    gave_up_at: datetime | None = optional_when_field(index=True)

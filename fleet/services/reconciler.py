@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-import requests
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import or_
 from sqlmodel import col, select
 
 from fleet.db.devices import ACTIVE, Device, DeviceGroup
 from fleet.db.models import ENABLED, Token, TokenPassword
+from fleet.services import outbox
 from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
 from fleet.services.devices import DeviceService
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 SCHEDULER_ACTOR = "scheduler"
-WEBHOOK_TIMEOUT_S = 5
 
 
 @dataclass
@@ -280,7 +279,8 @@ class Reconciler:
         )
 
     def _warn(self, pks: list[int]) -> None:
-        events: list[dict[str, Any]] = []
+        """The audit row and the webhook's outbox row of each warning, in one transaction;
+        the webhook itself is sent off the pass (fleet/services/outbox.py)."""
         with self.ctx.db.session() as s:
             for device in self._load(s, pks):
                 event = {
@@ -298,17 +298,6 @@ class Reconciler:
                     expiry=event["expiry"],
                     slot=device.active_slot,
                 )
+                outbox.enqueue(s, self.ctx, event)
                 device.warn_due_at = None
                 s.add(device)
-                events.append(event)
-        for event in events:
-            self._webhook(event)
-
-    def _webhook(self, event: dict[str, Any]) -> None:
-        url = self.ctx.settings.warning_webhook_url
-        if not url:
-            return
-        try:
-            requests.post(url, json=event, timeout=WEBHOOK_TIMEOUT_S).raise_for_status()
-        except requests.RequestException as exc:
-            log.warning("warning webhook for %s failed: %s", event["deviceId"], exc)

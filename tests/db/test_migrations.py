@@ -60,11 +60,12 @@ TABLES_AT: dict[str, set[str]] = {
 }
 TABLES_AT["0007"] = TABLES_AT["0005"] | {"activity_hourly"}  # the overview's
 TABLES_AT["0008"] = TABLES_AT["0007"]  # the device list's collation and indexes
+TABLES_AT["0009"] = TABLES_AT["0008"] | {"webhook_outbox"}  # the warning webhook's
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
 }
-HEAD = "0008"
+HEAD = "0009"
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 VERSION_TABLE = "alembic_version"
@@ -103,7 +104,9 @@ def current_revision(engine: Engine) -> str | None:
 def fill(url: str, tmp_path: Path) -> None:
     """Rows in every table, through the service layer (which migrates to head first)."""
     clock = FakeClock()
-    services: Services = initialise(make_settings(tmp_path / "data", url))
+    # A webhook (never called here: its sender is not run) so a warning queues an event.
+    settings = make_settings(tmp_path / "data", url, warning_webhook_url="http://127.0.0.1:9/")
+    services: Services = initialise(settings)
     try:
         services.ctx.clock = clock
         services.broker = FakeBroker()
@@ -128,6 +131,8 @@ def fill(url: str, tmp_path: Path) -> None:
         )
         clock.advance(days=24)  # past the first rotation: a second slot and delivery
         scheduler = FleetScheduler(services, FileLeadership(tmp_path / "scheduler.lock"))
+        scheduler.tick()
+        clock.advance(days=4)  # 3 days before the unacknowledged password expires: a warning
         scheduler.tick()
         scheduler.stop()
         clock.advance(hours=2)
@@ -196,7 +201,7 @@ def test_each_downgrade_keeps_its_revisions_rows_and_the_way_back_up_restores_th
     expected_triggers = NOTIFY_TABLES if engine.dialect.name == "postgresql" else set()
     assert notify_triggers(engine) == expected_triggers
 
-    for target in ("0006", "0005", "0004", "0003", "0002", "0001"):
+    for target in ("0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001"):
         migrate(engine, "downgrade", target)
         assert current_revision(engine) == target
         dropped = ADDED_IN_0003 if target < "0003" else {}
@@ -222,7 +227,7 @@ def test_down_to_each_revision_and_up_again_keeps_the_surviving_rows(
 ) -> None:
     fill(fresh_url, tmp_path)
     at_head = read_rows(engine)
-    for target in ("0006", "0005", "0004", "0003", "0002", "0001"):
+    for target in ("0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001"):
         migrate(engine, "downgrade", target)
         migrate(engine, "upgrade", "head")
         assert current_revision(engine) == HEAD
