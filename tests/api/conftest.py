@@ -7,6 +7,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fleet.app import create_app
+from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
 
 
@@ -36,3 +37,13 @@ class Client:
 def api(app: Flask, services: Services) -> Client:
     _, key = services.api_keys.create("tester", actor="test")
     return Client(app.test_client(), key)
+
+
+@pytest.fixture
+def group(services: Services) -> str:
+    """A device group on a read-only map, for the tests that need one."""
+    services.scope_maps.create(
+        "edge-read", [RepositoryActions("edge/*", ("content/read",))], actor="t"
+    )
+    services.groups.create("pilots", scope_map="edge-read", actor="t")
+    return "pilots"

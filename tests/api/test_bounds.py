@@ -10,19 +10,7 @@ from typing import Any
 
 import pytest
 
-from fleet.domain.rules import RepositoryActions
-from fleet.services import Services
-
 HUGE = 99_999_999_999
-
-
-@pytest.fixture
-def group(services: Services) -> str:
-    services.scope_maps.create(
-        "edge-read", [RepositoryActions("edge/*", ("content/read",))], actor="t"
-    )
-    services.groups.create("pilots", scope_map="edge-read", actor="t")
-    return "pilots"
 
 
 GROUP_BAD = [

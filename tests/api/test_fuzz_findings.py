@@ -11,21 +11,11 @@ import pytest
 
 from fleet.api import PREFIX, api
 from fleet.app import create_app
-from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
 from fleet.services.delivery import RETRY_BASE, RETRY_CAP, retry_delay
 from tests.devices.conftest import broker, fleet, new_device, secret
 
 __all__ = ["broker", "fleet", "secret"]  # fixtures of tests/devices, used here
-
-
-@pytest.fixture
-def group(services: Services) -> str:
-    services.scope_maps.create(
-        "edge-read", [RepositoryActions("edge/*", ("content/read",))], actor="t"
-    )
-    services.groups.create("pilots", scope_map="edge-read", actor="t")
-    return "pilots"
 
 
 def _refused(response: Any, *words: str) -> None:

@@ -9,9 +9,6 @@ from typing import Any
 
 import pytest
 
-from fleet.domain.rules import RepositoryActions
-from fleet.services import Services
-
 HELLO = [{"repository": "samples/hello-world", "actions": ["content/read"]}]
 
 NAIVE = "2030-01-01T00:00:00"
@@ -23,15 +20,6 @@ BAD = [
     pytest.param(OVERFLOWS, "out of range", id="overflows"),
     pytest.param(TOO_FAR, "3650 days", id="too-far-ahead"),
 ]
-
-
-@pytest.fixture
-def group(services: Services) -> str:
-    services.scope_maps.create(
-        "edge-read", [RepositoryActions("edge/*", ("content/read",))], actor="t"
-    )
-    services.groups.create("pilots", scope_map="edge-read", actor="t")
-    return "pilots"
 
 
 def _refused(response: Any, field: str, why: str) -> None:

@@ -9,15 +9,15 @@ works". Two real local HTTP servers on two ports: the second one must never see 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from device_agent.backends import PullFailed
-from device_agent.credentials import Credentials
 from device_agent.enroll import EnrollError, EnrollSecret, enroll
 from device_agent.token_check import Verdict, check_password
+from tests.device_agent import test_agent_token_check as token_check_test
 from tests.device_agent.agent_http import HttpServer, Reply, Request
 from tests.device_agent.test_agent_oci_puller import (
     PASSWORD,
@@ -28,14 +28,7 @@ from tests.device_agent.test_agent_oci_puller import (
     pull,
 )
 
-CREDENTIALS = Credentials(
-    login_server="registry.example:5000",
-    username=USER,
-    password=PASSWORD,
-    slot="password2",
-    expiry=datetime(2027, 1, 1, tzinfo=UTC),
-    version=3,
-)
+CREDENTIALS = replace(token_check_test.CREDENTIALS, username=USER, password=PASSWORD)
 
 
 class Elsewhere:
