@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from fleet.cli.base import with_example
 from fleet.cli.host import build_services, initialise, load_settings
 from fleet.cli.operators import COMMANDS as OPERATOR_COMMANDS
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 LOCAL_ACTOR = "cli:server-host"
 
@@ -77,6 +80,20 @@ for _command in OPERATOR_COMMANDS:
     admin.add_command(_command)
 
 
+def _setting(
+    flag: str, envvar: str, default: int, bounds: tuple[int, int], text: str
+) -> Callable[[F], F]:
+    """A bounded integer option of `fleet serve`, also read from its environment variable."""
+    return click.option(
+        flag,
+        envvar=envvar,
+        default=default,
+        show_default=True,
+        type=click.IntRange(*bounds),
+        help=text,
+    )
+
+
 @click.command(
     "serve",
     help=with_example(
@@ -89,45 +106,34 @@ for _command in OPERATOR_COMMANDS:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option(
-    "--threads",
-    envvar="FLEET_SERVE_THREADS",
-    default=4,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="Request-handling threads per worker.",
-)
-@click.option(
+@_setting("--threads", "FLEET_SERVE_THREADS", 4, (1, 64), "Request-handling threads per worker.")
+@_setting(
     "--max-connections",
-    envvar="FLEET_SERVE_MAX_CONNECTIONS",
-    default=1000,
-    show_default=True,
-    type=click.IntRange(16, 10_000),
-    help="Open connections per worker; beyond, new ones wait in the listen queue.",
+    "FLEET_SERVE_MAX_CONNECTIONS",
+    1000,
+    (16, 10_000),
+    "Open connections per worker; beyond, new ones wait in the listen queue.",
 )
-@click.option(
+@_setting(
     "--header-timeout",
-    envvar="FLEET_SERVE_HEADER_TIMEOUT",
-    default=10,
-    show_default=True,
-    type=click.IntRange(1, 300),
-    help="Seconds a client has to send a request's headers; then 408 and closed.",
+    "FLEET_SERVE_HEADER_TIMEOUT",
+    10,
+    (1, 300),
+    "Seconds a client has to send a request's headers; then 408 and closed.",
 )
-@click.option(
+@_setting(
     "--body-timeout",
-    envvar="FLEET_SERVE_BODY_TIMEOUT",
-    default=30,
-    show_default=True,
-    type=click.IntRange(1, 600),
-    help="Seconds a client has to send a request's body after its headers.",
+    "FLEET_SERVE_BODY_TIMEOUT",
+    30,
+    (1, 600),
+    "Seconds a client has to send a request's body after its headers.",
 )
-@click.option(
+@_setting(
     "--keepalive",
-    envvar="FLEET_SERVE_KEEPALIVE",
-    default=5,
-    show_default=True,
-    type=click.IntRange(0, 300),
-    help="Seconds an idle kept-alive connection stays open (0: close after each answer).",
+    "FLEET_SERVE_KEEPALIVE",
+    5,
+    (0, 300),
+    "Seconds an idle kept-alive connection stays open (0: close after each answer).",
 )
 def serve(
     host: str,
