@@ -18,13 +18,14 @@ wait and fail on the unique index. Either way exactly one request wins; the lose
 error a later request would get, and nothing it did remains. Only the winner provisions the
 broker, then :func:`take` finds its claim intact (an operator may have disabled or deleted the
 device meanwhile) and the enrollment is finished. A claim whose broker call or finish failed is
-undone, so the code and the id can be tried again.
+undone, so the code and the id can be tried again; one left by a server that died is taken over
+by the next request once it is :data:`STALE_CLAIM` old.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +44,9 @@ from fleet.db.devices import (
 from fleet.domain.errors import AuthenticationError, ConflictError
 
 REENROLLABLE = (PENDING, ACTIVE)
+# A claim this old was left by a server that died mid-enrollment (a live one finishes within
+# its broker timeouts, seconds): the next request for the id takes it over.
+STALE_CLAIM = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +121,12 @@ def claim(
     if existing is None:
         return _claim_new(s, entry, device_id, keys, now, code_id)
     if existing.status == ENROLLING:
+        if existing.enrolled_at is not None and now - existing.enrolled_at >= STALE_CLAIM:
+            return _take_over(s, existing, entry, keys, now, code_id)
         raise ConflictError(
             f"device {device_id!r} is being enrolled by another request; if that enrollment "
-            f"was interrupted, an operator may delete it (fleet device delete {device_id})",
+            f"was interrupted, try again in {STALE_CLAIM.seconds // 60} minutes, or an "
+            f"operator may delete it now (fleet device delete {device_id})",
             code="DeviceExists",
         )
     if not existing.allow_reenroll:
@@ -178,6 +185,37 @@ def _claim_new(
         raise _exists(device_id) from None
     assert row.id is not None
     return Claim(device_id, row.id, entry.group_id, entry.kind, now, True, code_id)
+
+
+def _take_over(
+    s: Session,
+    stale: Device,
+    entry: EnrollmentSecret,
+    keys: tuple[str, str],
+    now: datetime,
+    code_id: int | None,
+) -> Claim:
+    """A claim left by a server that died mid-enrollment, taken over so the device is not
+    refused for good. Conditional on the stale claim's own time: of two requests taking it over
+    at once one wins, and the dead request's :func:`take` (were it alive) would fail."""
+    assert stale.id is not None
+    won = s.exec(
+        update(Device)
+        .where(
+            col(Device.id) == stale.id,
+            col(Device.status) == ENROLLING,
+            col(Device.enrolled_at) == stale.enrolled_at,
+        )
+        .values(
+            enrolled_at=now,
+            group_id=entry.group_id,
+            x25519_public=keys[0],
+            ed25519_public=keys[1],
+        )
+    )
+    if won.rowcount != 1:
+        raise _exists(stale.device_id)
+    return Claim(stale.device_id, stale.id, entry.group_id, entry.kind, now, True, code_id)
 
 
 def take(s: Session, claimed: Claim) -> Device:

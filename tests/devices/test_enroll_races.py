@@ -402,24 +402,57 @@ def test_delete_while_a_device_enrolls_enrolls_nothing_and_gives_the_code_back(
     assert view.status == "active"
 
 
-def test_an_interrupted_enrollment_holds_the_id_until_deleted(
-    fleet: Services, broker: FakeBroker, secret: str
-) -> None:
-    """A server that died between the claim and the broker leaves the claim: the id is
-    refused with a message saying how to free it, and deleting it frees it."""
+def _interrupted_claim(fleet: Services, secret: str, device_id: str) -> FakeDevice:
+    """What a server that died between the claim and the broker leaves behind."""
     from fleet.services import enrollment  # here: the other tests also run on older code
 
-    fake = new_device("stuck-1")
+    fake = new_device(device_id)
     with fleet.ctx.db.session() as s:
         now = fleet.ctx.clock()
         entry = enrollment.find_secret(s, fleet.ctx.hasher, now, secret)
         enrollment.claim(s, entry, fake.device_id, fake.keys, now)
+    return fake
+
+
+def test_an_interrupted_enrollment_holds_the_id_until_deleted(
+    fleet: Services, broker: FakeBroker, secret: str
+) -> None:
+    """A fresh claim may be a live request: the id is refused with a message saying how to free
+    it, and deleting it frees it."""
+    fake = _interrupted_claim(fleet, secret, "stuck-1")
     with pytest.raises(ConflictError, match="fleet device delete stuck-1") as caught:
         fleet.devices.enroll(fake.device_id, secret, *fake.keys)
-    assert caught.value.code == "DeviceExists"
+    assert caught.value.code == "DeviceExists" and "try again in 2 minutes" in caught.value.message
     fleet.devices.delete(fake.device_id, actor=ME)
     view, password = fleet.devices.enroll(fake.device_id, secret, *fake.keys)
     assert view.status == "active" and broker.logins[fake.device_id]["password"] == password
+
+
+def test_an_interrupted_enrollment_is_taken_over_once_stale(
+    fleet: Services, broker: FakeBroker, secret: str, clock: FakeClock
+) -> None:
+    """Left alone, the claim refused the device for good (its agent re-running enroll got 409
+    forever). Once STALE_CLAIM old, the next requests take it over, exactly one of them when
+    they come at once, with the winner's new keys and a broker login that works."""
+    from fleet.services.enrollment import STALE_CLAIM
+
+    for n in range(ROUNDS):
+        _interrupted_claim(fleet, secret, f"stale-{n}")
+        clock.advance(seconds=STALE_CLAIM.total_seconds())
+        devices = [new_device(f"stale-{n}"), new_device(f"stale-{n}")]
+        results = at_once(
+            *(lambda d=d: fleet.devices.enroll(d.device_id, secret, *d.keys) for d in devices)
+        )
+        won, lost = split(results)
+        assert len(won) == 1 and len(lost) == 1, results
+        assert isinstance(lost[0], ConflictError) and lost[0].code == "DeviceExists"
+        view, password = won[0]
+        assert view.status == "active"
+        assert broker.logins[view.device_id]["password"] == password
+        winner = devices[results.index(won[0])]
+        with fleet.ctx.db.session() as s:
+            row = s.exec(select(Device).where(Device.device_id == view.device_id)).one()
+        assert (row.x25519_public, row.ed25519_public) == winner.keys
 
 
 def test_pull_racing_rotate_queues_both(fleet: Services, broker: FakeBroker, secret: str) -> None:
