@@ -11,6 +11,7 @@ from fleet.api.errors import register_error_handlers
 from fleet.body_limit import bound_streamed_body
 from fleet.bootstrap import build_services
 from fleet.config import Settings, load_settings
+from fleet.input_guard import refuse_nul_characters
 from fleet.services import Services
 from fleet.web import init_app as init_web
 
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Every body is bounded before it is read: above the limit, 413 and nothing parsed.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.before_request(bound_streamed_body)
+    app.before_request(refuse_nul_characters)
     app.extensions["fleet"] = services
     register_error_handlers(app)
 

@@ -22,9 +22,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.datastructures import MultiDict
 
 from fleet.domain.errors import ValidationError
 from fleet.domain.throttle import FailureLimiter
+from fleet.input_guard import MESSAGE as NUL_MESSAGE
+from fleet.input_guard import form_holds_nul
 from fleet.registry_auth.grants import access_claim
 from fleet.registry_auth.scopes import Scope, parse_scopes
 from fleet.registry_auth.tokens import MintedToken, compact_json
@@ -83,7 +86,9 @@ def _basic_auth() -> tuple[str, str] | None:
         name, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return (name, password) if sep else None
+    if not sep or form_holds_nul(MultiDict({name: password})):
+        return None  # no token's name holds U+0000 (and PostgreSQL could not look it up)
+    return name, password
 
 
 def _refused(name: str) -> Response:
@@ -213,6 +218,8 @@ def token_post() -> Response:
     limit = request.max_content_length
     request.max_content_length = min(MAX_TOKEN_FORM_BYTES, limit or MAX_TOKEN_FORM_BYTES)
     form = request.form
+    if form_holds_nul(form):
+        return _error(400, "INVALID_REQUEST", NUL_MESSAGE)
     grant = form.get("grant_type", "")
     try:
         _check_service(services, form.get("service"))

@@ -5,6 +5,7 @@ Every answer of the API is a documented status with a body its document describe
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -76,3 +77,39 @@ def test_every_operation_documents_the_servers_414() -> None:
             answer = operation["responses"].get("414")
             assert answer is not None, (method, path)
             assert list(answer["content"]) == ["text/html"], (method, path)
+
+
+# Found by the nightly run on PostgreSQL: `POST /groups {"scopeMap": "\u0000±"}` was a 500.
+# PostgreSQL's text cannot hold U+0000, so any name, search or value with one failed there in
+# the query, wherever it came from (JSON, the path, the query string, a form).
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        pytest.param("POST", "/groups", {"name": "certificates", "scopeMap": "\x00±"}, id="json"),
+        pytest.param("POST", "/scope-maps", {"name": "a\x00b", "rules": []}, id="json-name"),
+        pytest.param("GET", "/scope-maps/edge%00read", None, id="path"),
+        pytest.param("GET", "/devices?q=rpi%00", None, id="query"),
+    ],
+)
+def test_a_nul_character_anywhere_is_a_400(api, method: str, path: str, body: object) -> None:  # type: ignore[no-untyped-def]
+    _refused(api(method, path, body), "U+0000")
+
+
+def test_a_nul_character_in_a_dashboard_form_is_a_400(app, services: Services) -> None:  # type: ignore[no-untyped-def]
+    answer = app.test_client().post("/ui/sign-in", data={"name": "alice\x00", "password": "x"})
+    assert answer.status_code == 400
+    assert "U+0000" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("via", ["basic", "form"])
+def test_a_nul_character_at_the_token_endpoint_is_refused_not_a_500(app, via: str) -> None:  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    if via == "basic":
+        login = base64.b64encode(b"dev-\x00x:password").decode()
+        answer = client.get("/oauth2/token", headers={"Authorization": f"Basic {login}"})
+        assert answer.status_code == 401
+    else:
+        form = {"grant_type": "password", "username": "dev-\x00x", "password": "p"}
+        answer = client.post("/oauth2/token", data=form)
+        assert answer.status_code == 400
+        assert "U+0000" in answer.get_json()["errors"][0]["message"]
