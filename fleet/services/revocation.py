@@ -46,11 +46,15 @@ class AccessEnd:
     ended: bool
 
     def describe(self) -> str:
-        """What the CLI and the dashboard say."""
-        when = self.ends_by.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        """What the dashboard says."""
+        when = self.ends_by.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if self.ended:
             return f"registry access ended (by {when})"
         return f"registry access ends by {when}"
+
+    def sentence(self) -> str:
+        text = self.describe()
+        return text[0].upper() + text[1:] + "."
 
 
 def access_end(ends_by: datetime | None, now: datetime) -> AccessEnd | None:

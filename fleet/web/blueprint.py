@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from fleet.api.errors import status_of
 from fleet.domain.errors import FleetError
-from fleet.web.format import time_tag
+from fleet.web.format import exact, relative, time_tag
 from fleet.web.session import csrf_ok, csrf_token, current_operator
 
 web = Blueprint(
@@ -87,7 +87,13 @@ def _headers(response: Response) -> Response:
 
 @web.app_context_processor
 def _template_globals() -> dict[str, Any]:
-    return {"csrf_token": csrf_token, "operator": g.get("operator"), "time_tag": time_tag}
+    return {
+        "csrf_token": csrf_token,
+        "operator": g.get("operator"),
+        "time_tag": time_tag,
+        "exact": exact,
+        "relative": relative,
+    }
 
 
 def _error_page(status: int, title: str, message: str) -> tuple[str, int]:

@@ -27,6 +27,7 @@ GOOD = {
     "password_lifetime_days": "20",
     "rotation_window_days": "5",
     "inactivity_limit_days": "14",
+    "jwt_lifetime_seconds": "120",
     "require_approval": "on",
 }
 VALUE = re.compile(r'id="created-value" readonly value="([^"]+)"')
@@ -80,7 +81,7 @@ def test_the_table_shows_each_group_with_its_counts_in_constant_queries(
     cells = [
         re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", row.group(1), re.S)
     ]
-    assert cells == ["devices-read", "30 d", "7 d", "none", "yes", "2 (2 pending)"]
+    assert cells == ["devices-read", "30 d", "7 d", "none", "60 s", "yes", "2 (2 pending)"]
     assert 'aria-current="page">Groups</a>' in page
 
     with counted(fleet) as one_group:
@@ -107,6 +108,7 @@ def test_create_a_group(admin: Browser, fleet: Services) -> None:
         5,
     )
     assert made.inactivity_limit_days == 14 and made.require_approval is True
+    assert made.jwt_lifetime_seconds == 120
     assert _audit(fleet)[-1] == ("operator:alice", "group.create", "pilots-eu")
     assert "Group pilots-eu created." in _text(admin.get(answer.headers["Location"]))
 
@@ -129,6 +131,12 @@ BAD_GROUPS = [
      "the inactivity limit must be 1 to 3650 days (or none)", 400),
     ({"inactivity_limit_days": "-3"}, "inactivity_limit_days",
      "The inactivity limit is a whole number of days (empty for no limit)", 400),
+    ({"jwt_lifetime_seconds": "59"}, "jwt_lifetime_seconds",
+     "the registry JWT lifetime must be 60 to 3600 seconds (not 59)", 400),
+    ({"jwt_lifetime_seconds": "3601"}, "jwt_lifetime_seconds",
+     "the registry JWT lifetime must be 60 to 3600 seconds (not 3601)", 400),
+    ({"jwt_lifetime_seconds": "1.5"}, "jwt_lifetime_seconds",
+     "The registry JWT lifetime is a whole number of seconds", 400),
     ({"scope_map": ""}, "scope_map", "A scope map is required", 400),
     ({"name": ""}, "name", "A name is required", 400),
 ]  # fmt: skip

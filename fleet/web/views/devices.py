@@ -18,10 +18,12 @@ from werkzeug.datastructures import MultiDict
 from fleet.api.errors import status_of
 from fleet.db.devices import ACTIVE, DEVICE_STATUSES, DISABLED
 from fleet.domain.errors import FleetError, ValidationError
+from fleet.registry_auth.tokens import REGISTRY_LEEWAY
 from fleet.services.audit import AuditFilter
 from fleet.services.device_list import DIRECTIONS, QUERY_PARAMETERS, parse_query
 from fleet.services.devices import MAX_BULK
 from fleet.services.paging import DEFAULT_LIMIT
+from fleet.services.revocation import AccessEnd
 from fleet.services.views import DeviceView
 from fleet.web.blueprint import admin_required, web
 from fleet.web.format import exact, is_whole
@@ -134,22 +136,29 @@ class Action:
     button: str
     offered: Callable[[DeviceView], bool]
     lines: Callable[[DeviceView, str], list[str]]
-    run: Callable[[DeviceView, str], None]
+    # What it did; the time its registry access ends, when it ended some (disable, delete).
+    run: Callable[[DeviceView, str], AccessEnd | None]
     done: str  # the flash message, formatted with the device id
     needs_reason: bool = False
 
 
-def _registry_cut() -> str:
-    lifetime = services().ctx.settings.token_lifetime
+def _registry_cut(d: DeviceView | None = None) -> str:
+    """What a disable or delete does to registry access; for one device, with its group's
+    JWT lifetime."""
+    lifetime = "its group's JWT lifetime"
+    if d is not None:
+        seconds = services().groups.show(d.group, with_secrets=False).jwt_lifetime_seconds
+        lifetime = f"{seconds} s ({lifetime})"
     return (
         "the registry refuses it new tokens at once; a registry token already issued "
-        f"lasts at most {lifetime} s more (plus the registry's 60 s leeway)"
+        f"lasts at most {lifetime} more, plus the registry's {REGISTRY_LEEWAY} s leeway: "
+        "the exact time is shown once it is done"
     )
 
 
 def _disable_lines(d: DeviceView, reason: str) -> list[str]:
     return [
-        f"{d.device_id}: registry token {d.token or '(none)'} disabled: {_registry_cut()}.",
+        f"{d.device_id}: registry token {d.token or '(none)'} disabled: {_registry_cut(d)}.",
         f"Its broker login {d.mqtt_username} is disabled and it is told to wipe its "
         "credentials (a connected device gets a few seconds to read that first).",
         "Its registry passwords are deleted; Enable brings it back with a fresh one only.",
@@ -196,21 +205,22 @@ def _reenroll_lines(d: DeviceView, _: str) -> list[str]:
 def _delete_lines(d: DeviceView, _: str) -> list[str]:
     return [
         f"{d.device_id} is deleted with its registry token {d.token or '(none)'} and its "
-        f"broker login {d.mqtt_username}: {_registry_cut()}.",
+        f"broker login {d.mqtt_username}: {_registry_cut(d)}.",
         "Its deliveries are deleted; its audit events are kept.",
         "This cannot be undone: the device can come back only by enrolling again.",
     ]
 
 
-def _svc_call(method: str) -> Callable[[DeviceView, str], None]:
-    def run(d: DeviceView, _: str) -> None:
-        getattr(services().devices, method)(d.device_id, actor=actor())
+def _svc_call(method: str) -> Callable[[DeviceView, str], AccessEnd | None]:
+    def run(d: DeviceView, _: str) -> AccessEnd | None:
+        done = getattr(services().devices, method)(d.device_id, actor=actor())
+        return done if isinstance(done, AccessEnd) else None  # delete answers when
 
     return run
 
 
-def _disable(d: DeviceView, reason: str) -> None:
-    services().devices.disable(d.device_id, actor=actor(), reason=reason)
+def _disable(d: DeviceView, reason: str) -> AccessEnd | None:
+    return services().devices.disable(d.device_id, actor=actor(), reason=reason).access
 
 
 ACTIONS = {
@@ -302,10 +312,10 @@ def device_action(device_id: str, action: str) -> Any:
     if request.method == "GET":
         return render_template("confirm.html", **page)
     try:
-        todo.run(view, reason)
+        ended = todo.run(view, reason)
     except FleetError as exc:
         return render_template("confirm.html", **page, error=exc.message), status_of(exc)
-    flash(todo.done.format(view.device_id))
+    flash(todo.done.format(view.device_id) + (f" {ended.sentence()}" if ended else ""))
     if action == "delete":
         return redirect(url_for("web.devices"), 303)
     return redirect(url_for("web.device", device_id=view.device_id), 303)

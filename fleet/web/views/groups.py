@@ -15,6 +15,7 @@ from flask import flash, redirect, render_template, request, url_for
 
 from fleet.api.errors import status_of
 from fleet.domain.errors import FleetError
+from fleet.registry_auth.tokens import DEFAULT_DEVICE_TOKEN_LIFETIME
 from fleet.services.views import GroupView
 from fleet.web.blueprint import admin_required, web
 from fleet.web.format import is_whole
@@ -29,14 +30,16 @@ FIELD_OF_CODE = {
     "InvalidPasswordLifetime": "password_lifetime_days",
     "InvalidRotationWindow": "rotation_window_days",
     "InvalidInactivityLimit": "inactivity_limit_days",
+    "InvalidJwtLifetime": "jwt_lifetime_seconds",
 }
 DAYS_FIELDS = {
     "password_lifetime_days": "The password lifetime",
     "rotation_window_days": "The rotation window",
     "inactivity_limit_days": "The inactivity limit",
 }
+SECONDS_FIELDS = {"jwt_lifetime_seconds": "The registry JWT lifetime"}
 REQUIRED = {"name": "A name", "scope_map": "A scope map"}
-SETTINGS = ("scope_map", *DAYS_FIELDS, "require_approval")
+SETTINGS = ("scope_map", *DAYS_FIELDS, *SECONDS_FIELDS, "require_approval")
 MAX_FIELD_CHARS = 64
 SECRETS_PAGE = 50  # a group may have issued a code per device: its page shows them in pages
 MAX_DAYS_DIGITS = 6  # the service checks the range; this keeps junk out of int()
@@ -61,6 +64,13 @@ class GroupForm:
             raw = values[name]
             if name in DAYS_FIELDS:
                 self._days(name, raw)
+            elif name in SECONDS_FIELDS:
+                if not raw:
+                    pass  # left out: the default, or unchanged
+                elif is_whole(raw, MAX_DAYS_DIGITS):
+                    self.parsed[name] = int(raw)
+                else:
+                    self.errors[name] = f"{SECONDS_FIELDS[name]} is a whole number of seconds"
             elif name == "require_approval":
                 self.parsed[name] = bool(raw)
             elif not raw:
@@ -95,6 +105,7 @@ class GroupForm:
                 "password_lifetime_days": str(group.password_lifetime_days),
                 "rotation_window_days": str(group.rotation_window_days),
                 "inactivity_limit_days": "" if inactivity is None else str(inactivity),
+                "jwt_lifetime_seconds": str(group.jwt_lifetime_seconds),
                 "require_approval": "on" if group.require_approval else "",
             }
         )
@@ -125,7 +136,11 @@ def _new_page(form: GroupForm, status: int = 200) -> Any:
 @web.get("/groups/new")
 @admin_required
 def groups_new() -> Any:
-    defaults = {"password_lifetime_days": "30", "rotation_window_days": "7"}
+    defaults = {
+        "password_lifetime_days": "30",
+        "rotation_window_days": "7",
+        "jwt_lifetime_seconds": str(DEFAULT_DEVICE_TOKEN_LIFETIME),
+    }
     return _new_page(GroupForm({**dict.fromkeys(("name", *SETTINGS), ""), **defaults}))
 
 

@@ -252,15 +252,16 @@ def tokens_disable(name: str) -> Any:
                 f"Token {name} is disabled: the registry refuses new logins with its "
                 "passwords at once.",
                 f"A registry token issued just before lives at most {lifetime} s more "
-                "(plus the registry's 60 s leeway).",
+                "(plus the registry's 60 s leeway): the exact time is shown once it is done.",
                 "Its passwords are kept: Enable makes them work again.",
             ],
             button="Disable",
             back=url_for("web.tokens_show", name=name),
         )
+    ended = token.access
     if token.status != DISABLED:
-        services().tokens.update(name, status=DISABLED, actor=actor())
-    flash(f"Token {name} is disabled.")
+        ended = services().tokens.update(name, status=DISABLED, actor=actor()).access
+    flash(f"Token {name} is disabled." + (f" {ended.sentence()}" if ended else ""))
     return redirect(url_for("web.tokens_show", name=name), 303)
 
 
@@ -310,8 +311,8 @@ def tokens_delete(name: str) -> Any:
     if request.method == "GET":
         return confirm_page(**page)
     try:
-        services().tokens.delete(name, actor=actor())
+        ended = services().tokens.delete(name, actor=actor())
     except FleetError as exc:
         return confirm_page(**page, error=exc.message), status_of(exc)
-    flash(f"Token {name} deleted.")
+    flash(f"Token {name} deleted." + (f" {ended.sentence()}" if ended else ""))
     return redirect(url_for("web.tokens"), 303)
