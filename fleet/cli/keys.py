@@ -84,6 +84,53 @@ def rotate(publish_delay: int | None) -> None:
     )
 
 
+@keys.command(
+    "revoke",
+    help=with_example(
+        "Revoke a compromised signing key now: it leaves the key ring, the bundle and the JWKS "
+        "at once, and refresh tokens it signed are refused from the next request. If it was "
+        "signing, a fresh key signs in its place with no publish delay (also when it was the "
+        f"only key). Every server sharing this key ring rechecks it every "
+        f"{RING_CHECK_INTERVAL_S:g} s, so none signs with the revoked key "
+        f"{RING_CHECK_INTERVAL_S:g} s after the command ends. Registries still accept its JWTs "
+        "until they are restarted on the new bundle: copy it and restart every registry at "
+        "once. See docs/runbook-signing-key-compromise.md.",
+        "  fleet keys revoke --kid ABCD:EFGH:IJKL:MNOP:QRST:UVWX:YZ23:4567:ABCD:EFGH:IJKL:MNOP \\\n"
+        "    --bundle /etc/docker/registry/fleet-bundle.pem",
+    ),
+)
+@click.option("--kid", required=True, help="The key id to revoke, as `fleet keys list` shows it.")
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a readable copy of the new bundle here (the registry's rootcertbundle).",
+)
+def revoke(kid: str, bundle: Path | None) -> None:
+    settings = load_settings()
+    services = build_services(settings)
+    revocation = services.signing.revoke(kid)
+    written = [settings.registry_bundle_file]
+    if bundle is not None:
+        services.signing.ring.write_bundle(bundle)  # readable by a registry of another user
+        written.append(bundle)
+    _print_ring(services)
+    refused = ""
+    if revocation.replacement is None:
+        signs = f"key {revocation.signing} goes on signing"
+    else:
+        refused = f" and refuse those of {revocation.replacement}"
+        only = " (it was the only key)" if len(services.signing.ring.entries) == 1 else ""
+        signs = f"created key {revocation.replacement}{only}: it signs now"
+    click.echo(
+        f"revoked key {kid}: gone from the key ring, the bundle and the JWKS; {signs}; no server "
+        f"sharing this key ring signs with {kid} from {_iso_ms(revocation.everywhere_from)} "
+        f"(within {RING_CHECK_INTERVAL_S:g} s)\n"
+        f"wrote {', '.join(map(str, written))}: copy the bundle to every registry and restart "
+        f"every registry now: until then they still accept JWTs signed by {kid}{refused}",
+        err=True,
+    )
+
+
 @click.group("registry")
 def registry() -> None:
     """Connect a CNCF Distribution registry to this server."""

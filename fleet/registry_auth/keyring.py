@@ -9,6 +9,11 @@ Rotation never breaks a pull:
    ``retire_after`` = the new key's first signing time + token lifetime + the registry's leeway.
 3. ``prune()`` (also run by ``rotate()``) then drops it; rewrite the bundle afterwards.
 
+A compromised key is not rotated out but revoked: ``revoke(kid)`` drops it from the ring (so
+from the bundle and the JWKS) at once, and if it was signing, a fresh key signs at once in its
+place, with no publish delay: a registry trusting the old bundle refuses the fresh key's tokens
+until it is given the new bundle and restarted, which is the price of stopping the old key now.
+
 Everything lives in one JSON file (mode 0600, written atomically) guarded by an ``flock`` so
 that two processes cannot rotate at once. Processes that only sign (every token endpoint
 worker) call :meth:`KeyRing.refresh` before :meth:`KeyRing.signing_key`: it costs one ``stat``
@@ -129,9 +134,7 @@ class KeyRing:
 
     def signing_key(self, now: float | None = None) -> SigningKey:
         """The key to sign with: the newest one whose ``signing_from`` has come."""
-        at = self._now(now)
-        ready = [e for e in self._entries if e.signing_from <= at]
-        return (ready[-1] if ready else self._entries[0]).key
+        return self._entries[self._signing_index(self._now(now))].key
 
     def published_keys(self, now: float | None = None) -> list[SigningKey]:
         at = self._now(now)
@@ -149,6 +152,42 @@ class KeyRing:
             self._drop_retired(at)
             self._save()
         return entry.key
+
+    def revoke(self, kid: str, now: float | None = None) -> SigningKey | None:
+        """Drop key ``kid`` now; return the fresh key that signs in its place, if it was signing.
+
+        The fresh key takes the revoked one's place in the schedule: it signs from ``now`` until
+        a key already waiting for its signing time takes over, as the revoked one would have.
+        A waiting key that is revoked leaves the keys before it signing as if it never existed.
+        An unknown ``kid`` changes nothing.
+        """
+        at = self._now(now)
+        with self._locked():
+            self._load()
+            kids = [e.key.kid for e in self._entries]
+            if kid not in kids:
+                raise ValidationError(
+                    f"no key {kid!r} in the key ring; it holds {', '.join(kids)}",
+                    code="UnknownKey",
+                )
+            index = kids.index(kid)
+            signing = self._signing_index(at)
+            entries = list(self._entries)
+            revoked = entries.pop(index)
+            fresh = None
+            if index == signing:
+                fresh = replace(
+                    self._new_entry(at, signing_from=at), retire_after=revoked.retire_after
+                )
+                entries.insert(index, fresh)
+            elif index > signing:
+                # It was waiting: the keys before it sign until the next one's time instead.
+                for position in range(signing, index):
+                    entries[position] = self._rescheduled(entries, position, revoked)
+            self._entries = tuple(entries)
+            self._drop_retired(at)
+            self._save()
+        return None if fresh is None else fresh.key
 
     def prune(self, now: float | None = None) -> list[str]:
         """Drop keys whose last token has expired; return their key ids."""
@@ -188,6 +227,21 @@ class KeyRing:
     def _new_entry(self, now: float, *, signing_from: float) -> RingKey:
         key = generate_signing_key(datetime.fromtimestamp(now, UTC))
         return RingKey(key, created_at=now, signing_from=signing_from)
+
+    def _signing_index(self, at: float) -> int:
+        ready = [i for i, e in enumerate(self._entries) if e.signing_from <= at]
+        return ready[-1] if ready else 0
+
+    def _rescheduled(self, entries: list[RingKey], position: int, removed: RingKey) -> RingKey:
+        """``entries[position]`` retired as ``rotate()`` would have, had ``removed`` (which was
+        after it) never been added: its signing ends when the first key after it is ready."""
+        entry = entries[position]
+        later = [e.signing_from for e in entries[position + 1 :]]
+        if later and min(later) <= removed.signing_from:
+            return entry  # another key ends its signing no later: its schedule stands
+        if not later:
+            return replace(entry, retire_after=None)
+        return replace(entry, retire_after=min(later) + self.retention)
 
     def _drop_retired(self, now: float) -> list[str]:
         kept = tuple(e for e in self._entries if e.is_published(now))

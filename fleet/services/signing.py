@@ -36,6 +36,17 @@ class Rotation:
 
 
 @dataclass(frozen=True, slots=True)
+class Revocation:
+    """A key just dropped from the ring, what signs now, and when every server has stopped
+    signing with the dropped key."""
+
+    kid: str
+    replacement: str | None  # the fresh key made because the revoked one was signing
+    signing: str
+    everywhere_from: float
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshClaims:
     token: str
     slot: str
@@ -140,6 +151,24 @@ class SigningService:
             kid=newest.key.kid,
             signing_from=newest.signing_from,
             everywhere_from=max(newest.signing_from, written_at + RING_CHECK_INTERVAL_S),
+        )
+
+    def revoke(self, kid: str) -> Revocation:
+        """Drop key ``kid`` from the ring now and write the bundle without it.
+
+        No server sharing the ring signs with it from ``everywhere_from``, ``RING_CHECK_INTERVAL_S``
+        after the ring was written; its refresh tokens are refused by the next request anywhere,
+        which rereads the ring. Registries accept its JWTs until they are restarted on the new
+        bundle. An unknown ``kid`` is a ``ValidationError`` and changes nothing.
+        """
+        fresh = self.ring.revoke(kid)
+        written_at = time.time()
+        self.write_bundle()
+        return Revocation(
+            kid=kid,
+            replacement=None if fresh is None else fresh.kid,
+            signing=self.ring.signing_key().kid,
+            everywhere_from=written_at + RING_CHECK_INTERVAL_S,
         )
 
     def jwks(self) -> dict[str, Any]:

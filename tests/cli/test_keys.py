@@ -1,4 +1,5 @@
-"""``fleet keys rotate`` says when the new key signs everywhere, and a server keeps that promise.
+"""``fleet keys rotate`` says when the new key signs everywhere, and a server keeps that promise;
+``fleet keys revoke`` drops a key at once, and a server stops signing with it as promised.
 
 A :class:`SigningService` opened on the same data directory stands for one worker of a server
 sharing the key ring: it signs before the rotation (so it has just rechecked the ring, the worst
@@ -16,10 +17,13 @@ from datetime import datetime
 from pathlib import Path
 
 import jwt
+import pytest
 from click.testing import CliRunner
+from cryptography import x509
 
 from fleet.cli import cli
 from fleet.config import load_settings
+from fleet.domain.errors import ValidationError
 from fleet.registry_auth.keyring import KeyRing
 from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
 from fleet.services.signing import SigningService
@@ -107,3 +111,111 @@ def test_with_a_delay_the_new_key_signs_from_the_time_printed(tmp_path: Path) ->
     printed = rotated.everywhere_from.timestamp()  # to the millisecond, rounded down
     assert ring.signing_key(now=printed - 1).kid == old
     assert ring.signing_key(now=printed + 0.001).kid == rotated.kid
+
+
+REVOKED = re.compile(
+    r"revoked key (\S+): gone from the key ring, the bundle and the JWKS; (.+?); no server "
+    r"sharing this key ring signs with \1 from (\S+) \(within (\S+) s\)"
+)
+RESTART = "restart every registry now: until then they still accept JWTs signed by {kid}"
+
+
+def _ring(tmp_path: Path) -> KeyRing:
+    return KeyRing.open(tmp_path / "data" / "signing-keys")
+
+
+def _bundle_kids(path: Path, ring: KeyRing) -> set[str]:
+    by_certificate = {key.certificate: key.kid for key in ring.published_keys()}
+    return {by_certificate.get(c, "?") for c in x509.load_pem_x509_certificates(path.read_bytes())}
+
+
+def _revoke(env: dict[str, str | None], kid: str, *more: str) -> str:
+    done = CliRunner().invoke(cli, ["keys", "revoke", "--kid", kid, *more], env=env)
+    assert done.exit_code == 0, done.output
+    return done.stderr
+
+
+def test_revoking_the_signing_key_switches_a_server_within_the_interval(tmp_path: Path) -> None:
+    env = _initialised(tmp_path)
+    first = _ring(tmp_path).signing_key().kid
+    compromised = _rotate(env, 0).kid  # signing now; the first key retires
+    signer = _signer(env)
+    assert _kid(signer) == compromised  # this worker has just rechecked the ring: the worst case
+
+    message = _revoke(env, compromised)
+    ended = time.monotonic()
+    revoked = REVOKED.search(message)
+    assert revoked is not None, message
+    assert revoked[1] == compromised
+    assert revoked[4] == f"{RING_CHECK_INTERVAL_S:g}"
+    assert RESTART.format(kid=compromised) in " ".join(message.split())
+    ring = _ring(tmp_path)
+    fresh = ring.signing_key().kid
+    assert revoked[2] == f"created key {fresh}: it signs now"
+    assert {key.kid for key in ring.published_keys()} == {first, fresh}
+    bundle = tmp_path / "data" / "registry-bundle.pem"
+    assert _bundle_kids(bundle, ring) == {key.kid for key in ring.published_keys()}
+    assert fresh in _bundle_kids(bundle, ring)
+    # Both clocks are this process's: the bound is elapsed time, not work done.
+    while time.monotonic() < ended + RING_CHECK_INTERVAL_S:
+        assert _kid(signer) in {compromised, fresh}
+        time.sleep(DEFAULT_POLL_S)
+    assert _kid(signer) == fresh
+    assert time.time() >= datetime.fromisoformat(revoked[3]).timestamp()
+
+
+def test_revoking_the_only_key_creates_one_and_says_so(tmp_path: Path) -> None:
+    env = _initialised(tmp_path)
+    only = _ring(tmp_path).signing_key().kid
+    copy = tmp_path / "registry" / "fleet-bundle.pem"
+    copy.parent.mkdir()
+    message = _revoke(env, only, "--bundle", str(copy))
+    ring = _ring(tmp_path)
+    fresh = ring.signing_key().kid
+    assert [e.key.kid for e in ring.entries] == [fresh] and fresh != only
+    words = " ".join(message.split())
+    assert f"created key {fresh} (it was the only key): it signs now" in words
+    assert f"and refuse those of {fresh}" in words
+    assert str(copy) in words
+    assert _bundle_kids(copy, ring) == {fresh}
+    assert copy.stat().st_mode & 0o777 == 0o644  # readable by a registry of another user
+    assert _bundle_kids(tmp_path / "data" / "registry-bundle.pem", ring) == {fresh}
+
+
+def test_revoking_a_key_that_no_longer_signs_leaves_the_signer(tmp_path: Path) -> None:
+    env = _initialised(tmp_path)
+    old = _ring(tmp_path).signing_key().kid
+    new = _rotate(env, 0).kid
+    message = _revoke(env, old)
+    assert f"key {new} goes on signing" in message
+    assert "refuse those of" not in message
+    assert [e.key.kid for e in _ring(tmp_path).entries] == [new]
+
+
+@pytest.mark.parametrize("kid", ["NOPE", ""])
+def test_revoking_an_unknown_key_names_the_known_ones_and_changes_nothing(
+    tmp_path: Path, kid: str
+) -> None:
+    env = _initialised(tmp_path)
+    _rotate(env, 300)
+    keys_dir = tmp_path / "data" / "signing-keys"
+    files = {
+        p: p.read_bytes() for p in [*keys_dir.iterdir(), tmp_path / "data" / "registry-bundle.pem"]
+    }
+    done = CliRunner().invoke(cli, ["keys", "revoke", "--kid", kid], env=env)
+    assert done.exit_code != 0
+    assert isinstance(done.exception, ValidationError), done.output
+    assert done.exception.code == "UnknownKey"
+    assert repr(kid) in done.exception.message
+    for entry in _ring(tmp_path).entries:
+        assert entry.key.kid in done.exception.message
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_the_revoke_help_says_to_restart_the_registries() -> None:
+    shown = CliRunner().invoke(cli, ["keys", "revoke", "--help"])
+    assert shown.exit_code == 0
+    words = " ".join(shown.output.split())
+    assert "restart every registry at once" in words
+    assert "docs/runbook-signing-key-compromise.md" in "".join(words.split())  # may wrap at a -
+    assert (Path(__file__).parents[2] / "docs" / "runbook-signing-key-compromise.md").is_file()

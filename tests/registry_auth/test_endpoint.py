@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +13,8 @@ from flask import Flask
 
 from fleet.app import create_app
 from fleet.domain.rules import RepositoryActions
+from fleet.registry_auth.keyring import KeyRing
+from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
 from fleet.services import Services
 
 SERVICE = "fleet-registry"
@@ -226,6 +229,36 @@ def test_oauth2_password_and_refresh_grants(
     assert refused_as(forged, 401, "UNAUTHORIZED")
     magic = client.post("/oauth2/token", data={"grant_type": "magic"})
     assert refused_as(magic, 400, "UNSUPPORTED_GRANT_TYPE")
+
+
+def _refresh(app: Flask, refresh: str) -> Any:
+    return app.test_client().post(
+        "/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh, "service": SERVICE},
+    )
+
+
+def test_a_revoked_keys_refresh_tokens_and_jwks_entry_are_gone_at_once(
+    app: Flask, services: Services, token: tuple[str, str]
+) -> None:
+    body = get_token(app, basic(*token), offline_token="true").get_json()
+    refresh = body["refresh_token"]
+    compromised = jwt.get_unverified_header(refresh)["kid"]
+    assert jwt.get_unverified_header(body["token"])["kid"] == compromised
+    assert _refresh(app, refresh).status_code == 200
+    # The operator's `fleet keys revoke`, in another process: its own ring on the same files.
+    fresh = KeyRing.open(services.ctx.settings.signing_key_dir).revoke(compromised)
+    assert fresh is not None
+    # Refresh tokens and the JWKS reread the ring on every request: no recheck interval.
+    assert refused_as(_refresh(app, refresh), 401, "UNAUTHORIZED")
+    jwks = app.test_client().get("/.well-known/jwks.json").get_json()
+    assert compromised not in {key["kid"] for key in jwks["keys"]}
+    assert fresh.kid in {key["kid"] for key in jwks["keys"]}
+    time.sleep(RING_CHECK_INTERVAL_S)  # past the recheck interval, this worker signs with it
+    renewed = get_token(app, basic(*token), offline_token="true").get_json()
+    assert jwt.get_unverified_header(renewed["token"])["kid"] == fresh.kid
+    assert jwt.get_unverified_header(renewed["refresh_token"])["kid"] == fresh.kid
+    assert claims(app, _refresh(app, renewed["refresh_token"]).get_json())["sub"] == token[0]
 
 
 def test_offline_token_on_get(app: Flask, token: tuple[str, str]) -> None:

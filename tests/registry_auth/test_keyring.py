@@ -183,3 +183,123 @@ def test_the_newest_ready_key_signs_even_if_an_older_rotation_is_still_pending(
     assert ring.signing_key() == urgent
     # pending never signed and has gone; first is kept for as long as its own schedule said.
     assert kids(ring) == [first.kid, urgent.kid]
+
+
+def test_revoking_the_signing_key_makes_a_fresh_key_sign_at_once(
+    tmp_path: Path, clock: Clock
+) -> None:
+    ring = open_ring(tmp_path / "keys", clock)  # a publish delay of DELAY, ignored by revoke
+    old = ring.signing_key()
+    ring.rotate()
+    clock.advance(DELAY)
+    compromised = ring.signing_key()
+    fresh = ring.revoke(compromised.kid)
+    assert fresh is not None and fresh.kid not in {old.kid, compromised.kid}
+    assert ring.signing_key() == fresh
+    assert kids(ring) == [old.kid, fresh.kid]  # the retiring key keeps its schedule
+    assert [k["kid"] for k in ring.jwks()["keys"]] == [old.kid, fresh.kid]
+    bundle = tmp_path / "bundle.pem"
+    ring.write_bundle(bundle)
+    certificates = x509.load_pem_x509_certificates(bundle.read_bytes())
+    assert certificates == [old.certificate, fresh.certificate]
+    assert [e.key.kid for e in open_ring(tmp_path / "keys", clock).entries] == kids(ring)
+    assert ring.entries[-1].retire_after is None
+
+
+def test_revoking_the_only_key_replaces_it(tmp_path: Path, clock: Clock) -> None:
+    ring = open_ring(tmp_path, clock)
+    only = ring.signing_key()
+    fresh = ring.revoke(only.kid)
+    assert fresh is not None
+    assert kids(ring) == [fresh.kid]
+    assert ring.entries[0].signing_from == START
+    clock.advance(RETENTION * 10)
+    assert ring.signing_key() == fresh and kids(ring) == [fresh.kid]
+
+
+def test_revoking_a_retiring_key_drops_it_and_leaves_the_signer(
+    tmp_path: Path, clock: Clock
+) -> None:
+    ring = open_ring(tmp_path, clock, delay=0)
+    old = ring.signing_key()
+    new = ring.rotate()
+    before = ring.entries[-1]
+    assert ring.revoke(old.kid) is None
+    assert kids(ring) == [new.kid]
+    assert ring.entries == (before,)
+
+
+def test_revoking_the_signer_keeps_a_waiting_key_on_its_schedule(
+    tmp_path: Path, clock: Clock
+) -> None:
+    ring = open_ring(tmp_path, clock)
+    compromised = ring.signing_key()
+    waiting = ring.rotate()  # signs at START + DELAY
+    clock.advance(10)
+    fresh = ring.revoke(compromised.kid)
+    assert fresh is not None
+    assert kids(ring) == [fresh.kid, waiting.kid]
+    assert ring.signing_key() == fresh
+    clock.advance(DELAY - 10)
+    assert ring.signing_key() == waiting
+    # The fresh key is retired exactly as the revoked one would have been.
+    assert ring.entries[0].retire_after == START + DELAY + RETENTION
+    clock.advance(RETENTION)
+    assert kids(ring) == [waiting.kid]
+
+
+def test_revoking_a_waiting_key_drops_it_and_the_signer_goes_on(
+    tmp_path: Path, clock: Clock
+) -> None:
+    ring = open_ring(tmp_path, clock)
+    signer = ring.signing_key()
+    waiting = ring.rotate()
+    assert ring.entries[0].retire_after is not None
+    assert ring.revoke(waiting.kid) is None
+    assert kids(ring) == [signer.kid]
+    assert ring.entries[0].retire_after is None  # no successor: it is not retired any more
+    clock.advance(DELAY + RETENTION * 10)
+    assert ring.signing_key() == signer and kids(ring) == [signer.kid]
+
+
+def test_revoking_the_first_of_two_waiting_keys_keeps_the_signer_until_the_second(
+    tmp_path: Path, clock: Clock
+) -> None:
+    ring = open_ring(tmp_path, clock)
+    signer = ring.signing_key()
+    first = ring.rotate()  # signs at START + DELAY
+    clock.advance(10)
+    second = ring.rotate()  # signs at START + 10 + DELAY
+    ring.revoke(first.kid)
+    assert kids(ring) == [signer.kid, second.kid]
+    clock.advance(DELAY - 1)
+    assert ring.signing_key() == signer
+    clock.advance(1)
+    assert ring.signing_key() == second
+    # signer signed until second took over, so it stays published until that + retention.
+    assert ring.entries[0].retire_after == START + 10 + DELAY + RETENTION
+
+
+def test_revoking_an_unknown_key_names_the_known_ones_and_changes_nothing(
+    tmp_path: Path, clock: Clock
+) -> None:
+    ring = open_ring(tmp_path, clock)
+    ring.rotate()
+    state = (tmp_path / STATE_FILE).read_bytes()
+    with pytest.raises(ValidationError) as caught:
+        ring.revoke("NOPE")
+    assert caught.value.code == "UnknownKey"
+    assert "'NOPE'" in caught.value.message
+    assert all(kid in caught.value.message for kid in kids(ring))
+    assert (tmp_path / STATE_FILE).read_bytes() == state
+
+
+def test_refresh_picks_up_another_process_revocation(tmp_path: Path, clock: Clock) -> None:
+    signer = open_ring(tmp_path, clock)
+    operator = open_ring(tmp_path, clock)
+    compromised = signer.signing_key()
+    fresh = operator.revoke(compromised.kid)
+    assert signer.signing_key() == compromised  # until it rechecks the ring
+    assert signer.refresh() is True
+    assert signer.signing_key() == fresh
+    assert compromised.kid not in kids(signer)
