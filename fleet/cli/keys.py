@@ -26,6 +26,15 @@ def _iso_ms(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
+def _audit(services: Services, action: str, kid: str, **detail: object) -> None:
+    """Keep the key operation in the audit log, as a change made on the server host."""
+    from fleet.cli.server import LOCAL_ACTOR
+    from fleet.services.context import audit
+
+    with services.ctx.db.session() as s:
+        audit(s, services.ctx, LOCAL_ACTOR, action, kid, **detail)
+
+
 def _print_ring(services: Services) -> None:
     for entry in services.signing.ring.entries:
         click.echo(
@@ -69,6 +78,7 @@ def rotate(publish_delay: int | None) -> None:
     settings = load_settings(overrides=overrides)
     services = build_services(settings)
     rotation = services.signing.rotate()
+    _audit(services, "keys.rotate", rotation.kid, signs_from=_iso(rotation.signing_from))
     _print_ring(services)
     delay = settings.key_publish_delay
     if delay >= RING_CHECK_INTERVAL_S:
@@ -109,6 +119,7 @@ def revoke(kid: str, bundle: Path | None) -> None:
     settings = load_settings()
     services = build_services(settings)
     revocation = services.signing.revoke(kid)
+    _audit(services, "keys.revoke", kid, replacement=revocation.replacement)
     written = [settings.registry_bundle_file]
     if bundle is not None:
         services.signing.ring.write_bundle(bundle)  # readable by a registry of another user

@@ -219,3 +219,27 @@ def test_the_revoke_help_says_to_restart_the_registries() -> None:
     assert "restart every registry at once" in words
     assert "docs/runbook-signing-key-compromise.md" in "".join(words.split())  # may wrap at a -
     assert (Path(__file__).parents[2] / "docs" / "runbook-signing-key-compromise.md").is_file()
+
+
+def test_rotations_and_revocations_are_kept_in_the_audit_log(tmp_path: Path) -> None:
+    from sqlmodel import col, select
+
+    from fleet.cli.host import build_services
+    from fleet.db.models import AuditEvent
+
+    env = _initialised(tmp_path)
+    rotated = _rotate(env, 0).kid
+    _revoke(env, rotated)
+    services = build_services(load_settings(environ={k: v for k, v in env.items() if v}))
+    fresh = services.signing.ring.signing_key().kid
+    with services.ctx.db.session() as s:
+        events = s.exec(
+            select(AuditEvent)
+            .where(col(AuditEvent.action).startswith("keys."))
+            .order_by(col(AuditEvent.id))
+        ).all()
+    assert [(e.actor, e.action, e.target) for e in events] == [
+        ("cli:server-host", "keys.rotate", rotated),
+        ("cli:server-host", "keys.revoke", rotated),
+    ]
+    assert fresh in events[1].detail
