@@ -184,8 +184,19 @@ def test_disable_asks_first_then_enable_brings_it_back(admin: Browser, fleet: Se
     page = _text(admin.get("/ui/devices/pi-0001"))
     assert '<span id="device-status">disabled</span>' in page
     assert "pi-0001 disabled: its registry token and broker login are cut." in page
+    # The clock stands at 2026-01-01 00:00:00: a JWT issued at once lives 60 s, plus 60 s.
+    assert "Registry access ends by 2026-01-01 00:02:01 UTC." in page  # the flash
+    row = re.search(r'<td id="registry-access">(.*?)</td>', page, re.S)
+    assert row is not None and re.sub(r"<[^>]+>", "", row[1]).startswith(
+        "ends by 2026-01-01 00:02:01 UTC (in 2 min)"
+    )
     assert ">Enable</button>" in page and ">Disable</button>" not in page
     assert "reason=lost in the field" in page  # the timeline shows why
+    fleet.ctx.clock.advance(seconds=121)  # type: ignore[attr-defined]
+    page = _text(admin.get("/ui/devices/pi-0001"))
+    row = re.search(r'<td id="registry-access">(.*?)</td>', page, re.S)
+    assert row is not None
+    assert re.sub(r"<[^>]+>", "", row[1]) == "ended (by 2026-01-01 00:02:01 UTC)"
 
     confirm = _text(admin.get("/ui/devices/pi-0001/enable"))
     assert "Enable pi-0001?" in confirm
@@ -198,6 +209,7 @@ def test_disable_asks_first_then_enable_brings_it_back(admin: Browser, fleet: Se
     page = _text(admin.get("/ui/devices/pi-0001"))
     assert '<span id="device-status">active</span>' in page
     assert "pi-0001 enabled: a fresh password is on its way to it." in page
+    assert 'id="registry-access"' not in page  # its access is back
 
 
 @pytest.mark.parametrize(

@@ -365,7 +365,9 @@ def test_disable_asks_first_and_enable_brings_it_back(admin: Browser, fleet: Ser
     assert fleet.registry_auth.authenticate("MyToken", value) is None
     assert _audit(fleet)[-1] == ("operator:alice", "token.update", "MyToken")
     page = _text(admin.get("/ui/tokens/MyToken"))
-    assert "Token MyToken is disabled." in page and ">Enable</button>" in page
+    # The setting's 300 s from 2026-01-01 00:00:00 (the clock's), plus the 60 s leeway.
+    assert "Token MyToken is disabled. Registry access ends by 2026-01-01 00:06:01 UTC." in page
+    assert ">Enable</button>" in page and 'id="registry-access">ends by' in page
     assert ">Disable</button>" not in page
     enabled = _post(admin, "/ui/tokens/MyToken/enable", {}, "/ui/tokens/MyToken")
     assert enabled.status_code == 303 and fleet.tokens.show("MyToken").status == "enabled"
@@ -384,7 +386,8 @@ def test_delete_asks_first(admin: Browser, fleet: Services) -> None:
         fleet.tokens.show("MyToken")
     assert fleet.scope_maps.show("MyScopeMap")
     assert _audit(fleet)[-1] == ("operator:alice", "token.delete", "MyToken")
-    assert "Token MyToken deleted." in _text(admin.get("/ui/tokens"))
+    listed = _text(admin.get("/ui/tokens"))
+    assert "Token MyToken deleted. Registry access ends by 2026-01-01 00:06:01 UTC." in listed
     assert admin.get("/ui/tokens/MyToken").status_code == 404
 
 
