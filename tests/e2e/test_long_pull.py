@@ -73,7 +73,6 @@ REGISTRY_LOG_LINE = re.compile(
 class Pulled:
     """One client's pull: how long it took, what it wrote, and what it said."""
 
-    started: datetime
     seconds: float
     output: Path
     digest: str
@@ -111,20 +110,16 @@ def image(stack: Stack) -> LayeredImage:
     return built
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _pull_with_skopeo(proxy: SlowProxy, creds: str, output: Path) -> Pulled:
     output.mkdir(parents=True)
-    started, clock = _now(), time.monotonic()
+    clock = time.monotonic()
     result = skopeo.copy_from_registry(
         proxy.host_port, REPOSITORY, TAG, output, creds, command_timeout_s=PULL_TIMEOUT_S
     )
     manifest = output / "manifest.json"
-    digest = skopeo_digest(manifest) if result.ok and manifest.exists() else ""
+    digest = _file_digest(manifest) if result.ok and manifest.exists() else ""
     error = "" if result.ok else result.output
-    return Pulled(started, time.monotonic() - clock, output, digest, error)
+    return Pulled(time.monotonic() - clock, output, digest, error)
 
 
 def _pull_with_agent(proxy: SlowProxy, creds: str, output: Path) -> Pulled:
@@ -146,16 +141,16 @@ def _pull_with_agent(proxy: SlowProxy, creds: str, output: Path) -> Pulled:
         platform="linux/arm64",
         timeout_s=scaled(PULL_TIMEOUT_S),
     )
-    started, clock = _now(), time.monotonic()
+    clock = time.monotonic()
     try:
         digest, error = make_backend("builtin").pull(request, threading.Event()), ""
     except Exception as failure:  # reported by the test, with the other client's outcome
         digest, error = "", f"{type(failure).__name__}: {failure}"
-    return Pulled(started, time.monotonic() - clock, output, digest, error)
+    return Pulled(time.monotonic() - clock, output, digest, error)
 
 
-def skopeo_digest(manifest: Path) -> str:
-    return f"sha256:{hashlib.sha256(manifest.read_bytes()).hexdigest()}"
+def _file_digest(path: Path) -> str:
+    return f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
 
 
 def token_requests(server: FleetServer, name: str) -> list[datetime]:
