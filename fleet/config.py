@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.domain.errors import ValidationError
+from fleet.registry_auth.tokens import MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME
 
 ENV_PREFIX = "FLEET_"
 UI_BOUNDS = (
@@ -40,7 +41,6 @@ LIMIT_BOUNDS = (
     ("audit_retention_days", 1, 3650),
     ("retention_interval_seconds", 60, 7 * 24 * 3600),
 )
-MIN_TOKEN_LIFETIME = 60  # the registry's clock-skew leeway; shorter tokens gain nothing
 
 
 @dataclass(frozen=True)
@@ -164,10 +164,10 @@ def load_settings(
     extra = {k: str(v) for k, v in values.items() if k not in known and k != "config_file"}
     kwargs = {k: _convert(k, v, known[k]) for k, v in values.items() if k in known}
     settings = Settings(**kwargs, extra=extra)
-    if settings.token_lifetime < MIN_TOKEN_LIFETIME:
+    if not MIN_TOKEN_LIFETIME <= settings.token_lifetime <= MAX_TOKEN_LIFETIME:
         raise ValidationError(
-            f"{ENV_PREFIX}TOKEN_LIFETIME={settings.token_lifetime} is below the minimum of "
-            f"{MIN_TOKEN_LIFETIME} s",
+            f"{ENV_PREFIX}TOKEN_LIFETIME={settings.token_lifetime} is outside "
+            f"{MIN_TOKEN_LIFETIME} to {MAX_TOKEN_LIFETIME} s",
             code="InvalidConfiguration",
         )
     for name, low, high in (*UI_BOUNDS, *LIMIT_BOUNDS):

@@ -9,7 +9,12 @@ from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from fleet.api.paging import NEXT_CURSOR
-from fleet.api.schemas import MAX_EXPIRATION_DAYS, ApiModel, Instant
+from fleet.api.schemas import MAX_EXPIRATION_DAYS, AccessEndOut, ApiModel, Instant
+from fleet.registry_auth.tokens import (
+    DEFAULT_DEVICE_TOKEN_LIFETIME,
+    MAX_TOKEN_LIFETIME,
+    MIN_TOKEN_LIFETIME,
+)
 
 
 class GroupCreate(ApiModel):
@@ -19,6 +24,12 @@ class GroupCreate(ApiModel):
     rotation_window_days: int = 7
     inactivity_limit_days: int | None = None
     require_approval: bool = False
+    jwt_lifetime_seconds: int = Field(
+        default=DEFAULT_DEVICE_TOKEN_LIFETIME,
+        ge=MIN_TOKEN_LIFETIME,
+        le=MAX_TOKEN_LIFETIME,
+        description="Lifetime of the devices' registry JWTs, in seconds",
+    )
 
 
 def _drop_default(schema: dict[str, Any]) -> None:
@@ -38,12 +49,19 @@ class GroupUpdate(ApiModel):
     rotation_window_days: int | SkipJsonSchema[None] = UNCHANGED
     inactivity_limit_days: int | None = None
     require_approval: bool | SkipJsonSchema[None] = UNCHANGED
+    jwt_lifetime_seconds: int | SkipJsonSchema[None] = Field(
+        default=None,
+        ge=MIN_TOKEN_LIFETIME,
+        le=MAX_TOKEN_LIFETIME,
+        json_schema_extra=_drop_default,
+    )
 
     @field_validator(
         "scope_map",
         "password_lifetime_days",
         "rotation_window_days",
         "require_approval",
+        "jwt_lifetime_seconds",
         mode="before",
     )
     @classmethod
@@ -92,6 +110,10 @@ class GroupOut(ApiModel):
     secrets_truncated: bool = Field(
         False, description="True when the group has older secrets than those listed here"
     )
+    jwt_lifetime_seconds: int = Field(
+        description="How long its devices' registry JWTs live (60 to 3600 s); a disabled "
+        "device's access ends at most this plus the registry's 60 s leeway later"
+    )
 
 
 class GroupList(ApiModel):
@@ -99,7 +121,7 @@ class GroupList(ApiModel):
     next_cursor: str | None = NEXT_CURSOR
 
 
-class DeviceOut(ApiModel):
+class DeviceOut(AccessEndOut):
     device_id: str
     group: str
     status: str

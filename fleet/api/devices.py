@@ -29,7 +29,8 @@ from fleet.api.device_schemas import (
 )
 from fleet.api.expiry import resolve_expiry
 from fleet.api.paging import page_args, page_json
-from fleet.api.schemas import ApiModel
+from fleet.api.schemas import AccessEndOut, ApiModel
+from fleet.api.serializers import access_end_json
 from fleet.domain.names import device_token_name
 from fleet.mqtt import topics
 from fleet.services.device_list import parse_query
@@ -68,11 +69,13 @@ def secret_json(view: SecretView) -> dict[str, Any]:
 
 # A page of the device list is 100 to 1,000 of these: no asdict (it deep-copies every value)
 # and no key conversion per row.
-_DEVICE_FIELDS = tuple((f.name, to_camel(f.name)) for f in fields(DeviceView))
+_DEVICE_FIELDS = tuple((f.name, to_camel(f.name)) for f in fields(DeviceView) if f.name != "access")
 
 
 def device_json(view: DeviceView) -> dict[str, Any]:
-    return {key: _camel(getattr(view, name)) for name, key in _DEVICE_FIELDS}
+    out = {key: _camel(getattr(view, name)) for name, key in _DEVICE_FIELDS}
+    out.update(access_end_json(view.access))
+    return out
 
 
 # -- groups -------------------------------------------------------------------------------
@@ -254,13 +257,12 @@ def device_reject(device_id: str) -> Any:
 @api.operation(
     "/devices/<device_id>",
     "DELETE",
-    summary="Delete a device and its token",
+    summary="Delete a device and its token; the answer says when JWTs issued to it expire",
     tag=DEVICES,
-    status=204,
+    response=AccessEndOut,
 )
 def delete_device(device_id: str) -> Any:
-    services().devices.delete(device_id, actor=actor())
-    return "", 204
+    return access_end_json(services().devices.delete(device_id, actor=actor()))
 
 
 # -- enrollment (no API key: the group secret or code authenticates) ----------------------

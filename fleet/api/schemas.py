@@ -121,7 +121,18 @@ class TokenHealthOut(ApiModel):
     last_failed: LoginSeenOut | None
 
 
-class TokenOut(ApiModel):
+class AccessEndOut(ApiModel):
+    """When the registry stops accepting JWTs issued before a disable, a delete or a password
+    removal: at most their lifetime plus the registry's 60 s leeway after it. Null until one
+    of those happened (and for a token disabled before these times were kept)."""
+
+    registry_access_ends_by: datetime | None = None
+    registry_access_ended: bool | None = Field(
+        default=None, description="True once registryAccessEndsBy has passed"
+    )
+
+
+class TokenOut(AccessEndOut):
     creation_date: datetime
     credentials: TokenCredentialsOut
     disable_at: datetime | None = None

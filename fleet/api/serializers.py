@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fleet.services.health import TokenHealthView
+from fleet.services.revocation import AccessEnd
 from fleet.services.views import AccessView, PasswordView, ScopeMapView, TokenView
 
 PROVISIONED = "Succeeded"
@@ -31,8 +32,18 @@ def credentials_json(username: str, passwords: Sequence[PasswordView]) -> dict[s
     return {"passwords": [password_json(p) for p in passwords], "username": username}
 
 
+def access_end_json(access: AccessEnd | None) -> dict[str, Any]:
+    """When JWTs issued before a disable, delete or password removal stop working; null
+    until one of those happened."""
+    return {
+        "registryAccessEndsBy": access.ends_by.isoformat() if access else None,
+        "registryAccessEnded": access.ended if access else None,
+    }
+
+
 def token_json(registry: str, t: TokenView) -> dict[str, Any]:
     return {
+        **access_end_json(t.access),
         "creationDate": t.created_at.isoformat(),
         "credentials": {"certificates": [], **credentials_json(t.name, t.passwords)},
         "disableAt": t.disable_at.isoformat() if t.disable_at else None,

@@ -9,6 +9,7 @@ from fleet.api.auth import actor, services
 from fleet.api.expiry import resolve_expiry
 from fleet.api.paging import page_args, page_json
 from fleet.api.schemas import (
+    AccessEndOut,
     CredentialGenerate,
     CredentialsOut,
     TokenCreate,
@@ -16,7 +17,7 @@ from fleet.api.schemas import (
     TokenOut,
     TokenUpdate,
 )
-from fleet.api.serializers import credentials_json, health_json, token_json
+from fleet.api.serializers import access_end_json, credentials_json, health_json, token_json
 from fleet.domain.rules import RepositoryActions
 
 TAG = "tokens"
@@ -80,10 +81,15 @@ def update_token(name: str, body: TokenUpdate) -> Any:
     return token_json(_registry(), token)
 
 
-@api.operation("/tokens/<name>", "DELETE", summary="Delete a token", tag=TAG, status=204)
+@api.operation(
+    "/tokens/<name>",
+    "DELETE",
+    summary="Delete a token; the answer says when JWTs issued before expire",
+    tag=TAG,
+    response=AccessEndOut,
+)
 def delete_token(name: str) -> Any:
-    services().tokens.delete(name, actor=actor())
-    return "", 204
+    return access_end_json(services().tokens.delete(name, actor=actor()))
 
 
 @api.operation(

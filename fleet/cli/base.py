@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +96,24 @@ def with_example(text: str, example: str) -> str:
     return f"{text}\n\n\b\nExample:\n{example}"
 
 
+def access_end_line(data: Any, now: float) -> str | None:
+    """ "registry access ends by TIME (in N s)", or "... ended" once TIME has passed."""
+    ends_by = data.get("registryAccessEndsBy") if isinstance(data, dict) else None
+    if not isinstance(ends_by, str):
+        return None
+    try:
+        at = datetime.fromisoformat(ends_by).astimezone(UTC)
+    except ValueError:
+        return None
+    shown = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    left = math.ceil(at.timestamp() - now)
+    if left <= 0:
+        return f"registry access ended (by {shown})"
+    return (
+        f"registry access ends by {shown} (in {left} s): JWTs issued before stay valid until then"
+    )
+
+
 class Invocation:
     """The parsed common options of one command, and the way to print its result."""
 
@@ -104,6 +124,13 @@ class Invocation:
 
     def show(self, data: Any, columns: list[Column] | None = None) -> None:
         emit(data, self.output, self.query, columns)
+
+    def tell_access_end(self, data: Any, what: str) -> None:
+        """Say on stderr when JWTs issued to ``what`` before stop working, if the answer
+        tells (``registryAccessEndsBy``): the output itself stays as it is for scripts."""
+        line = access_end_line(data, time.time())
+        if line:
+            click.echo(f"{what}: {line}", err=True)
 
     def show_list(
         self,

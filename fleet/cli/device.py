@@ -75,7 +75,10 @@ def _action(name: str, help: str) -> None:
     @click.option("--name", "-n", "device_id", required=True, help="Device id.")
     @az_command(device, name, help=help, example=f"  fleet device {name} --name rpi-0001")
     def run(inv: Invocation, device_id: str) -> None:
-        inv.show(inv.client.call("POST", f"/devices/{device_id}/{name}"), DEVICE_COLUMNS)
+        answer = inv.client.call("POST", f"/devices/{device_id}/{name}")
+        inv.show(answer, DEVICE_COLUMNS)
+        if name == "disable":
+            inv.tell_access_end(answer, f"device {device_id}")
 
     run.__name__ = name.replace("-", "_")
 
@@ -84,7 +87,8 @@ _action("approve", "Approve a pending device: its credentials are delivered.")
 _action(
     "disable",
     "Disable a device: its registry token and broker login stop at once, and it "
-    "is told to wipe its credentials.",
+    "is told to wipe its credentials. Says when the registry refuses the last JWT it was "
+    "issued (at most its group's JWT lifetime plus the registry's 60 s leeway).",
 )
 _action("enable", "Enable a disabled device and deliver it a fresh password.")
 _action(
@@ -165,4 +169,4 @@ def delete(inv: Invocation, device_id: str, yes: bool) -> None:
             abort=True,
             err=True,
         )
-    inv.client.call("DELETE", f"/devices/{device_id}")
+    inv.tell_access_end(inv.client.call("DELETE", f"/devices/{device_id}"), f"device {device_id}")

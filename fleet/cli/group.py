@@ -8,6 +8,11 @@ import click
 
 from fleet.cli.base import Invocation, az_command, parse_when
 from fleet.cli.output import Column
+from fleet.registry_auth.tokens import (
+    DEFAULT_DEVICE_TOKEN_LIFETIME,
+    MAX_TOKEN_LIFETIME,
+    MIN_TOKEN_LIFETIME,
+)
 
 GROUP_COLUMNS = [
     Column("NAME", "name"),
@@ -16,6 +21,7 @@ GROUP_COLUMNS = [
     Column("WINDOW (DAYS)", "rotationWindowDays"),
     Column("INACTIVITY (DAYS)", "inactivityLimitDays"),
     Column("APPROVAL", "requireApproval"),
+    Column("JWT (S)", "jwtLifetimeSeconds"),
     Column("DEVICES", "devices"),
 ]
 SECRET_COLUMNS = [
@@ -47,6 +53,16 @@ def _settings_options(fn: Any, *, defaults: bool) -> Any:
             kw.pop("show_default", None)
         fn = click.option(*names, **kw)(fn)
 
+    opt(
+        "--jwt-lifetime",
+        "jwt_lifetime_seconds",
+        type=click.IntRange(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME),
+        default=DEFAULT_DEVICE_TOKEN_LIFETIME,
+        show_default=True,
+        help="Seconds each registry JWT of its devices lives. A disabled device's access ends "
+        "at most this plus the registry's 60 s leeway later; a pull longer than it "
+        "re-authenticates on its own.",
+    )
     opt(
         "--require-approval/--no-require-approval",
         default=False,
@@ -95,6 +111,7 @@ def create(inv: Invocation, name: str, **fields: Any) -> None:
         "rotationWindowDays": fields["rotation_window_days"],
         "inactivityLimitDays": fields["inactivity_limit_days"],
         "requireApproval": fields["require_approval"],
+        "jwtLifetimeSeconds": fields["jwt_lifetime_seconds"],
     }
     inv.show(inv.client.call("POST", "/groups", body), GROUP_COLUMNS)
 
@@ -128,7 +145,8 @@ def show(inv: Invocation, name: str) -> None:
     group,
     "update",
     help="Change a device group.",
-    example="  fleet group update --name pilots --inactivity-limit-days 14",
+    example="  fleet group update --name pilots --inactivity-limit-days 14\n"
+    "  fleet group update --name pilots --jwt-lifetime 300",
 )
 def update(inv: Invocation, name: str, **fields: Any) -> None:
     keys = {
@@ -137,6 +155,7 @@ def update(inv: Invocation, name: str, **fields: Any) -> None:
         "rotation_window_days": "rotationWindowDays",
         "inactivity_limit_days": "inactivityLimitDays",
         "require_approval": "requireApproval",
+        "jwt_lifetime_seconds": "jwtLifetimeSeconds",
     }
     body = {keys[k]: v for k, v in fields.items() if v is not None}
     if not body:

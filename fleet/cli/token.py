@@ -145,14 +145,18 @@ def check_access_(inv: Invocation, name: str, repository: str, action: str) -> N
 @az_command(
     token,
     "update",
-    help="Change a token's scope map or status.",
+    help="Change a token's scope map or status. Disabling says when the registry refuses "
+    "the last JWT issued under it.",
     example="  fleet token update --name MyToken --status disabled",
 )
 def update(inv: Invocation, name: str, scope_map: str | None, status: str | None) -> None:
     if scope_map is None and status is None:
         raise click.UsageError("nothing to update: give --scope-map and/or --status")
     body = {k: v for k, v in {"scopeMap": scope_map, "status": status}.items() if v is not None}
-    inv.show(inv.client.call("PATCH", f"/tokens/{name}", body), TOKEN_COLUMNS)
+    answer = inv.client.call("PATCH", f"/tokens/{name}", body)
+    inv.show(answer, TOKEN_COLUMNS)
+    if status == "disabled":
+        inv.tell_access_end(answer, f"token {name}")
 
 
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -168,7 +172,7 @@ def delete(inv: Invocation, name: str, yes: bool) -> None:
         click.confirm(
             f"Delete token {name!r}? Its passwords stop working at once", abort=True, err=True
         )
-    inv.client.call("DELETE", f"/tokens/{name}")
+    inv.tell_access_end(inv.client.call("DELETE", f"/tokens/{name}"), f"token {name}")
 
 
 def _slots(password1: bool, password2: bool) -> list[str]:
@@ -218,3 +222,4 @@ def delete_credential(inv: Invocation, name: str, password1: bool, password2: bo
     for slot in slots:
         result = inv.client.call("DELETE", f"/tokens/{name}/credentials/{slot}")
     inv.show(result, TOKEN_COLUMNS)
+    inv.tell_access_end(result, f"token {name}, {' and '.join(slots)}")

@@ -46,6 +46,11 @@ class DeviceGroup(SQLModel, table=True):
     rotation_window_days: int = Field(default=7)
     inactivity_limit_days: int | None = Field(default=None)
     require_approval: bool = Field(default=False)
+    # How long the registry JWTs of the group's device tokens live, in seconds; and, while
+    # JWTs issued under the one before may still be valid, that lifetime and when it changed.
+    jwt_lifetime_s: int = Field(default=60)
+    jwt_lifetime_before_s: int | None = Field(default=None)
+    jwt_lifetime_changed_at: datetime | None = optional_when_field()
     created_at: datetime = when_field()
     updated_at: datetime = when_field()
 

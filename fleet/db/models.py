@@ -71,6 +71,9 @@ class Token(TokenBase, table=True):
     updated_at: datetime = when_field()
     # A planned disable, carried out by the scheduler.
     disable_at: datetime | None = optional_when_field(index=True)
+    # When the registry last accepts a JWT issued before the token was disabled or one of
+    # its passwords removed (fleet.services.revocation); cleared when it is enabled again.
+    access_ends_at: datetime | None = optional_when_field()
 
 
 class TokenPassword(SQLModel, table=True):

@@ -133,7 +133,9 @@ def _issue(
 ) -> Response:
     services.health.login_ok(principal.token, request.remote_addr or "")
     signing = services.signing
-    minted = signing.registry_token(principal.token, access_claim(parsed, principal.allowed))
+    minted = signing.registry_token(
+        principal.token, access_claim(parsed, principal.allowed), principal.lifetime
+    )
     refresh = None
     if offline:
         refresh = signing.refresh_token(

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 DEFAULT_TOKEN_LIFETIME = 300
 MIN_TOKEN_LIFETIME = 60
+# A device group's JWT lifetime: short by default, so a disabled device's access ends soon.
+DEFAULT_DEVICE_TOKEN_LIFETIME = 60
+MAX_TOKEN_LIFETIME = 3600
 REGISTRY_LEEWAY = 60  # Distribution's token.Leeway, added to exp and taken from nbf
 JWT_ALGORITHM = "ES256"
 JTI_BYTES = 18

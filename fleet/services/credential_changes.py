@@ -6,19 +6,19 @@ of a change before its next request, so each process keeps a *watch* whose :meth
 whenever the stored credentials may have changed, and the endpoint drops everything it kept
 when it moves:
 
-* **PostgreSQL**: statement triggers on ``tokens``, ``token_passwords``, ``scope_maps`` and
-  ``scope_map_entries`` (migration 0004) ``NOTIFY fleet_credentials`` with the table's schema,
-  delivered when the writing transaction commits. The watch listens (``LISTEN``) on a connection
-  of its own and, per request, reads what has arrived on its socket without waiting: no round
-  trip. The writing backend signals every listener before its ``COMMIT`` returns; a listener
-  passes the notification on as soon as it next runs, which takes microseconds (see
-  ``bench/notify_latency.py``), so another server sees a change that much later. That is far
-  inside what a change can mean anyway: a registry JWT issued a moment before the change stays
-  valid for its whole lifetime (300 s by default). Changes this process commits itself are seen
-  by its very next request (:func:`_count_local_commits`). An empty query per request would
-  close even that gap (PostgreSQL passes notifications on before it reads a listener's next
-  command), but it costs a round trip per request: measured, 10 points of the endpoint's
-  throughput.
+* **PostgreSQL**: statement triggers on ``tokens``, ``token_passwords``, ``scope_maps``,
+  ``scope_map_entries`` (migration 0004) and ``device_groups`` (0010) ``NOTIFY
+  fleet_credentials`` with the table's schema, delivered when the writing transaction commits.
+  The watch listens (``LISTEN``) on a connection of its own and, per request, reads what has
+  arrived on its socket without waiting: no round trip. The writing backend signals every
+  listener before its ``COMMIT`` returns; a listener passes the notification on as soon as it
+  next runs, which takes microseconds (see ``bench/notify_latency.py``), so another server sees
+  a change that much later. That is far inside what a change can mean anyway: a registry JWT
+  issued a moment before the change stays valid for its whole lifetime (60 s by default for a
+  device). Changes this process commits itself are seen by its very next request
+  (:func:`_count_local_commits`). An empty query per request would close even that gap
+  (PostgreSQL passes notifications on before it reads a listener's next command), but it costs a
+  round trip per request: measured, 10 points of the endpoint's throughput.
 * **SQLite**: the WAL-index header in ``<database>-shm``, which every commit rewrites, mapped
   into memory and compared with the last one seen: no system call per request. Outside WAL
   mode, ``PRAGMA data_version`` (SQLite's documented means of invalidating a cache). Either
@@ -47,8 +47,9 @@ CHANNEL = "fleet_credentials"
 # SQLite's WAL-index header: the version it starts with, and the size of one of its two copies.
 WAL_INDEX_VERSION = 3007000
 WAL_INDEX_HEADER = 48
-# The tables whose changes can change a token's answer; migration 0004 puts triggers on them.
-WATCHED_TABLES = ("tokens", "token_passwords", "scope_maps", "scope_map_entries")
+# The tables whose changes can change a token's answer; migrations 0004 and 0010 put triggers
+# on them (a device group holds its device tokens' JWT lifetime).
+WATCHED_TABLES = ("tokens", "token_passwords", "scope_maps", "scope_map_entries", "device_groups")
 
 
 class ChangeWatch(Protocol):

@@ -163,6 +163,10 @@ def _when(text: str) -> datetime:
         raise _invalid("the cursor is not valid for this list", "InvalidCursor") from None
 
 
+# A device, its group's name, its token's name and when that token's registry access ends.
+ListedRow = tuple[Device, str, str | None, datetime | None]
+
+
 class DeviceLister:
     """Reads pages of devices for ``DeviceService.list`` (views built by ``make_view``)."""
 
@@ -178,8 +182,9 @@ class DeviceLister:
         cursor: str | None,
         now: datetime,
         expiry_days: int,
-    ) -> tuple[list[tuple[Device, str, str | None]], str | None]:
-        """Up to ``limit`` rows (device, group name, token name) and the next page's cursor."""
+    ) -> tuple[list[ListedRow], str | None]:
+        """Up to ``limit`` rows (device, group name, token name, when its registry access
+        ends) and the next page's cursor."""
         after = self.cursors.decode(query.kind, cursor, (str, str, str)) if cursor else None
         segments = _segments(query)
         if after is not None and after[0] not in segments:
@@ -187,7 +192,7 @@ class DeviceLister:
         base = self._filtered(s, query, now, expiry_days)
         if base is None:
             return [], None
-        found: list[tuple[Device, str, str | None]] = []
+        found: list[ListedRow] = []
         start = segments.index(after[0]) if after else 0
         for segment in segments[start:]:
             keyset = after if after is not None and after[0] == segment else None
@@ -195,7 +200,7 @@ class DeviceLister:
             found.extend(s.exec(read).all())  # type: ignore[arg-type]
             if len(found) > limit:
                 break
-        keys = [_key(d, query) for d, _, _ in found]
+        keys = [_key(row[0], query) for row in found]
         return found[:limit], self.cursors.page(query.kind, keys, keys, limit).next_cursor
 
     @staticmethod
@@ -205,7 +210,7 @@ class DeviceLister:
         """The devices the filters keep, unordered; None when none can match."""
         devices = filters.table(Device)
         read = (
-            select(Device, DeviceGroup.name, Token.name)
+            select(Device, DeviceGroup.name, Token.name, Token.access_ends_at)
             .join(DeviceGroup, col(DeviceGroup.id) == col(Device.group_id))
             .join(Token, col(Token.id) == col(Device.token_id), isouter=True)
         )

@@ -45,6 +45,7 @@ from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
 from fleet.services.device_list import DeviceLister, DeviceQuery
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
+from fleet.services.revocation import AccessEnd, access_end, ends_detail, revoke
 from fleet.services.rotation import RotationService, lock_devices
 from fleet.services.tokens import TokenService
 from fleet.services.views import ApprovalQueue, DeviceView, DisableResult, PendingDeviceView
@@ -89,12 +90,18 @@ def get_device(s: Session, device_id: str) -> Device:
     return row
 
 
-def _view(s: Session, d: Device) -> DeviceView:
+def _view(s: Session, d: Device, now: datetime) -> DeviceView:
     group = s.get(DeviceGroup, d.group_id)
     token = s.get(Token, d.token_id) if d.token_id else None
     assert d.id is not None
     pending = pending_counts(s, [d.id]).get(d.id, 0)
-    return _make_view(d, group.name if group else "", token.name if token else None, pending)
+    return _make_view(
+        d,
+        group.name if group else "",
+        token.name if token else None,
+        pending,
+        access_end(token.access_ends_at, now) if token is not None else None,
+    )
 
 
 def pending_counts(s: Session, device_pks: Sequence[int]) -> dict[int, int]:
@@ -109,7 +116,9 @@ def pending_counts(s: Session, device_pks: Sequence[int]) -> dict[int, int]:
     return {pk: n for pk, n in rows}
 
 
-def _make_view(d: Device, group: str, token: str | None, pending: int) -> DeviceView:
+def _make_view(
+    d: Device, group: str, token: str | None, pending: int, access: AccessEnd | None = None
+) -> DeviceView:
     return DeviceView(
         device_id=d.device_id,
         group=group,
@@ -128,6 +137,7 @@ def _make_view(d: Device, group: str, token: str | None, pending: int) -> Device
         last_pull_detail=d.last_pull_detail,
         active_expiry=d.active_expiry,
         allow_reenroll=d.allow_reenroll,
+        access=access,
     )
 
 
@@ -207,7 +217,7 @@ class DeviceService:
             status=device.status,
             via=claimed.via,
         )
-        return _view(s, device)
+        return _view(s, device, self.ctx.clock())
 
     def _device_token(self, s: Session, device: Device, group: DeviceGroup) -> Token:
         name = device_token_name(device.device_id)
@@ -224,6 +234,8 @@ class DeviceService:
                 f"a token named {name!r} exists and is not this device's", code="TokenExists"
             )
         token.status = TOKEN_ENABLED if device.status == ACTIVE else TOKEN_DISABLED
+        if token.status == TOKEN_ENABLED:
+            token.access_ends_at = None  # its access is back
         token.scope_map_id = group.scope_map_id
         s.add(token)
         device.token_id = token.id
@@ -238,7 +250,7 @@ class DeviceService:
     # -- reads -----------------------------------------------------------------------------
     def show(self, device_id: str) -> DeviceView:
         with self.ctx.db.session() as s:
-            return _view(s, get_device(s, device_id))
+            return _view(s, get_device(s, device_id), self.ctx.clock())
 
     def list(
         self,
@@ -264,8 +276,12 @@ class DeviceService:
                 now=self.ctx.clock(),
                 expiry_days=self.ctx.settings.expiry_warning_days,
             )
-            pending = pending_counts(s, [d.id for d, _, _ in rows if d.id is not None])
-            views = [_make_view(d, g, t, pending.get(d.id, 0)) for d, g, t in rows]
+            pending = pending_counts(s, [d.id for d, *_ in rows if d.id is not None])
+            now = self.ctx.clock()
+            views = [
+                _make_view(d, g, t, pending.get(d.id, 0), access_end(ends, now))
+                for d, g, t, ends in rows
+            ]
             return Page(tuple(views), next_cursor)
 
     def approval_queue(self, group: str, *, limit: int = APPROVAL_QUEUE_PAGE) -> ApprovalQueue:
@@ -400,9 +416,11 @@ class DeviceService:
         as it is once locked (an enrollment or rotation may have just changed it)."""
         (device,) = lock_devices(s, [device]) or (device,)
         device.status = DISABLED
+        ends_by = None
         if device.token_id is not None:
             token = s.get(Token, device.token_id)
             if token is not None:
+                ends_by = revoke(s, self.ctx, token)
                 token.status, token.updated_at = TOKEN_DISABLED, self.ctx.clock()
                 token.disable_at = None
                 s.add(token)
@@ -414,7 +432,15 @@ class DeviceService:
         device.retire_slot = device.retire_due_at = None
         seen = device.last_seen_at
         online = seen is not None and self.ctx.clock() - seen < RECENTLY_SEEN
-        audit(s, self.ctx, actor, "device.disable", device.device_id, reason=reason)
+        audit(
+            s,
+            self.ctx,
+            actor,
+            "device.disable",
+            device.device_id,
+            reason=reason,
+            **ends_detail(ends_by),
+        )
         s.flush()
         assert device.id is not None and wipe.id is not None
         return _Cut(device.id, device.mqtt_username, wipe.id if online else None)
@@ -505,7 +531,9 @@ class DeviceService:
             code="NotDisabled",
         )
 
-    def delete(self, device_id: str, *, actor: str) -> None:
+    def delete(self, device_id: str, *, actor: str) -> AccessEnd | None:
+        """Delete the device, its token and its broker login; when JWTs issued to it before
+        stop working."""
         with self.ctx.db.session() as s:
             device = get_device(s, device_id)
             username = device.mqtt_username
@@ -515,12 +543,14 @@ class DeviceService:
             device = get_device(s, device_id)
             token = s.get(Token, device.token_id) if device.token_id else None
             s.exec(sql_delete(Delivery).where(col(Delivery.device_pk) == device.id))
+            ends_by = revoke(s, self.ctx, token) if token is not None else None
             s.delete(device)
             s.flush()
             if token is not None:
                 s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == token.id))
                 s.delete(token)
-            audit(s, self.ctx, actor, "device.delete", device_id)
+            audit(s, self.ctx, actor, "device.delete", device_id, **ends_detail(ends_by))
+            return access_end(ends_by, self.ctx.clock())
 
     def allow_reenroll(self, device_id: str, *, actor: str) -> DeviceView:
         with self.ctx.db.session() as s:

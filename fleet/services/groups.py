@@ -21,8 +21,14 @@ from fleet.domain.actions import READ_ONLY_ACTIONS, Action
 from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import validate_resource_name
 from fleet.domain.times import check_future
+from fleet.registry_auth.tokens import (
+    DEFAULT_DEVICE_TOKEN_LIFETIME,
+    MAX_TOKEN_LIFETIME,
+    MIN_TOKEN_LIFETIME,
+)
 from fleet.services.context import ServiceContext, audit
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
+from fleet.services.revocation import changed_lifetime
 from fleet.services.scope_maps import entries_of, get_map
 from fleet.services.views import GroupSummary, GroupView, SecretView
 
@@ -106,6 +112,7 @@ def _views(
             devices=counts.get(g.id, 0),
             secrets=tuple(secrets.get(g.id, [])[-MAX_EMBEDDED_SECRETS:]),  # type: ignore[arg-type]
             secrets_truncated=len(secrets.get(g.id, [])) > MAX_EMBEDDED_SECRETS,  # type: ignore[arg-type]
+            jwt_lifetime_seconds=g.jwt_lifetime_s,
         )
         for g, map_name in rows
     ]
@@ -130,6 +137,20 @@ def _secret_view(row: EnrollmentSecret, value: str | None = None) -> SecretView:
         used_by=row.used_by,
         value=value,
     )
+
+
+def check_jwt_lifetime(seconds: int) -> int:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int)
+        or not MIN_TOKEN_LIFETIME <= seconds <= MAX_TOKEN_LIFETIME
+    ):
+        raise ValidationError(
+            f"the registry JWT lifetime must be {MIN_TOKEN_LIFETIME} to {MAX_TOKEN_LIFETIME} "
+            f"seconds (not {seconds})",
+            code="InvalidJwtLifetime",
+        )
+    return seconds
 
 
 def _check_durations(lifetime: int, window: int, inactivity: int | None) -> None:
@@ -165,10 +186,12 @@ class GroupService:
         rotation_window_days: int = 7,
         inactivity_limit_days: int | None = None,
         require_approval: bool = False,
+        jwt_lifetime_seconds: int = DEFAULT_DEVICE_TOKEN_LIFETIME,
         actor: str,
     ) -> GroupView:
         validate_resource_name(name, "device group")
         _check_durations(password_lifetime_days, rotation_window_days, inactivity_limit_days)
+        check_jwt_lifetime(jwt_lifetime_seconds)
         with self.ctx.db.session() as s:
             if s.exec(select(DeviceGroup.id).where(DeviceGroup.name == name)).first():
                 raise ConflictError(f"device group {name!r} already exists", code="GroupExists")
@@ -182,6 +205,7 @@ class GroupService:
                 rotation_window_days=rotation_window_days,
                 inactivity_limit_days=inactivity_limit_days,
                 require_approval=require_approval,
+                jwt_lifetime_s=jwt_lifetime_seconds,
                 created_at=now,
                 updated_at=now,
             )
@@ -233,6 +257,7 @@ class GroupService:
             "rotation_window_days",
             "inactivity_limit_days",
             "require_approval",
+            "jwt_lifetime_seconds",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -253,6 +278,9 @@ class GroupService:
             row.inactivity_limit_days = inactivity
             if "require_approval" in changes:
                 row.require_approval = bool(changes["require_approval"])
+            if "jwt_lifetime_seconds" in changes:
+                lifetime_s = check_jwt_lifetime(changes["jwt_lifetime_seconds"])
+                changed_lifetime(row, lifetime_s, self.ctx.clock())
             row.updated_at = self.ctx.clock()
             s.add(row)
             audit(s, self.ctx, actor, "group.update", name, **changes)
@@ -367,6 +395,7 @@ class GroupService:
                     require_approval=g.require_approval,
                     devices=sum(counts.get(g.id or 0, {}).values()),
                     pending=counts.get(g.id or 0, {}).get(PENDING, 0),
+                    jwt_lifetime_seconds=g.jwt_lifetime_s,
                 )
                 for g, map_name in rows
             ]

@@ -26,6 +26,7 @@ from fleet.services import outbox
 from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
 from fleet.services.devices import DeviceService
+from fleet.services.revocation import ends_detail, revoke
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +218,17 @@ class Reconciler:
             )
             for token in due:
                 if token.id not in owners:
+                    ends_by = revoke(s, self.ctx, token)
                     token.status, token.disable_at, token.updated_at = "disabled", None, now
                     s.add(token)
-                    audit(s, self.ctx, SCHEDULER_ACTOR, "token.disable.planned", token.name)
+                    audit(
+                        s,
+                        self.ctx,
+                        SCHEDULER_ACTOR,
+                        "token.disable.planned",
+                        token.name,
+                        **ends_detail(ends_by),
+                    )
         for device_id in owners.values():
             self.devices.disable(device_id, actor=SCHEDULER_ACTOR, reason="planned")
 

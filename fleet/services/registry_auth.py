@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Engine, Row, bindparam, event, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
+from fleet.db.devices import Device, DeviceGroup
 from fleet.db.models import ENABLED, ScopeMap, ScopeMapEntry, Token, TokenPassword
 from fleet.domain.actions import Action
 from fleet.domain.evaluation import EMPTY_SCOPE_MAP, CompiledScopeMap, compile_entries
@@ -61,21 +62,26 @@ _tokens = Token.__table__  # type: ignore[attr-defined]
 _passwords = TokenPassword.__table__  # type: ignore[attr-defined]
 _maps = ScopeMap.__table__  # type: ignore[attr-defined]
 _entries = ScopeMapEntry.__table__  # type: ignore[attr-defined]
+_devices = Device.__table__  # type: ignore[attr-defined]
+_groups = DeviceGroup.__table__  # type: ignore[attr-defined]
 
+# A device's token carries its group's JWT lifetime; any other token has none (the setting's).
 _LOOKUP = (
     select(
         _tokens.c.status,
         _tokens.c.scope_map_id,
         _maps.c.created_at,
         _maps.c.revision,
+        _groups.c.jwt_lifetime_s,
         _passwords.c.slot,
         _passwords.c.secret_hash,
         _passwords.c.expiry,
     )
     .select_from(
-        _tokens.outerjoin(_maps, _maps.c.id == _tokens.c.scope_map_id).outerjoin(
-            _passwords, _passwords.c.token_id == _tokens.c.id
-        )
+        _tokens.outerjoin(_maps, _maps.c.id == _tokens.c.scope_map_id)
+        .outerjoin(_passwords, _passwords.c.token_id == _tokens.c.id)
+        .outerjoin(_devices, _devices.c.token_id == _tokens.c.id)
+        .outerjoin(_groups, _groups.c.id == _devices.c.group_id)
     )
     .where(_tokens.c.name == bindparam("name"))
 )
@@ -93,6 +99,7 @@ class Principal:
     scope: CompiledScopeMap
     fingerprint: str  # of the stored password hash, for refresh tokens
     expiry: datetime | None
+    lifetime: int | None = None  # of its registry JWTs, if not the setting's (a device group's)
 
     def allowed(self, repository: str) -> frozenset[Action]:
         return self.scope.evaluate(repository)
@@ -304,7 +311,7 @@ class RegistryAuthService:
         rows = self._connections.rows(_LOOKUP, {"name": name})
         if not rows:
             return ()
-        _status, map_id, map_created, revision = rows[0][:4]
+        _status, map_id, map_created, revision, lifetime = rows[0][:5]
         scope = self._scope(map_id, map_created, revision)
         return tuple(
             _Slot(
@@ -316,9 +323,10 @@ class RegistryAuthService:
                     scope=scope,
                     fingerprint=credential_fingerprint(stored),
                     expiry=expiry,
+                    lifetime=lifetime,
                 ),
             )
-            for status, _m, _c, _r, slot, stored, expiry in rows
+            for status, _m, _c, _r, _l, slot, stored, expiry in rows
             if slot is not None
         )
 

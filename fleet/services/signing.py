@@ -15,7 +15,7 @@ from fleet.config import Settings
 from fleet.registry_auth.keyring import KeyRing
 from fleet.registry_auth.keys import SigningKey
 from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
-from fleet.registry_auth.tokens import JWT_ALGORITHM, MintedToken, mint
+from fleet.registry_auth.tokens import JWT_ALGORITHM, MAX_TOKEN_LIFETIME, MintedToken, mint
 
 REFRESH_AUDIENCE_SUFFIX = "#refresh"
 REFRESH_LIFETIME = 90 * 24 * 3600  # at most; never past the password's own expiry
@@ -52,7 +52,9 @@ class SigningService:
     def open(cls, settings: Settings) -> SigningService:
         ring = KeyRing.open(
             settings.signing_key_dir,
-            token_lifetime=settings.token_lifetime,
+            # A replaced key stays published as long as any JWT it signed can live: a device
+            # group's lifetime may be longer than the setting's.
+            token_lifetime=max(settings.token_lifetime, MAX_TOKEN_LIFETIME),
             publish_delay=settings.key_publish_delay,
         )
         return cls(settings, ring)
@@ -66,14 +68,17 @@ class SigningService:
             self._refreshed = now
         return self.ring.signing_key()
 
-    def registry_token(self, subject: str, access: list[dict[str, Any]]) -> MintedToken:
+    def registry_token(
+        self, subject: str, access: list[dict[str, Any]], lifetime: int | None = None
+    ) -> MintedToken:
+        """A JWT living ``lifetime`` seconds (a device group's), else the setting's."""
         return mint(
             self.settings.token_issuer,
             self.settings.registry_service,
             subject,
             access,
             self._key(),
-            lifetime=self.settings.token_lifetime,
+            lifetime=self.settings.token_lifetime if lifetime is None else lifetime,
         )
 
     def refresh_token(self, claims: RefreshClaims, password_expiry: float | None) -> str:

@@ -18,6 +18,7 @@ from fleet.domain.rules import RepositoryActions, to_entries
 from fleet.domain.times import check_future
 from fleet.services.context import ServiceContext, audit
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
+from fleet.services.revocation import AccessEnd, access_end, ends_detail, revoke
 from fleet.services.scope_maps import ScopeMapService, check_description, get_map
 from fleet.services.views import PasswordView, TokenView
 
@@ -81,7 +82,12 @@ def passwords_of(session: Session, token_ids: Sequence[int]) -> dict[int, list[P
     return found
 
 
-def _make_view(token: Token, scope_map: str | None, passwords: Sequence[PasswordView]) -> TokenView:
+def _make_view(
+    token: Token,
+    scope_map: str | None,
+    passwords: Sequence[PasswordView],
+    now: datetime | None = None,
+) -> TokenView:
     return TokenView(
         name=token.name,
         status=token.status,
@@ -89,10 +95,13 @@ def _make_view(token: Token, scope_map: str | None, passwords: Sequence[Password
         scope_map=scope_map,
         created_at=token.created_at,
         passwords=tuple(passwords),
+        access=access_end(token.access_ends_at, now) if now is not None else None,
     )
 
 
-def _view(session: Session, token: Token, fresh: Sequence[PasswordView] = ()) -> TokenView:
+def _view(
+    session: Session, token: Token, fresh: Sequence[PasswordView] = (), *, now: datetime
+) -> TokenView:
     scope_map = None
     if token.scope_map_id is not None:
         scope_map = session.get(ScopeMap, token.scope_map_id)
@@ -100,7 +109,7 @@ def _view(session: Session, token: Token, fresh: Sequence[PasswordView] = ()) ->
     assert token.id is not None
     stored = passwords_of(session, [token.id]).get(token.id, [])
     passwords = [by_slot.get(p.name) or p for p in stored]
-    return _make_view(token, scope_map.name if scope_map else None, passwords)
+    return _make_view(token, scope_map.name if scope_map else None, passwords, now)
 
 
 # A device holds only the passwords the server sealed to it: one made or removed here would
@@ -149,7 +158,7 @@ class TokenService:
     # -- reads ----------------------------------------------------------------------------
     def show(self, name: str) -> TokenView:
         with self.ctx.db.session() as s:
-            return _view(s, get_token(s, name))
+            return _view(s, get_token(s, name), now=self.ctx.clock())
 
     def list(
         self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None, before: str | None = None
@@ -268,7 +277,7 @@ class TokenService:
                 passwords=[p.name for p in fresh],
             )
             s.flush()
-            return _view(s, token, fresh)
+            return _view(s, token, fresh, now=now)
 
     def update(
         self,
@@ -291,6 +300,10 @@ class TokenService:
                 changes["scope_map"] = scope_map
             if status is not None and status != token.status:
                 _refuse_for_device_status(s, token, status)
+                if status == DISABLED:
+                    changes.update(ends_detail(revoke(s, self.ctx, token)))
+                else:
+                    token.access_ends_at = None  # its passwords work again
                 token.status = status
                 changes["status"] = status
             if not isinstance(disable_at, _Unset):
@@ -308,15 +321,19 @@ class TokenService:
             s.add(token)
             audit(s, self.ctx, actor, "token.update", name, **changes)
             s.flush()
-            return _view(s, token)
+            return _view(s, token, now=self.ctx.clock())
 
-    def delete(self, name: str, *, actor: str) -> None:
+    def delete(self, name: str, *, actor: str) -> AccessEnd | None:
+        """Delete the token; when JWTs issued before stop working (unknown for a token
+        disabled before such times were kept)."""
         with self.ctx.db.session() as s:
             token = get_token(s, name)
             _refuse_for_device(s, token, "delete the device instead (fleet device delete)")
+            ends_by = revoke(s, self.ctx, token)
             s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == token.id))
             s.delete(token)
-            audit(s, self.ctx, actor, "token.delete", name)
+            audit(s, self.ctx, actor, "token.delete", name, **ends_detail(ends_by))
+            return access_end(ends_by, self.ctx.clock())
 
     def generate_credentials(
         self, name: str, slots: Iterable[str], *, expiry: datetime | None = None, actor: str
@@ -327,6 +344,13 @@ class TokenService:
         with self.ctx.db.session() as s:
             token = get_token(s, name)
             _refuse_for_device(s, token, DEVICE_PASSWORDS)
+            replaced = s.exec(
+                select(TokenPassword.id).where(
+                    TokenPassword.token_id == token.id, col(TokenPassword.slot).in_(chosen)
+                )
+            ).first()
+            # A password replaced is a password removed: JWTs issued with it stay valid.
+            ends_by = revoke(s, self.ctx, token) if replaced is not None else None
             fresh = self.generate_in(s, token, chosen, expiry)
             audit(
                 s,
@@ -336,6 +360,7 @@ class TokenService:
                 name,
                 passwords=chosen,
                 expiry=expiry,
+                **ends_detail(ends_by),
             )
             return token.name, fresh
 
@@ -351,12 +376,21 @@ class TokenService:
             ).first()
             if row is None:
                 raise NotFoundError(f"token {name!r} has no {slot}", code="PasswordNotFound")
+            ends_by = revoke(s, self.ctx, token)
             s.delete(row)
             token.updated_at = self.ctx.clock()
             s.add(token)
-            audit(s, self.ctx, actor, "token.credential.delete", name, password=slot)
+            audit(
+                s,
+                self.ctx,
+                actor,
+                "token.credential.delete",
+                name,
+                password=slot,
+                **ends_detail(ends_by),
+            )
             s.flush()
-            return _view(s, token)
+            return _view(s, token, now=self.ctx.clock())
 
     def generate_in(
         self, s: Session, token: Token, slots: Iterable[str], expiry: datetime | None

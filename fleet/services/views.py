@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from fleet.services.revocation import AccessEnd
+
 
 @dataclass(frozen=True, slots=True)
 class ScopeMapView:
@@ -37,6 +39,8 @@ class TokenView:
     scope_map: str | None
     created_at: datetime
     passwords: tuple[PasswordView, ...]
+    # Set once it was disabled or lost a password: when JWTs issued before stop working.
+    access: AccessEnd | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,7 @@ class GroupView:
     devices: int
     secrets: tuple[SecretView, ...]  # the newest MAX_EMBEDDED_SECRETS, oldest first
     secrets_truncated: bool = False  # older ones exist: page them (GroupService.secrets)
+    jwt_lifetime_seconds: int = 60  # of its device tokens' registry JWTs
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,7 @@ class DeviceView:
     last_pull_detail: str | None
     active_expiry: datetime | None = None  # of the password in the slot the device uses
     allow_reenroll: bool = False
+    access: AccessEnd | None = None  # of its token, once disabled (in a device's own view)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,7 @@ class GroupSummary:
     require_approval: bool
     devices: int
     pending: int
+    jwt_lifetime_seconds: int = 60
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import BaseModel
 
@@ -62,11 +64,19 @@ def test_token_lifecycle(api) -> None:  # type: ignore[no-untyped-def]
     valid(CredentialsOut, generated.get_json())
     assert generated.get_json()["passwords"][0]["expiry"].startswith("2026-01-31")
 
+    assert shown["registryAccessEndsBy"] is None and shown["registryAccessEnded"] is None
     updated = api("PATCH", "/tokens/MyToken", {"status": "disabled"}).get_json()
     assert updated["status"] == "disabled"
+    # A JWT issued the moment before lives the setting's 300 s, plus the registry's leeway.
+    ends_by = datetime.fromisoformat(updated["registryAccessEndsBy"])
+    assert ends_by == datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=1 + 300 + 60)
+    assert updated["registryAccessEnded"] is False
     after = api("DELETE", "/tokens/MyToken/credentials/password2").get_json()
     assert [p["name"] for p in after["credentials"]["passwords"]] == ["password1"]
-    assert api("DELETE", "/tokens/MyToken").status_code == 204
+    assert after["registryAccessEndsBy"] == updated["registryAccessEndsBy"]  # disabled: no more
+    deleted = api("DELETE", "/tokens/MyToken")
+    assert deleted.status_code == 200
+    assert deleted.get_json()["registryAccessEndsBy"] == updated["registryAccessEndsBy"]
     gone = api("GET", "/tokens/MyToken")
     assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "TokenNotFound"
 

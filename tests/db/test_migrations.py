@@ -61,13 +61,40 @@ TABLES_AT: dict[str, set[str]] = {
 TABLES_AT["0007"] = TABLES_AT["0005"] | {"activity_hourly"}  # the overview's
 TABLES_AT["0008"] = TABLES_AT["0007"]  # the device list's collation and indexes
 TABLES_AT["0009"] = TABLES_AT["0008"] | {"webhook_outbox"}  # the warning webhook's
+TABLES_AT["0010"] = TABLES_AT["0009"]  # JWT lifetimes and access ends
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
 }
-HEAD = "0009"
+ADDED_IN_0010 = {
+    "device_groups": {"jwt_lifetime_s", "jwt_lifetime_before_s", "jwt_lifetime_changed_at"},
+    "tokens": {"access_ends_at"},
+}
+# What a column added to existing rows holds: its server default, else nothing.
+COLUMN_DEFAULTS = {"jwt_lifetime_s": 60}
+HEAD = "0010"
+DOWN_TO = ("0009", "0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001")
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
+NOTIFY_TABLES_0010 = NOTIFY_TABLES | {"device_groups"}
+
+
+def dropped_below(target: str) -> dict[str, set[str]]:
+    """The columns added after ``target`` to tables it already had."""
+    dropped: dict[str, set[str]] = {}
+    for since, added in (("0003", ADDED_IN_0003), ("0010", ADDED_IN_0010)):
+        if target < since:
+            for table, columns in added.items():
+                dropped[table] = dropped.get(table, set()) | columns
+    return dropped
+
+
+def triggers_at(target: str, dialect: str) -> set[str]:
+    if dialect != "postgresql" or target < "0004":
+        return set()
+    return NOTIFY_TABLES_0010 if target >= "0010" else NOTIFY_TABLES
+
+
 VERSION_TABLE = "alembic_version"
 
 
@@ -198,20 +225,21 @@ def test_each_downgrade_keeps_its_revisions_rows_and_the_way_back_up_restores_th
     at_head = read_rows(engine)
     assert set(at_head) == TABLES_AT[HEAD]
     assert all(at_head[name] for name in TABLES_AT[HEAD]), {k: len(v) for k, v in at_head.items()}
-    expected_triggers = NOTIFY_TABLES if engine.dialect.name == "postgresql" else set()
+    expected_triggers = triggers_at(HEAD, engine.dialect.name)
     assert notify_triggers(engine) == expected_triggers
 
-    for target in ("0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001"):
+    for target in DOWN_TO:
         migrate(engine, "downgrade", target)
         assert current_revision(engine) == target
-        dropped = ADDED_IN_0003 if target < "0003" else {}
+        dropped = dropped_below(target)
         assert read_rows(engine) == project(at_head, TABLES_AT[target], dropped), target
         columns = inspect(engine).get_columns
-        for table, added in ADDED_IN_0003.items():
-            if table in TABLES_AT[target]:
-                held = {c["name"] for c in columns(table)}
-                assert (added <= held) is (target >= "0003"), (target, table)
-        assert notify_triggers(engine) == (expected_triggers if target >= "0004" else set())
+        for since, added_then in (("0003", ADDED_IN_0003), ("0010", ADDED_IN_0010)):
+            for table, added in added_then.items():
+                if table in TABLES_AT[target]:
+                    held = {c["name"] for c in columns(table)}
+                    assert (added <= held) is (target >= since), (target, table)
+        assert notify_triggers(engine) == triggers_at(target, engine.dialect.name), target
 
     migrate(engine, "downgrade", "base")
     assert current_revision(engine) is None
@@ -227,19 +255,21 @@ def test_down_to_each_revision_and_up_again_keeps_the_surviving_rows(
 ) -> None:
     fill(fresh_url, tmp_path)
     at_head = read_rows(engine)
-    for target in ("0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001"):
+    for target in DOWN_TO:
         migrate(engine, "downgrade", target)
         migrate(engine, "upgrade", "head")
         assert current_revision(engine) == HEAD
         assert schema_diff(engine) == []
         # What the round trip dropped comes back empty; every other row is as it was.
         back = read_rows(engine)
-        dropped = ADDED_IN_0003 if target < "0003" else {}
+        dropped = dropped_below(target)
         kept_tables = TABLES_AT[target]
         assert project(back, kept_tables, dropped) == project(at_head, kept_tables, dropped)
         for table, added in dropped.items():
             if table in kept_tables:
-                assert all(row[c] is None for row in back[table] for c in added), table
+                assert all(
+                    row[c] == COLUMN_DEFAULTS.get(c) for row in back[table] for c in added
+                ), table
         for table in TABLES_AT[HEAD] - kept_tables:
             assert back[table] == [], table
         at_head = back

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from fleet.api.devices import device_json
 from fleet.app import create_app
 from fleet.mqtt import topics
 from fleet.services import Services
+from fleet.services.revocation import AccessEnd
 from fleet.services.views import DeviceView
 from tests.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
@@ -230,7 +232,11 @@ def test_device_routes(call, fleet: Services, broker: FakeBroker, secret: str) -
     assert reject.status_code == 409 and _code(reject) == "NotPending"
     missing = call("POST", "/devices/nobody/disable")
     assert missing.status_code == 404 and _code(missing) == "DeviceNotFound"
-    assert call("DELETE", "/devices/rpi-0001").status_code == 204
+    deleted = call("DELETE", "/devices/rpi-0001")
+    assert deleted.status_code == 200
+    # Enabled until now: a JWT issued the moment before lives the group's 60 s, plus leeway.
+    ends_by = datetime.fromisoformat(deleted.get_json()["registryAccessEndsBy"])
+    assert ends_by.timestamp() == int(fleet.ctx.clock().timestamp() + 1) + 60 + 60
     gone = call("GET", "/devices/rpi-0001")
     assert gone.status_code == 404 and _code(gone) == "DeviceNotFound"
 
@@ -252,8 +258,13 @@ def test_a_device_in_json_has_every_field_in_camel_case_with_iso_times() -> None
         "ackedCredentialsVersion": 2, "activeSlot": "password2", "pendingDeliveries": 1,
         "lastPullAt": "2026-12-02T17:00:05+00:00", "lastPullOk": True, "lastPullDetail": None,
         "activeExpiry": "2026-12-02T17:00:05+00:00", "allowReenroll": False,
+        "registryAccessEndsBy": None, "registryAccessEnded": None,
     }  # fmt: skip
     DeviceOut.model_validate(device_json(view))
+    ended = replace(view, status="disabled", access=AccessEnd(ends_by=at, ended=True))
+    assert device_json(ended)["registryAccessEndsBy"] == "2026-12-02T17:00:05+00:00"
+    assert device_json(ended)["registryAccessEnded"] is True
+    DeviceOut.model_validate(device_json(ended))
 
 
 def test_the_device_list_takes_the_dashboards_filters(call, fleet: Services) -> None:  # type: ignore[no-untyped-def]
