@@ -1,7 +1,9 @@
 """Talk to a registry the way the Docker token spec says: ``GET /v2/``; on ``401`` with a
 ``Bearer realm=...,service=...`` challenge, ask the realm for a token with HTTP Basic auth and
 ``scope=repository:NAME:pull``; repeat the request with ``Authorization: Bearer``. A ``Basic``
-challenge gets the login directly.
+challenge gets the login directly. The token is used until the lifetime it came with nearly ends;
+a 401 before that (the registry's clock is ahead, or the key that signed it was revoked) gets one
+new token and one retry, so a pull that outlasts its token keeps going.
 
 ``tls_verify=False`` accepts any certificate and falls back to plain HTTP (as skopeo's
 ``--tls-verify=false`` does).
@@ -188,6 +190,9 @@ class RegistryClient:
             self.ping()
         url = f"{self._base}/v2/{self.repository}/{path}"
         answer = self._follow(url, accept, stream)
+        if answer.status_code == 401 and self._take_challenge(answer):
+            answer.close()  # the JWT expired or its key was revoked: one new one, one retry
+            answer = self._follow(url, accept, stream)
         if answer.status_code == 200:
             return answer
         answer.close()
@@ -200,6 +205,19 @@ class RegistryClient:
         if answer.status_code == 404:
             raise PullFailed(f"{self.login_server}/{self.repository}/{path}: not found")
         raise PullFailed(f"GET {url} answered {answer.status_code}")
+
+    def _take_challenge(self, refused: requests.Response) -> bool:
+        """After a 401 from the registry itself: take its Bearer challenge and drop the token
+        held, so that the next request asks the realm again. False (nothing to retry) for any
+        other challenge, or a 401 from elsewhere (a storage redirect's target is not trusted
+        to name a realm for the device's login)."""
+        if origin_of(refused.url) != origin_of(self._base or ""):
+            return False
+        challenge = parse_challenge(refused.headers.get("WWW-Authenticate", ""))
+        if challenge[0] != "bearer" or not challenge[1].get("realm"):
+            return False
+        self._challenge, self._token = challenge, None
+        return True
 
     def _follow(self, url: str, accept: str | None, stream: bool) -> requests.Response:
         """GET ``url``, following redirects; credentials only to the registry's own origin."""

@@ -39,23 +39,30 @@ class Parts:
 
 @contextlib.contextmanager
 def delivery_parts(
-    database: str, tmp_path_factory: pytest.TempPathFactory, *, group: str = "pilots"
+    database: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    group: str = "pilots",
+    env: dict[str, str] | None = None,
 ) -> Iterator[Parts]:
-    """Broker, server (scheduler off) and registry on ``database``; ``group`` may read
-    ``edge/*`` and ``secret`` enrolls into it."""
+    """Broker, server (scheduler off, plus ``env``) and registry on ``database``; ``group`` may
+    read ``edge/*`` and ``secret`` enrolls into it."""
     broker = Mosquitto().start()
     registry_port = free_port()
-    env = {
+    server_env = {
         "FLEET_REGISTRY_SERVICE": SERVICE,
         "FLEET_TOKEN_ISSUER": ISSUER,
         **broker.fleet_env(),
         "FLEET_REGISTRY_LOGIN_SERVER": f"127.0.0.1:{registry_port}",
         "FLEET_SCHEDULER_ENABLED": "false",
     }
+    server_env |= env or {}
     try:
         with (
             server_database_url(database) as url,
-            FleetServer(tmp_path_factory.mktemp("fleet"), env=env, database_url=url) as server,
+            FleetServer(
+                tmp_path_factory.mktemp("fleet"), env=server_env, database_url=url
+            ) as server,
             Registry(
                 realm=server.realm,
                 service=SERVICE,

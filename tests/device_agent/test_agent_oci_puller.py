@@ -41,6 +41,11 @@ class FakeRegistry:
         self.scheme = "Bearer"
         self.corrupt: set[str] = set()
         self.lie_about_digest = False
+        self.issued: list[str] = []  # every token the realm gave, oldest first
+        self.refused: set[str] = set()  # tokens the registry no longer takes (expired, revoked)
+        self.refuse_after_blobs: int | None = None  # then every token issued so far is refused
+        self.refuse_every_token = False
+        self.blobs_served = 0
         self.server = HttpServer(self)
 
     def image(self, arch: str, media_type: str = DOCKER_MANIFEST) -> tuple[str, bytes]:
@@ -73,14 +78,18 @@ class FakeRegistry:
         header = request.headers.get("authorization", "")
         if self.scheme == "Basic":
             return request.basic_auth() == (USER, PASSWORD)
-        return header == "Bearer token-for-dev-x"
+        scheme, _, token = header.partition(" ")
+        if self.refuse_every_token or token in self.refused:
+            return False
+        return scheme == "Bearer" and token in self.issued
 
     def __call__(self, request: Request) -> Reply:
         if request.path == "/token":
             if request.basic_auth() != (USER, PASSWORD):
                 return Reply.json(401, {})
             assert request.query["scope"] == ["repository:samples/app:pull"]
-            return Reply.json(200, {"token": "token-for-dev-x", "expires_in": 300})
+            self.issued.append(f"token-for-dev-x-{len(self.issued) + 1}")
+            return Reply.json(200, {"token": self.issued[-1], "expires_in": 300})
         if not self._authorized(request):
             realm = f'realm="{self.server.url}/token",service="fake"'
             challenge = f"Bearer {realm}" if self.scheme == "Bearer" else 'Basic realm="fake"'
@@ -94,6 +103,9 @@ class FakeRegistry:
             claimed = digest_of(b"lie") if self.lie_about_digest else digest_of(raw)
             return Reply(200, raw, {"Content-Type": media_type, "Docker-Content-Digest": claimed})
         if kind == "blobs" and reference in self.blobs:
+            self.blobs_served += 1
+            if self.blobs_served == self.refuse_after_blobs:
+                self.refused |= set(self.issued)
             data = self.blobs[reference]
             return Reply(200, b"X" + data[1:] if reference in self.corrupt else data)
         return Reply.json(404, {"errors": [{"code": "MANIFEST_UNKNOWN"}]})
@@ -204,3 +216,38 @@ def test_a_cancelled_pull_stops(registry: FakeRegistry, tmp_path: Path) -> None:
     cancel.set()
     with pytest.raises(PullFailed, match="cancelled"):
         pull(registry, tmp_path, cancel=cancel)
+
+
+def test_a_token_refused_mid_pull_is_replaced_once_and_the_pull_goes_on(
+    registry: FakeRegistry, tmp_path: Path
+) -> None:
+    """The registry stops taking the token after the config (its clock passed the JWT's expiry
+    before the device's did, or its key was revoked): the next blob's 401 gets a new token."""
+    digest, layer = registry.image("arm64")
+    registry.manifests["1"] = registry.manifests[digest]
+    registry.refuse_after_blobs = 1
+    assert pull(registry, tmp_path) == digest
+    assert registry.issued == ["token-for-dev-x-1", "token-for-dev-x-2"]
+    assert layout_blob(tmp_path, digest_of(layer)) == layer
+    retried = [
+        (r.path, r.headers.get("authorization"))
+        for r in registry.server.requests
+        if "/blobs/" in r.path
+    ]
+    layer_path = f"/v2/samples/app/blobs/{digest_of(layer)}"
+    assert retried[-2:] == [
+        (layer_path, "Bearer token-for-dev-x-1"),
+        (layer_path, "Bearer token-for-dev-x-2"),
+    ]
+
+
+def test_a_registry_that_refuses_every_token_fails_after_one_retry(
+    registry: FakeRegistry, tmp_path: Path
+) -> None:
+    digest, _ = registry.image("arm64")
+    registry.manifests["1"] = registry.manifests[digest]
+    registry.refuse_every_token = True
+    with pytest.raises(PullFailed, match=r"denied \(401\)") as refused:
+        pull(registry, tmp_path)
+    assert refused.value.auth
+    assert len(registry.issued) == 2  # the first token, and one more after its 401; no loop

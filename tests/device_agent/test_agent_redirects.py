@@ -192,3 +192,34 @@ def test_a_redirect_within_the_registrys_origin_keeps_the_login(tmp_path: Path) 
 
     assert layout_blob(tmp_path, digest_of(layer)) == layer
     assert any(r.path.startswith("/storage/") for r in registry.server.requests)
+
+
+class ChallengingStorage:
+    """Storage elsewhere that answers a blob with a 401 naming its own realm: a login sent
+    there would be a login stolen."""
+
+    def __init__(self) -> None:
+        self.server = HttpServer(self)
+
+    def __call__(self, request: Request) -> Reply:
+        if request.path == "/token":
+            return Reply.json(200, {"token": "forged", "expires_in": 300})
+        challenge = f'Bearer realm="{self.server.url}/token",service="storage"'
+        return Reply.json(401, {"errors": []}, **{"WWW-Authenticate": challenge})
+
+
+def test_a_401_from_storage_elsewhere_names_no_realm_for_the_login(tmp_path: Path) -> None:
+    """A 401 after a redirect is not the registry refusing its token: no new token is asked
+    for, and the realm the storage names never sees the device's login."""
+    storage = ChallengingStorage()
+    with storage.server:
+        registry = RedirectingRegistry(storage.server, blobs=True)
+        digest, _ = registry.image("arm64")
+        registry.manifests["1"] = registry.manifests[digest]
+        with registry.server, pytest.raises(PullFailed) as failed:
+            pull(registry, tmp_path)
+
+    assert failed.value.auth
+    assert [r.path for r in storage.server.requests if r.path == "/token"] == []
+    _no_credentials_seen(storage.server)
+    assert registry.issued == ["token-for-dev-x-1"]

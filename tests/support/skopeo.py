@@ -20,8 +20,8 @@ from tests.support.oci import OciImage
 from tests.support.timing import scaled
 
 SKOPEO = "/usr/bin/skopeo"
-COMMAND_TIMEOUT = "30s"
-PROCESS_TIMEOUT_S = 60.0
+COMMAND_TIMEOUT_S = 30.0  # skopeo's own --command-timeout, unscaled (a bound on a failure)
+PROCESS_TIMEOUT_MARGIN_S = 30.0  # the process is killed this long after skopeo should have quit
 RETRY_TIMES = "0"
 # What skopeo 1.9.3 prints (in stderr) when the registry refuses the token's access, and when
 # the token endpoint answers 401 (wrong password, or no credentials at all).
@@ -45,10 +45,14 @@ class SkopeoResult:
         return self.stdout + self.stderr
 
 
-def _run(args: list[str]) -> SkopeoResult:
-    command = [SKOPEO, "--command-timeout", COMMAND_TIMEOUT, *args]
+def _run(args: list[str], command_timeout_s: float = COMMAND_TIMEOUT_S) -> SkopeoResult:
+    command = [SKOPEO, "--command-timeout", f"{command_timeout_s:g}s", *args]
     completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=scaled(PROCESS_TIMEOUT_S), check=False
+        command,
+        capture_output=True,
+        text=True,
+        timeout=scaled(command_timeout_s + PROCESS_TIMEOUT_MARGIN_S),
+        check=False,
     )
     return SkopeoResult(command, completed.returncode, completed.stdout, completed.stderr)
 
@@ -99,8 +103,10 @@ def copy_from_registry(
     creds: str | None = None,
     *,
     token: str | None = None,
+    command_timeout_s: float = COMMAND_TIMEOUT_S,
 ) -> SkopeoResult:
-    """Pull into ``dir:DESTINATION`` (blobs named by their hex digest, plus ``manifest.json``)."""
+    """Pull into ``dir:DESTINATION`` (blobs named by their hex digest, plus ``manifest.json``);
+    ``command_timeout_s`` for a pull that is meant to take long."""
     return _run(
         [
             "--insecure-policy",
@@ -111,7 +117,8 @@ def copy_from_registry(
             *_auth("src-", creds, token),
             docker_reference(host_port, repository, reference),
             f"dir:{destination}",
-        ]
+        ],
+        command_timeout_s,
     )
 
 
