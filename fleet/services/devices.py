@@ -68,6 +68,7 @@ class _Cut:
     device_pk: int
     username: str
     wipe_id: int | None  # wait for this delivery's acknowledgement (the device is online)
+    ends_by: datetime | None = None  # when the registry refuses the last JWT issued to it
 
 
 def _public_key(value: str, kind: type, label: str) -> str:
@@ -398,8 +399,11 @@ class DeviceService:
                         device_id, "not disabled", "it is enrolling; disable it again"
                     )
                 else:
-                    cuts[device_id] = self._disable_rows(s, device, actor, reason)
-                    results[device_id] = DisableResult(device_id, "disabled")
+                    cut = self._disable_rows(s, device, actor, reason)
+                    cuts[device_id] = cut
+                    results[device_id] = DisableResult(
+                        device_id, "disabled", access=access_end(cut.ends_by, self.ctx.clock())
+                    )
         failed = self._cut_off(list(cuts.values())) if cuts else {}
         for device_id, cut in cuts.items():
             if cut.device_pk in failed:
@@ -408,6 +412,7 @@ class DeviceService:
                     "disabled",
                     "registry token disabled, but the broker login is not: "
                     f"{failed[cut.device_pk].message}; disable it again",
+                    access=results[device_id].access,
                 )
         return list(results.values())
 
@@ -443,7 +448,7 @@ class DeviceService:
         )
         s.flush()
         assert device.id is not None and wipe.id is not None
-        return _Cut(device.id, device.mqtt_username, wipe.id if online else None)
+        return _Cut(device.id, device.mqtt_username, wipe.id if online else None, ends_by)
 
     def _cut_off(self, cuts: Sequence[_Cut]) -> dict[int, BrokerError]:
         """After the rows committed: publish the wipes, give the online devices a moment to

@@ -112,6 +112,7 @@ class DisableResult:
     device_id: str
     outcome: str
     detail: str = ""
+    access: AccessEnd | None = None  # when its registry access ends, once disabled here
 
 
 @dataclass(frozen=True, slots=True)

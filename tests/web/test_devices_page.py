@@ -496,6 +496,12 @@ def test_bulk_disable_lists_the_devices_then_reports_each(admin: Browser, fleet:
         ("pi-0003", "already disabled"),
         ("pi-0004", "not found"),
     ]
+    ends = [
+        re.sub(r"<[^>]+>", "", cell).split(" (")[0]
+        for cell in re.findall(r'<td class="access">(.*?)</td>', text, re.S)
+    ]
+    # Disabled here at the clock's 2026-01-01 00:00:00: 60 s JWTs plus the 60 s leeway.
+    assert ends == ["ends by 2026-01-01 00:02:01 UTC"] * 2 + ["—", "—"]
     assert [fleet.devices.show(d).status for d in chosen[:3]] == ["disabled"] * 3
     events = _audit(fleet)[len(before) :]
     disabled = [e for e in events if e[1] == "device.disable"]

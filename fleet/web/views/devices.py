@@ -360,7 +360,13 @@ def devices_disable() -> Any:
             hidden=hidden,
         )
     results = services().devices.disable_many(chosen, actor=actor(), reason=reason)
-    return render_template("devices_disabled.html", results=results, reason=reason, back=back)
+    return render_template(
+        "devices_disabled.html",
+        results=results,
+        reason=reason,
+        back=back,
+        now=services().ctx.clock(),
+    )
 
 
 def _back(target: str) -> str:
