@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.fleet_process import FleetServer
-from tests.e2e.stack import ISSUER, SERVER_ENV, SERVICE, Stack
+from tests.e2e.stack import SERVER_ENV, Stack, registry_for
 from tests.support.postgres import DATABASES, count_rows, server_database_url
 from tests.support.registry import Registry
 
@@ -40,13 +40,7 @@ def fleet_server(
 def registry(
     fleet_server: FleetServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Registry]:
-    with Registry(
-        realm=fleet_server.realm,
-        service=SERVICE,
-        issuer=ISSUER,
-        rootcertbundle=fleet_server.bundle,
-        directory=tmp_path_factory.mktemp("registry"),
-    ) as registry:
+    with registry_for(fleet_server, tmp_path_factory.mktemp("registry")) as registry:
         yield registry
 
 

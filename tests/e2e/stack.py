@@ -116,6 +116,17 @@ class Stack:
         return {entry["name"]: entry["actions"] for entry in claims["access"]}
 
 
+def registry_for(server: FleetServer, directory: Path) -> Registry:
+    """A registry that takes ``server``'s JWTs (its realm, service, issuer and bundle)."""
+    return Registry(
+        realm=server.realm,
+        service=SERVICE,
+        issuer=ISSUER,
+        rootcertbundle=server.bundle,
+        directory=directory,
+    )
+
+
 def decode(token: str) -> dict[str, Any]:
     """A JWT's claims; the registry, not the test, checks the signature."""
     claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})

@@ -38,7 +38,7 @@ from device_agent.backends import PullRequest, make_backend
 from device_agent.credentials import Credentials
 from device_agent.images import parse_image
 from tests.e2e.fleet_process import FleetServer
-from tests.e2e.stack import ISSUER, SERVER_ENV, SERVICE, Stack, ok
+from tests.e2e.stack import SERVER_ENV, Stack, ok, registry_for
 from tests.support import skopeo
 from tests.support.oci import LayeredImage, build_layered_image
 from tests.support.registry import Registry
@@ -88,13 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {**SERVER_ENV, "FLEET_TOKEN_LIFETIME": str(JWT_LIFETIME_S)}
     with (
         FleetServer(directory / "server", env=env) as server,
-        Registry(
-            realm=server.realm,
-            service=SERVICE,
-            issuer=ISSUER,
-            rootcertbundle=server.bundle,
-            directory=directory / "registry",
-        ) as registry,
+        registry_for(server, directory / "registry") as registry,
     ):
         yield Stack(server, registry, directory / "work")
 

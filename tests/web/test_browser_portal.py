@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.stack import ISSUER, SERVER_ENV, SERVICE, Stack, denied, ok, unauthorized
-from tests.support.registry import Registry
+from tests.e2e.stack import SERVER_ENV, Stack, denied, ok, registry_for, unauthorized
 from tests.support.timing import scaled, wait_until
 from tests.web.browser import axe_violations, dashboard_server, sign_in, watched_page
 
@@ -35,13 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {**SERVER_ENV, "FLEET_HEALTH_FLUSH_SECONDS": "1"}
     with (
         dashboard_server(directory / "server", env=env) as server,
-        Registry(
-            realm=server.realm,
-            service=SERVICE,
-            issuer=ISSUER,
-            rootcertbundle=server.bundle,
-            directory=directory / "registry",
-        ) as registry,
+        registry_for(server, directory / "registry") as registry,
     ):
         yield Stack(server, registry, directory / "work")
 
