@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     register_error_handlers(app)
 
     from fleet.api import blueprint as api_blueprint
-    from fleet.registry_auth.endpoint import blueprint as token_blueprint
+    from fleet.api.token_endpoint import blueprint as token_blueprint
 
     app.register_blueprint(api_blueprint)
     app.register_blueprint(token_blueprint)
