@@ -26,8 +26,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fleet.services import Services
 from fleet.services.leadership import Leadership, leadership_for
 from fleet.services.outbox import WebhookSender
-from fleet.services.reconciler import PassSummary, Reconciler
-from fleet.services.retention import PruneSummary, RetentionService
+from fleet.services.reconciler import PassSummary
+from fleet.services.retention import PruneSummary
 from fleet.services.scheduler_runs import RECENT_RUNS, RunRecord
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,8 @@ class FleetScheduler:
         self.services = services
         ctx = services.ctx
         self.leadership = leadership or leadership_for(ctx.db.engine, ctx.settings.data_dir)
-        self.reconciler = Reconciler(ctx, services.devices, services.delivery)
-        self.retention = RetentionService(ctx)
+        self.reconciler = services.reconciler
+        self.retention = services.retention
         self.sender = sender or services.webhook
         self._scheduler: BackgroundScheduler | None = None
         # Held for a whole pass (and a whole send), and by stop() while it releases the lock.

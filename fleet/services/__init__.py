@@ -26,7 +26,9 @@ from fleet.services.health import HealthRecorder
 from fleet.services.operators import OperatorService
 from fleet.services.outbox import WebhookSender
 from fleet.services.overview import OverviewService
+from fleet.services.reconciler import Reconciler
 from fleet.services.registry_auth import RegistryAuthService
+from fleet.services.retention import RetentionService
 from fleet.services.rotation import RotationService
 from fleet.services.scheduler_runs import SchedulerRunService
 from fleet.services.scope_maps import ScopeMapService
@@ -54,6 +56,8 @@ class Services:
     devices: DeviceService
     status_intake: StatusIntake
     access: AccessService
+    reconciler: Reconciler
+    retention: RetentionService
     scheduler_runs: SchedulerRunService
     webhook: WebhookSender
     broker_link: BrokerLink
@@ -82,6 +86,7 @@ class Services:
             report_every_s=ctx.settings.status_report_seconds,
         )
         link.listen(status_intake.submit, delivery.republish_all_pending)
+        devices = DeviceService(ctx, tokens, delivery, rotation, envelopes, link.get)
         return cls(
             ctx=ctx,
             scope_maps=scope_maps,
@@ -97,9 +102,11 @@ class Services:
             envelopes=envelopes,
             rotation=rotation,
             delivery=delivery,
-            devices=DeviceService(ctx, tokens, delivery, rotation, envelopes, link.get),
+            devices=devices,
             status_intake=status_intake,
             access=AccessService(ctx),
+            reconciler=Reconciler(ctx, devices, delivery),
+            retention=RetentionService(ctx),
             scheduler_runs=SchedulerRunService(ctx),
             webhook=WebhookSender(ctx),
             broker_link=link,

@@ -7,27 +7,41 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from fleet.mqtt.errors import BrokerUnavailableError
+from fleet.scheduler import FleetScheduler
 from fleet.services import Services
 from fleet.services import broker as broker_module
 from fleet.services.broker import BrokerLink, NoBroker
+from fleet.services.leadership import FileLeadership
 from fleet.services.scheduler_runs import MAX_ERROR
 from tests.conftest import FakeClock
 from tests.support.fake_broker import FakeBroker
 
 
-def test_each_collaborator_is_the_one_instance_built_for_the_process(services: Services) -> None:
+def test_each_collaborator_is_the_one_instance_built_for_the_process(
+    services: Services, tmp_path: Path
+) -> None:
     assert services.delivery.reissuer is services.rotation
     assert services.devices.rotation is services.rotation
     assert services.devices.delivery is services.delivery
     assert services.devices.envelopes is services.envelopes
     assert services.rotation.envelopes is services.envelopes
     assert services.devices.tokens is services.tokens
+    assert services.reconciler.devices is services.devices
+    assert services.reconciler.delivery is services.delivery
+    scheduler = FleetScheduler(services, FileLeadership(tmp_path / "scheduler.lock"))
+    try:  # the scheduler's jobs run the services' own, built with the rest
+        assert scheduler.reconciler is services.reconciler
+        assert scheduler.retention is services.retention
+        assert scheduler.sender is services.webhook
+    finally:
+        scheduler.stop()
 
 
 def test_without_a_broker_configured_the_first_use_makes_one_that_says_what_to_set(
