@@ -1,7 +1,7 @@
 """``fleet serve`` exactly as shipped, plus one benchmark-only route: the floor.
 
 The floor answers ``GET /bench/floor-token`` with the token endpoint's own answer
-(``fleet.registry_auth.endpoint.token_response``) around a JWT signed once per worker at
+(``fleet.api.token_endpoint.token_response``) around a JWT signed once per worker at
 start-up: no credential look-up, no scope evaluation, no signing per request. The benchmark
 sends it the very same query string and ``Authorization`` header as the endpoint, which it
 ignores, so that the two differ only in what the handler does. Everything else (Flask app,
@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask
 
 import fleet.app
-from fleet.registry_auth.endpoint import token_response
+from fleet.api.token_endpoint import token_response
 
 FLOOR_PATH = "/bench/floor-token"
 FLOOR_SUBJECT = "bench-floor"

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from fleet.api.errors import register_error_handlers
 from fleet.body_limit import bound_streamed_body
 from fleet.bootstrap import build_services
 from fleet.config import Settings, load_settings
+from fleet.http_errors import register_error_handlers
 from fleet.input_guard import refuse_nul_characters
 from fleet.services import Services
 from fleet.web import init_app as init_web
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     register_error_handlers(app)
 
     from fleet.api import blueprint as api_blueprint
-    from fleet.registry_auth.endpoint import blueprint as token_blueprint
+    from fleet.api.token_endpoint import blueprint as token_blueprint
 
     app.register_blueprint(api_blueprint)
     app.register_blueprint(token_blueprint)

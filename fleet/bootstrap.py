@@ -88,7 +88,9 @@ def load_envelope_key(settings: Settings, *, create: bool = False) -> Ed25519Pri
     return key
 
 
-def build_services(settings: Settings, *, initialising: bool = False) -> Services:
+def build_services(
+    settings: Settings, *, initialising: bool = False, listen_status: bool = True
+) -> Services:
     make_private_directory(settings.data_dir)
     create_private_database(settings.resolved_database_url)
     ctx = ServiceContext(
@@ -98,7 +100,9 @@ def build_services(settings: Settings, *, initialising: bool = False) -> Service
     )
     if not initialising:
         check_schema(ctx.db)
-    return Services.build(ctx, load_envelope_key(settings, create=initialising))
+    return Services.build(
+        ctx, load_envelope_key(settings, create=initialising), listen_status=listen_status
+    )
 
 
 def initialise(settings: Settings) -> Services:

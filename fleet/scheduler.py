@@ -22,20 +22,18 @@ import threading
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlmodel import col, select
 
-from fleet.db.models import SchedulerRun
 from fleet.services import Services
 from fleet.services.leadership import Leadership, leadership_for
 from fleet.services.outbox import WebhookSender
-from fleet.services.reconciler import PassSummary, Reconciler
-from fleet.services.retention import PruneSummary, RetentionService
+from fleet.services.reconciler import PassSummary
+from fleet.services.retention import PruneSummary
+from fleet.services.scheduler_runs import RECENT_RUNS, RunRecord
 
 log = logging.getLogger(__name__)
 JOB_ID = "fleet-reconciler"
 RETENTION_JOB_ID = "fleet-retention"
 OUTBOX_JOB_ID = "fleet-webhook-outbox"
-MAX_ERROR = 1000
 
 
 def node_name() -> str:
@@ -52,9 +50,9 @@ class FleetScheduler:
         self.services = services
         ctx = services.ctx
         self.leadership = leadership or leadership_for(ctx.db.engine, ctx.settings.data_dir)
-        self.reconciler = Reconciler(ctx, services.devices, services.delivery)
-        self.retention = RetentionService(ctx)
-        self.sender = sender or WebhookSender(ctx)
+        self.reconciler = services.reconciler
+        self.retention = services.retention
+        self.sender = sender or services.webhook
         self._scheduler: BackgroundScheduler | None = None
         # Held for a whole pass (and a whole send), and by stop() while it releases the lock.
         self._pass_lock = threading.Lock()
@@ -82,17 +80,15 @@ class FleetScheduler:
     def _tick(self) -> PassSummary | None:
         if not self._leads():
             return None
-        ctx = self.services.ctx
-        with ctx.db.session() as s:
-            run = SchedulerRun(started_at=ctx.clock(), node=node_name())
-            s.add(run)
+        runs = self.services.scheduler_runs
+        run_id = runs.start(node_name())
         try:
             summary = self.reconciler.run_pass()
         except Exception as exc:
             log.exception("reconciler pass failed")
-            self._finish(run.id, None, f"{exc.__class__.__name__}: {exc}"[:MAX_ERROR])
+            runs.finish(run_id, None, f"{exc.__class__.__name__}: {exc}")
             raise
-        self._finish(run.id, summary, None)
+        runs.finish(run_id, summary, None)
         return summary
 
     def prune(self) -> PruneSummary | None:
@@ -101,16 +97,6 @@ class FleetScheduler:
             if self._stopping.is_set() or not self._leads():
                 return None
             return self.retention.prune()
-
-    def _finish(self, run_id: int | None, summary: PassSummary | None, error: str | None) -> None:
-        ctx = self.services.ctx
-        with ctx.db.session() as s:
-            run = s.get(SchedulerRun, run_id)
-            if run is not None:
-                run.finished_at = ctx.clock()
-                run.summary = summary.as_json() if summary else "{}"
-                run.error = error
-                s.add(run)
 
     def start(self) -> None:
         interval = self.services.ctx.settings.scheduler_interval_seconds
@@ -171,8 +157,6 @@ class FleetScheduler:
             self.leadership.release()
 
 
-def recent_runs(services: Services, limit: int = 10) -> list[SchedulerRun]:
-    with services.ctx.db.session() as s:
-        return list(
-            s.exec(select(SchedulerRun).order_by(col(SchedulerRun.id).desc()).limit(limit)).all()
-        )
+def recent_runs(services: Services, limit: int = RECENT_RUNS) -> list[RunRecord]:
+    """The last ``limit`` passes, newest first (see :class:`SchedulerRunService`)."""
+    return services.scheduler_runs.recent(limit)

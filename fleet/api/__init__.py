@@ -1,4 +1,5 @@
-"""The REST API under ``/api/v1``."""
+"""The HTTP layer: the REST API under ``/api/v1`` (this blueprint) and, beside it, the Docker
+registry token endpoint (:mod:`fleet.api.token_endpoint`, a blueprint of its own)."""
 
 from __future__ import annotations
 

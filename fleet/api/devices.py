@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 from dataclasses import asdict, fields
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from flask import request
 from pydantic import Field
 from pydantic.alias_generators import to_camel
@@ -285,9 +283,6 @@ def enroll(body: EnrollRequest) -> Any:
         body.x25519_public_key,
         body.ed25519_public_key,
     )
-    signing = svc.delivery.envelope_key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
     device_id = view.device_id
     return {
         "deviceId": device_id,
@@ -302,7 +297,7 @@ def enroll(body: EnrollRequest) -> Any:
                 "status": topics.status_topic(device_id),
             },
         },
-        "serverSigningKey": base64.b64encode(signing).decode(),
+        "serverSigningKey": svc.envelopes.server_signing_key(),
         "registry": {
             "loginServer": settings.registry_login_server,
             "username": device_token_name(device_id),

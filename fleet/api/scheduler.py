@@ -11,9 +11,8 @@ from pydantic import Field
 from fleet.api import api
 from fleet.api.auth import services
 from fleet.api.schemas import ApiModel
-from fleet.db.models import SchedulerRun
-from fleet.scheduler import recent_runs
-from fleet.services.outbox import WebhookSender
+from fleet.services.outbox import OutboxStatus
+from fleet.services.scheduler_runs import RunRecord
 
 
 class RunOut(ApiModel):
@@ -42,7 +41,7 @@ class SchedulerStatus(ApiModel):
     outbox: OutboxOut
 
 
-def run_json(run: SchedulerRun) -> dict[str, Any]:
+def run_json(run: RunRecord) -> dict[str, Any]:
     return {
         "startedAt": run.started_at.isoformat(),
         "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
@@ -62,7 +61,7 @@ def run_json(run: SchedulerRun) -> dict[str, Any]:
 def scheduler_status() -> Any:
     svc = services()
     settings = svc.ctx.settings
-    runs = recent_runs(svc)
+    runs = svc.scheduler_runs.recent()
     interval = settings.scheduler_interval_seconds
     last = runs[0] if runs else None
     return {
@@ -71,12 +70,11 @@ def scheduler_status() -> Any:
         "lastRun": run_json(last) if last else None,
         "nextRun": (last.started_at + timedelta(seconds=interval)).isoformat() if last else None,
         "recentRuns": [run_json(r) for r in runs],
-        "outbox": outbox_json(svc.ctx.settings.warning_webhook_url != "", WebhookSender(svc.ctx)),
+        "outbox": outbox_json(svc.ctx.settings.warning_webhook_url != "", svc.webhook.status()),
     }
 
 
-def outbox_json(configured: bool, sender: WebhookSender) -> dict[str, Any]:
-    state = sender.status()
+def outbox_json(configured: bool, state: OutboxStatus) -> dict[str, Any]:
     return {
         "webhookConfigured": configured,
         "pending": state.pending,

@@ -16,10 +16,10 @@ def load_settings(**kwargs: Any) -> Settings:
     return load(**kwargs)
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, *, listen_status: bool = True) -> Services:
     from fleet.bootstrap import build_services as build
 
-    return build(settings)
+    return build(settings, listen_status=listen_status)
 
 
 def initialise(settings: Settings) -> Services:

@@ -66,8 +66,8 @@ def status(inv: Invocation) -> None:
 def run_once() -> None:
     from fleet.scheduler import FleetScheduler
 
-    services = build_services(load_settings())
-    services.listen_status = False  # the servers hear the devices' answers
+    # The servers hear the devices' answers: this one-off command must not take its share.
+    services = build_services(load_settings(), listen_status=False)
     runner = FleetScheduler(services)
     try:
         summary = runner.tick()

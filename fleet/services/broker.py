@@ -26,7 +26,15 @@ SERVER_USERNAME = "fleet-server"
 STATUS_SHARE_GROUP = "fleet-server"
 StatusHandler = Callable[[str, bytes], None]
 
-__all__ = ["Broker", "BrokerUnavailableError", "MosquittoBroker", "Publication"]
+__all__ = [
+    "Broker",
+    "BrokerLink",
+    "BrokerProvider",
+    "BrokerUnavailableError",
+    "MosquittoBroker",
+    "NoBroker",
+    "Publication",
+]
 
 
 class Broker(Protocol):
@@ -170,3 +178,57 @@ class NoBroker:
 
     def close(self) -> None:
         pass
+
+
+BrokerProvider = Callable[[], Broker]
+
+
+class BrokerLink:
+    """The process's one broker, made on first use: no connection opens before one is needed.
+
+    Its :meth:`get` is the :data:`BrokerProvider` the delivery and device services are built
+    with. The broker calls back into what is built after it (a device's status message, a
+    reconnect), so those handlers subscribe with :meth:`listen` where the services are wired;
+    a broker given ready-made (a test's) has its own wiring and hears nothing from here.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        hasher: SecretHasher,
+        broker: Broker | None = None,
+        *,
+        listen_status: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.hasher = hasher
+        self.broker = broker
+        # Whether this process hears device status (web workers do; a one-off command must
+        # not: it would take its share of the status stream and exit with it unhandled).
+        self.listen_status = listen_status
+        self._on_status: StatusHandler | None = None
+        self._on_reconnect: Callable[[], None] | None = None
+
+    def listen(self, on_status: StatusHandler, on_reconnect: Callable[[], None]) -> None:
+        """What the broker, once made, calls with a device's status and after a reconnect."""
+        self._on_status, self._on_reconnect = on_status, on_reconnect
+
+    def get(self) -> Broker:
+        if self.broker is None:
+            if self.settings.mqtt_url:
+                self.broker = MosquittoBroker(
+                    self.settings,
+                    self.hasher,
+                    self._on_status if self.listen_status else None,
+                    on_reconnect=self._on_reconnect,
+                )
+            else:
+                self.broker = NoBroker(
+                    "no MQTT broker is configured: set FLEET_MQTT_URL, "
+                    "FLEET_MQTT_ADMIN_USERNAME and FLEET_MQTT_ADMIN_PASSWORD"
+                )
+        return self.broker
+
+    def close(self) -> None:
+        if self.broker is not None:
+            self.broker.close()

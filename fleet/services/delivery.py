@@ -1,37 +1,28 @@
-"""The outbox of sealed envelopes, and what devices say back on their status topics.
+"""Publishing the outbox of sealed envelopes, and what devices say back on their status topics.
 
 The database is the record of what each device holds: a delivery stays pending until the
 device acknowledges it, is published again when the device says hello with an older version,
-and is retried with backoff by the reconciler. Publishing happens after the transaction that
-queued it has committed.
+and is retried with backoff by the reconciler. Envelopes are sealed and queued by
+:mod:`.envelopes` in the caller's transaction; publishing happens after it has committed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from device_agent.envelope import Kind, seal
-from device_agent.keys import x25519_public_from_b64
-from fleet.db.devices import (
-    ACTIVE,
-    DELIVERY_ACKED,
-    DELIVERY_PENDING,
-    DELIVERY_SUPERSEDED,
-    Delivery,
-    Device,
-)
+from device_agent.envelope import Kind
+from fleet.db.devices import ACTIVE, DELIVERY_ACKED, DELIVERY_PENDING, Delivery, Device
 from fleet.db.models import AuditEvent, TokenPassword
 from fleet.mqtt import topics
 from fleet.mqtt.errors import BrokerError
-from fleet.services.broker import Broker, Publication
+from fleet.services.broker import BrokerProvider, Publication
 from fleet.services.context import ServiceContext, audit
 
 log = logging.getLogger(__name__)
@@ -57,90 +48,23 @@ def retry_delay(attempts: int) -> timedelta:
     return min(RETRY_CAP, RETRY_BASE * 2**doublings)
 
 
+class Reissuer(Protocol):
+    """Queues a fresh password for a device in the caller's transaction (the rotation
+    service): what a device that lost its credentials, or refused its newest, is given."""
+
+    def reissue(self, s: Session, device: Device) -> None: ...
+
+
 class DeliveryService:
     def __init__(
-        self, ctx: ServiceContext, broker: Callable[[], Broker], envelope_key: Ed25519PrivateKey
+        self,
+        ctx: ServiceContext,
+        broker: BrokerProvider,
+        reissuer: Reissuer,
     ) -> None:
         self.ctx = ctx
         self._broker = broker
-        self.envelope_key = envelope_key
-        # Set by the device service: a fresh password for a device, queued in the session.
-        self.reissue: Callable[[Session, Device], None] | None = None
-
-    # -- queueing (inside the caller's transaction) ---------------------------------------
-    def _queue(
-        self,
-        s: Session,
-        device: Device,
-        kind: Kind,
-        payload: dict[str, Any],
-        slot: str | None = None,
-    ) -> Delivery:
-        now = self.ctx.clock()
-        device.last_version += 1
-        sealed = seal(
-            payload,
-            device_id=device.device_id,
-            version=device.last_version,
-            kind=kind,
-            device_public_key=x25519_public_from_b64(device.x25519_public),
-            server_private_key=self.envelope_key,
-            now=now,
-        )
-        topic = (topics.credentials_topic if kind is Kind.CREDENTIALS else topics.commands_topic)(
-            device.device_id
-        )
-        row = Delivery(
-            device_pk=device.id,
-            version=device.last_version,
-            kind=kind.value,
-            topic=topic,
-            envelope=sealed,
-            slot=slot,
-            created_at=now,
-            next_attempt_at=now,
-        )
-        s.add(device)
-        s.add(row)
-        return row
-
-    def supersede_pending_credentials(self, s: Session, device_pks: list[int]) -> None:
-        """Pending credentials of these devices will never be wanted: a newer one follows."""
-        s.exec(
-            update(Delivery)
-            .where(
-                col(Delivery.device_pk).in_(device_pks),
-                col(Delivery.kind) == Kind.CREDENTIALS.value,
-                col(Delivery.state) == DELIVERY_PENDING,
-            )
-            .values(state=DELIVERY_SUPERSEDED, envelope=None)
-        )
-
-    def queue_credentials(
-        self,
-        s: Session,
-        device: Device,
-        *,
-        login_server: str,
-        username: str,
-        password: str,
-        slot: str,
-        expiry: datetime | None,
-    ) -> Delivery:
-        payload = {
-            "kind": Kind.CREDENTIALS.value,
-            "login_server": login_server,
-            "username": username,
-            "password": password,
-            "slot": slot,
-            "expiry": expiry.isoformat() if expiry else None,
-        }
-        return self._queue(s, device, Kind.CREDENTIALS, payload, slot)
-
-    def queue_command(self, s: Session, device: Device, command: str, **args: Any) -> Delivery:
-        return self._queue(
-            s, device, Kind.COMMAND, {"kind": Kind.COMMAND.value, "command": command, **args}
-        )
+        self.reissuer = reissuer
 
     # -- publishing ----------------------------------------------------------------------
     def publish_pending(
@@ -319,8 +243,6 @@ class DeliveryService:
         deliveries, counted in the database so that every worker and restart shares the
         count) within the window: then the refusal is recorded, once per window, and not
         acted on until the window has passed. True when a password was queued."""
-        if self.reissue is None:
-            return False
         settings = self.ctx.settings
         since = self.ctx.clock() - timedelta(seconds=settings.reissue_window_seconds)
         minted = s.exec(
@@ -333,7 +255,7 @@ class DeliveryService:
             )
         ).one()
         if minted < settings.reissue_limit:
-            self.reissue(s, device)
+            self.reissuer.reissue(s, device)
             return True
         recorded = s.exec(
             select(AuditEvent.id).where(

@@ -41,9 +41,11 @@ from fleet.domain.errors import ConflictError, NotFoundError, ValidationError
 from fleet.domain.names import device_token_name, validate_device_id
 from fleet.mqtt.errors import BrokerError
 from fleet.services import enrollment
+from fleet.services.broker import BrokerProvider
 from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
 from fleet.services.device_list import DeviceLister, DeviceQuery
+from fleet.services.envelopes import EnvelopeQueue
 from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 from fleet.services.revocation import AccessEnd, access_end, ends_detail, revoke
 from fleet.services.rotation import RotationService, lock_devices
@@ -151,18 +153,22 @@ def _check_disabled(device: Device) -> None:
 
 class DeviceService:
     def __init__(
-        self, ctx: ServiceContext, tokens: TokenService, delivery: DeliveryService
+        self,
+        ctx: ServiceContext,
+        tokens: TokenService,
+        delivery: DeliveryService,
+        rotation: RotationService,
+        envelopes: EnvelopeQueue,
+        broker: BrokerProvider,
     ) -> None:
         self.ctx = ctx
         self.cursors = Cursors(ctx.hasher)
         self.lister = DeviceLister(self.cursors)
         self.tokens = tokens
         self.delivery = delivery
-        self.rotation = RotationService(ctx, delivery)
-        delivery.reissue = lambda s, device: self.rotation.issue(s, [device])
-
-    def _broker(self):  # type: ignore[no-untyped-def]
-        return self.delivery._broker()
+        self.rotation = rotation
+        self.envelopes = envelopes
+        self._broker = broker
 
     # -- enrollment ----------------------------------------------------------------------
     def enroll(
@@ -432,7 +438,7 @@ class DeviceService:
             # The device is told to wipe what it holds; the server forgets it too, so an
             # Enable later revives no password copied off the device (only a fresh one).
             s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == device.token_id))
-        wipe = self.delivery.queue_command(s, device, "wipe")
+        wipe = self.envelopes.queue_command(s, device, "wipe")
         device.rotate_due_at = device.warn_due_at = None
         device.retire_slot = device.retire_due_at = None
         seen = device.last_seen_at
@@ -595,7 +601,7 @@ class DeviceService:
                 raise ConflictError(
                     f"device {device_id!r} is {device.status}, not active", code="NotActive"
                 )
-            self.delivery.queue_command(s, device, "pull", images=images)
+            self.envelopes.queue_command(s, device, "pull", images=images)
             audit(s, self.ctx, actor, "device.pull", device_id, images=images)
             pk = device.id
         self.delivery.publish_pending([pk])  # type: ignore[list-item]

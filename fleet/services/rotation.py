@@ -22,7 +22,7 @@ from fleet.credentials import PASSWORD_PREFIX, generate_secret
 from fleet.db.devices import ACTIVE, Device, DeviceGroup
 from fleet.db.models import Token, TokenPassword
 from fleet.services.context import ServiceContext
-from fleet.services.delivery import DeliveryService
+from fleet.services.envelopes import EnvelopeQueue
 
 
 def other_slot(device: Device) -> str:
@@ -54,9 +54,14 @@ def lock_devices(s: Session, devices: Sequence[Device]) -> list[Device]:
 
 
 class RotationService:
-    def __init__(self, ctx: ServiceContext, delivery: DeliveryService) -> None:
+    def __init__(self, ctx: ServiceContext, envelopes: EnvelopeQueue) -> None:
         self.ctx = ctx
-        self.delivery = delivery
+        self.envelopes = envelopes
+
+    def reissue(self, s: Session, device: Device) -> None:
+        """A fresh password in the slot the device does not use (the delivery service's
+        :class:`~fleet.services.delivery.Reissuer`)."""
+        self.issue(s, [device])
 
     def issue(
         self, s: Session, devices: Sequence[Device], slot_of: Callable[[Device], str] = other_slot
@@ -83,7 +88,7 @@ class RotationService:
                 select(TokenPassword).where(col(TokenPassword.token_id).in_(token_ids))
             ).all()
         }
-        self.delivery.supersede_pending_credentials(s, [d.id for d in devices])  # type: ignore[misc]
+        self.envelopes.supersede_pending_credentials(s, [d.id for d in devices])  # type: ignore[misc]
         login_server = self.ctx.settings.registry_login_server
         for device in devices:
             group = groups[device.group_id]
@@ -100,7 +105,7 @@ class RotationService:
             device.rotate_due_at = expiry - timedelta(days=group.rotation_window_days)
             if device.retire_slot == slot:  # never retire the slot just refilled
                 device.retire_slot = device.retire_due_at = None
-            self.delivery.queue_credentials(
+            self.envelopes.queue_credentials(
                 s,
                 device,
                 login_server=login_server,

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from fleet.api.errors import status_of
 from fleet.domain.errors import FleetError
+from fleet.http_errors import status_of
 from fleet.web.format import exact, relative, time_tag
 from fleet.web.session import csrf_ok, csrf_token, current_operator
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from fleet.api.token_endpoint import MAX_TOKEN_FORM_BYTES
 from fleet.app import create_app
-from fleet.registry_auth.endpoint import MAX_TOKEN_FORM_BYTES
 from fleet.services import Services
 from tests.conftest import make_settings
 

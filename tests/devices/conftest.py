@@ -31,7 +31,7 @@ class FakeDevice:
             data,
             device_id=self.device_id,
             device_private_key=self.x25519,
-            server_public_key=services.delivery.envelope_key.public_key(),
+            server_public_key=services.envelopes.envelope_key.public_key(),
             last_version=last_version,
         )
 

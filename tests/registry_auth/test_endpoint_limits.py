@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from fleet.api.token_endpoint import MAX_SCOPES
 from fleet.app import create_app
-from fleet.registry_auth.endpoint import MAX_SCOPES
 from fleet.registry_auth.tokens import MAX_TOKEN_BYTES
 from fleet.services import Services
 from tests.registry_auth.test_endpoint import SERVICE, basic, get_token, refused_as

@@ -111,7 +111,7 @@ def test_killed_mid_pass_rotates_nobody_twice(
         sim.sync(fleet, broker)
     scheduler = make_scheduler(fleet)
     clock.advance(days=23)
-    real = fleet.delivery.queue_credentials
+    real = fleet.envelopes.queue_credentials
     calls = {"n": 0}
 
     def dies_on_the_tenth(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -120,11 +120,11 @@ def test_killed_mid_pass_rotates_nobody_twice(
             raise SystemExit("killed")  # the process dies in the middle of the batch
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fleet.delivery, "queue_credentials", dies_on_the_tenth)
+    monkeypatch.setattr(fleet.envelopes, "queue_credentials", dies_on_the_tenth)
     with pytest.raises(SystemExit):
         scheduler.tick()
     assert set(credential_versions(fleet).values()) == {1}  # the batch rolled back whole
-    monkeypatch.setattr(fleet.delivery, "queue_credentials", real)
+    monkeypatch.setattr(fleet.envelopes, "queue_credentials", real)
     # killed after committing, before publishing: the next pass publishes, rotates nothing
     real_publish = fleet.delivery.publish_pending
     monkeypatch.setattr(

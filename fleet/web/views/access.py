@@ -12,10 +12,10 @@ from typing import Any
 
 from flask import render_template, request
 
-from fleet.api.errors import status_of
 from fleet.domain.actions import Action
 from fleet.domain.errors import FleetError
 from fleet.domain.names import MAX_REPOSITORY_LENGTH
+from fleet.http_errors import status_of
 from fleet.services.access import MAX_NAME_CHARS
 from fleet.services.views import AccessView
 from fleet.web.blueprint import web

@@ -15,9 +15,9 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from fleet.api.errors import status_of
 from fleet.db.devices import ACTIVE, DEVICE_STATUSES, DISABLED
 from fleet.domain.errors import FleetError, ValidationError
+from fleet.http_errors import status_of
 from fleet.registry_auth.tokens import REGISTRY_LEEWAY
 from fleet.services.audit import AuditFilter
 from fleet.services.device_list import DIRECTIONS, QUERY_PARAMETERS, parse_query

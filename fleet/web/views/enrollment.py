@@ -13,9 +13,9 @@ from typing import Any
 
 from flask import flash, redirect, request, url_for
 
-from fleet.api.errors import status_of
 from fleet.db.devices import CODE, PENDING, SECRET
 from fleet.domain.errors import ConflictError, FleetError, NotFoundError, ValidationError
+from fleet.http_errors import status_of
 from fleet.services.devices import APPROVAL_QUEUE_PAGE
 from fleet.services.views import DeviceView, SecretView
 from fleet.web.blueprint import admin_required, web

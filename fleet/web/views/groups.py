@@ -13,8 +13,8 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from fleet.api.errors import status_of
 from fleet.domain.errors import FleetError
+from fleet.http_errors import status_of
 from fleet.registry_auth.tokens import DEFAULT_DEVICE_TOKEN_LIFETIME
 from fleet.services.views import GroupView
 from fleet.web.blueprint import admin_required, web

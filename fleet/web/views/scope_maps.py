@@ -16,9 +16,9 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from fleet.api.errors import status_of
 from fleet.db.models import SYSTEM_DEFINED
 from fleet.domain.errors import FleetError, ReadOnlyError, ValidationError
+from fleet.http_errors import status_of
 from fleet.services.views import ScopeMapView
 from fleet.web.blueprint import admin_required, web
 from fleet.web.session import services

@@ -17,9 +17,9 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from fleet.api.errors import status_of
 from fleet.db.models import DISABLED, ENABLED, SLOTS
 from fleet.domain.errors import ConflictError, FleetError, NotFoundError, ValidationError
+from fleet.http_errors import status_of
 from fleet.services.views import ScopeMapView, TokenView
 from fleet.web.blueprint import admin_required, web
 from fleet.web.session import services
