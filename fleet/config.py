@@ -30,6 +30,9 @@ UI_BOUNDS = (
     ("webhook_outbox_max_rows", 10, 1_000_000),
     ("webhook_sent_retention_hours", 1, 24 * 30),
 )
+# Settings that take one of a few words.
+CREDENTIAL_CACHE_CHOICES = ("on", "off")
+CHOICES = (("credential_cache", CREDENTIAL_CACHE_CHOICES),)
 # Device status handling and retention (issue 12, defect 7).
 LIMIT_BOUNDS = (
     ("status_burst", 1, 1000),
@@ -59,6 +62,9 @@ class Settings:
     # Soft limit on failed registry logins, per token name and per client address.
     login_failure_burst: int = 10
     login_failure_refill_per_min: int = 12
+    # The token endpoint keeps each token's look-up per process until a credential changes
+    # (fleet/services/credential_cache.py); "off" reads the database on every request.
+    credential_cache: str = "on"
     # Devices: the registry they pull from and the broker that carries their credentials.
     registry_login_server: str = "127.0.0.1:5000"
     public_url: str = "http://127.0.0.1:8080"  # this server, as devices reach it
@@ -170,6 +176,13 @@ def load_settings(
             f"{MIN_TOKEN_LIFETIME} to {MAX_TOKEN_LIFETIME} s",
             code="InvalidConfiguration",
         )
+    for name, allowed in CHOICES:
+        if getattr(settings, name) not in allowed:
+            raise ValidationError(
+                f"{ENV_PREFIX}{name.upper()}={getattr(settings, name)!r} is not one of "
+                f"{', '.join(allowed)}",
+                code="InvalidConfiguration",
+            )
     for name, low, high in (*UI_BOUNDS, *LIMIT_BOUNDS):
         value = getattr(settings, name)
         if not low <= value <= high:
