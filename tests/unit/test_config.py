@@ -66,3 +66,16 @@ def test_status_reissue_and_retention_defaults() -> None:
     assert (settings.status_burst, settings.status_per_minute) == (20, 30)
     assert (settings.reissue_limit, settings.reissue_window_seconds) == (5, 3600)
     assert (settings.delivery_retention_days, settings.audit_retention_days) == (30, 400)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, "on"), ("on", "on"), ("off", "off")])
+def test_the_credential_cache_setting(raw: str | None, expected: str) -> None:
+    environ = {} if raw is None else {"FLEET_CREDENTIAL_CACHE": raw}
+    assert load_settings(environ=environ).credential_cache == expected
+
+
+@pytest.mark.parametrize("raw", ["", "yes", "OFF", "true", "0"])
+def test_a_bad_credential_cache_setting_is_a_clear_error(raw: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        load_settings(environ={"FLEET_CREDENTIAL_CACHE": raw})
+    assert info.value.message == f"FLEET_CREDENTIAL_CACHE={raw!r} is not one of on, off"
