@@ -5,15 +5,17 @@ import pytest
 from fleet.domain.actions import Action
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
+from fleet.services.credential_cache import credentials_for
 from fleet.services.registry_auth import RegistryAuthService
 
 ME = "test"
 R, W, D = Action.CONTENT_READ, Action.CONTENT_WRITE, Action.CONTENT_DELETE
 
 
-@pytest.fixture
-def auth(services: Services) -> RegistryAuthService:
-    return RegistryAuthService(services.ctx)
+@pytest.fixture(params=["on", "off"], ids=["cache-on", "cache-off"])
+def auth(request: pytest.FixtureRequest, services: Services) -> RegistryAuthService:
+    """The service on either credential source: its answers must not depend on the cache."""
+    return RegistryAuthService(services.ctx, credentials_for(services.ctx.db.engine, request.param))
 
 
 def _create(services: Services, name: str = "MyToken", **kw):  # type: ignore[no-untyped-def]
