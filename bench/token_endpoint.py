@@ -83,6 +83,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="fleet serve's FLEET_SERVE_KEEPALIVE (0: a connection per request) [its default]",
     )
+    parser.add_argument(
+        "--credential-cache",
+        choices=("on", "off"),
+        default=None,
+        help="fleet serve's FLEET_CREDENTIAL_CACHE [its default, on]",
+    )
     parser.add_argument("--pairs", type=int, default=8, help="floor/endpoint pairs, main [8]")
     parser.add_argument("--seconds", type=int, default=2, help="seconds per run, main [2]")
     parser.add_argument("--sweep-pairs", type=int, default=3, help="pairs per sweep row [3]")
@@ -216,6 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "workers": args.workers,
             "load_generator": f"wrk -t1 -c{args.connections}",
             "keepalive": args.keepalive,
+            "credential_cache": args.credential_cache,
             "pairs": args.pairs,
             "seconds": args.seconds,
             "sweep_pairs": args.sweep_pairs,
@@ -229,6 +236,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             env["FLEET_DATABASE_URL"] = db_url
         if args.keepalive is not None:
             env["FLEET_SERVE_KEEPALIVE"] = str(args.keepalive)
+        if args.credential_cache is not None:
+            env["FLEET_CREDENTIAL_CACHE"] = args.credential_cache
         subprocess.run(
             [FLEET, "init"], env=env, check=True, capture_output=True, timeout=CLI_TIMEOUT_S
         )
