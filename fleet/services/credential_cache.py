@@ -339,13 +339,14 @@ class KeptConnectionReader:
         self._pid = os.getpid()
         # Connections made before a fork belong to the parent: never used nor closed here.
         self._inherited: list[Connection] = []
-        self._lookup = _DriverQuery.compile(LOOKUP, engine.dialect)
-        self._entries = _DriverQuery.compile(ENTRIES, engine.dialect)
+        # Compiled on first use, once the dialect has met the server; keyed on the statement
+        # itself (held here, so its identity is never reused).
+        self._queries: dict[Select[Any], _DriverQuery] = {}
         self._maps = _CompiledMaps(COMPILED_CACHE_SIZE)
         event.listen(engine, "engine_disposed", self._on_dispose)
 
     def read(self, name: str) -> Slots:
-        return _slots(name, self._rows(self._lookup, {"name": name}), self._scope)
+        return _slots(name, self._rows(LOOKUP, {"name": name}), self._scope)
 
     def _scope(
         self, map_id: int | None, map_created: datetime | None, revision: int | None
@@ -355,21 +356,24 @@ class KeptConnectionReader:
         key = (map_id, map_created, revision)
         compiled = self._maps.get(key)
         if compiled is None:
-            compiled = _compiled(self._rows(self._entries, {"map_id": map_id}))
+            compiled = _compiled(self._rows(ENTRIES, {"map_id": map_id}))
             self._maps.put(key, compiled)
         return compiled
 
-    def _rows(self, query: _DriverQuery, params: Mapping[str, object]) -> Sequence[Row[Any]]:
+    def _rows(self, statement: Select[Any], params: Mapping[str, object]) -> Sequence[Row[Any]]:
         try:
-            return self._run(query, params)
+            return self._run(statement, params)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        return self._run(query, params)  # once more, on a fresh connection
+        return self._run(statement, params)  # once more, on a fresh connection
 
-    def _run(self, query: _DriverQuery, params: Mapping[str, object]) -> Sequence[Row[Any]]:
+    def _run(self, statement: Select[Any], params: Mapping[str, object]) -> Sequence[Row[Any]]:
         conn = self._take()
         try:
+            query = self._queries.get(statement)
+            if query is None:
+                query = self._queries[statement] = _DriverQuery.compile(statement, conn.dialect)
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 rows = query.rows(cursor, params)
