@@ -191,10 +191,11 @@ class _KeptSlots:
         self._size = size
         self._max_age_s = max_age_s
         self._epoch: int | None = None
-        self._items: dict[str, tuple[float, Slots]] = {}
+        # Each kept as the Found that answers it, so a hit allocates nothing.
+        self._items: dict[str, tuple[float, Found]] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str, epoch: int | None) -> Slots | None:
+    def get(self, name: str, epoch: int | None) -> Found | None:
         if epoch is None:
             return None
         if epoch != self._epoch:
@@ -216,7 +217,7 @@ class _KeptSlots:
                 return
             if name not in self._items and len(self._items) >= self._size:
                 del self._items[next(iter(self._items))]  # the oldest kept
-            self._items[name] = (time.monotonic(), slots)
+            self._items[name] = (time.monotonic(), Found(slots, kept=True))
 
 
 class CachedCredentials:
@@ -241,7 +242,7 @@ class CachedCredentials:
         epoch = self._watch.epoch()
         kept = self._kept.get(name, epoch)
         if kept is not None:
-            return Found(kept, kept=True)
+            return kept
         slots = self._reader.read(name)
         self._kept.put(name, epoch, slots)
         return Found(slots, kept=False)
