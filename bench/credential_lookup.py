@@ -16,11 +16,9 @@ constructor, so the same script times an older tree (``PYTHONPATH=<tree>``, run 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
 import timeit
-from collections.abc import Iterator
 from pathlib import Path
 
 from bench import population
@@ -35,18 +33,12 @@ TOKEN = "bench-lookup"
 REPEATS = 7
 
 
-@contextlib.contextmanager
-def _database(args: argparse.Namespace) -> Iterator[str]:
-    if args.database == "sqlite":
-        yield ""
-    else:
-        with population.postgres_schema(args.postgres_url) as url:
-            yield url
-
-
 def measure(args: argparse.Namespace) -> dict[str, float]:
     """Microseconds per call of each case, best of REPEATS loops."""
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp, _database(args) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp,
+        population.database_url(args.database, args.postgres_url) as url,
+    ):
         overrides: dict[str, object] = {
             "data_dir": Path(tmp),
             "database_url": url,

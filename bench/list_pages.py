@@ -21,7 +21,6 @@ Results are printed and written as JSON to ``bench/results/`` (git-ignored).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -31,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -200,7 +198,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "settings": {"tokens": args.tokens, "limit": args.limit, "samples": args.samples},
     }
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp, _database(args) as db_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp,
+        population.database_url(args.database, args.postgres_url) as db_url,
+    ):
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
         env["FLEET_DATA_DIR"] = str(Path(tmp) / "data")
         if db_url:
@@ -211,16 +212,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _measure(args, env, Path(tmp), results)
     results["machine"]["load_average_at_end"] = os.getloadavg()
     return results
-
-
-@contextlib.contextmanager
-def _database(args: argparse.Namespace) -> Iterator[str]:
-    """'' for SQLite in the data directory, else a schema of its own, dropped at the end."""
-    if args.database == "sqlite":
-        yield ""
-    else:
-        with population.postgres_schema(args.postgres_url) as url:
-            yield url
 
 
 def _measure(

@@ -28,6 +28,17 @@ _passwords = TokenPassword.__table__  # type: ignore[attr-defined]
 
 
 @contextmanager
+def database_url(database: str, postgres_url: str) -> Iterator[str]:
+    """'' for SQLite in the data directory, else a PostgreSQL schema of its own, dropped at
+    the end (``database`` is a benchmark's ``--database``)."""
+    if database == "sqlite":
+        yield ""
+    else:
+        with postgres_schema(postgres_url) as url:
+            yield url
+
+
+@contextmanager
 def postgres_schema(base_url: str) -> Iterator[str]:
     """A fresh schema in ``base_url``'s database for this run, dropped afterwards."""
     schema = f"fleet_bench_{uuid.uuid4().hex[:10]}"

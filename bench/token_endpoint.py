@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,16 +106,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     args.token_counts = sorted(int(n) for n in args.token_counts.split(","))
     args.rule_counts = tuple(int(n) for n in args.rule_counts.split(","))
     return args
-
-
-@contextlib.contextmanager
-def _database(args: argparse.Namespace) -> Iterator[str]:
-    """'' for SQLite in the data directory, else a schema of its own, dropped at the end."""
-    if args.database == "sqlite":
-        yield ""
-    else:
-        with population.postgres_schema(args.postgres_url) as url:
-            yield url
 
 
 def _bench_token(env: dict[str, str]) -> tuple[str, int, Services]:
@@ -229,7 +217,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "sweep_seconds": args.sweep_seconds,
         },
     }
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp, _database(args) as db_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp,
+        population.database_url(args.database, args.postgres_url) as db_url,
+    ):
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
         env["FLEET_DATA_DIR"] = str(Path(tmp) / "data")
         if db_url:
