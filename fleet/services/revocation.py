@@ -45,17 +45,6 @@ class AccessEnd:
     ends_by: datetime
     ended: bool
 
-    def describe(self) -> str:
-        """What the dashboard says."""
-        when = self.ends_by.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        if self.ended:
-            return f"registry access ended (by {when})"
-        return f"registry access ends by {when}"
-
-    def sentence(self) -> str:
-        text = self.describe()
-        return text[0].upper() + text[1:] + "."
-
 
 def access_end(ends_by: datetime | None, now: datetime) -> AccessEnd | None:
     if ends_by is None:
@@ -82,14 +71,6 @@ def group_ends_by(group: DeviceGroup, now: datetime) -> datetime:
             end, expiry_of_last_jwt(group.jwt_lifetime_changed_at, group.jwt_lifetime_before_s)
         )
     return end
-
-
-def lifetime_still_counted(group: DeviceGroup, now: datetime) -> int | None:
-    """The previous JWT lifetime of ``group`` while JWTs issued under it may be valid."""
-    before, changed = group.jwt_lifetime_before_s, group.jwt_lifetime_changed_at
-    if before is None or changed is None or expiry_of_last_jwt(changed, before) <= now:
-        return None
-    return before
 
 
 def revoke(s: Session, ctx: ServiceContext, token: Token) -> datetime | None:

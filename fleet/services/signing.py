@@ -63,9 +63,9 @@ class SigningService:
     def open(cls, settings: Settings) -> SigningService:
         ring = KeyRing.open(
             settings.signing_key_dir,
-            # A replaced key stays published as long as any JWT it signed can live: a device
-            # group's lifetime may be longer than the setting's.
-            token_lifetime=max(settings.token_lifetime, MAX_TOKEN_LIFETIME),
+            # A replaced key stays published as long as any JWT it signed can live: the
+            # longest lifetime a group or the setting may give.
+            token_lifetime=MAX_TOKEN_LIFETIME,
             publish_delay=settings.key_publish_delay,
         )
         return cls(settings, ring)

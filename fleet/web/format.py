@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
+from fleet.services.revocation import AccessEnd
+
 UNITS = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
 
 
@@ -42,3 +44,10 @@ def is_whole(raw: str, max_digits: int = 19) -> bool:
     ``str.isdigit`` alone is not enough: it holds for '²', which ``int()`` refuses.
     """
     return raw.isascii() and raw.isdigit() and len(raw) <= max_digits
+
+
+def access_sentence(access: AccessEnd) -> str:
+    """A flash's sentence on when a revoked credential's registry access ends."""
+    if access.ended:
+        return f"Registry access ended (by {exact(access.ends_by)})."
+    return f"Registry access ends by {exact(access.ends_by)}."

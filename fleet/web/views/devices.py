@@ -26,7 +26,7 @@ from fleet.services.paging import DEFAULT_LIMIT
 from fleet.services.revocation import AccessEnd
 from fleet.services.views import DeviceView
 from fleet.web.blueprint import admin_required, web
-from fleet.web.format import exact, is_whole
+from fleet.web.format import access_sentence, exact, is_whole
 from fleet.web.session import services
 from fleet.web.views.groups import actor
 
@@ -315,7 +315,7 @@ def device_action(device_id: str, action: str) -> Any:
         ended = todo.run(view, reason)
     except FleetError as exc:
         return render_template("confirm.html", **page, error=exc.message), status_of(exc)
-    flash(todo.done.format(view.device_id) + (f" {ended.sentence()}" if ended else ""))
+    flash(todo.done.format(view.device_id) + (f" {access_sentence(ended)}" if ended else ""))
     if action == "delete":
         return redirect(url_for("web.devices"), 303)
     return redirect(url_for("web.device", device_id=view.device_id), 303)

@@ -22,6 +22,7 @@ from fleet.domain.errors import ConflictError, FleetError, NotFoundError, Valida
 from fleet.http_errors import status_of
 from fleet.services.views import ScopeMapView, TokenView
 from fleet.web.blueprint import admin_required, web
+from fleet.web.format import access_sentence
 from fleet.web.session import services
 from fleet.web.views.enrollment import _expiry as parse_expiry
 from fleet.web.views.groups import actor, confirm_page, is_admin
@@ -261,7 +262,7 @@ def tokens_disable(name: str) -> Any:
     ended = token.access
     if token.status != DISABLED:
         ended = services().tokens.update(name, status=DISABLED, actor=actor()).access
-    flash(f"Token {name} is disabled." + (f" {ended.sentence()}" if ended else ""))
+    flash(f"Token {name} is disabled." + (f" {access_sentence(ended)}" if ended else ""))
     return redirect(url_for("web.tokens_show", name=name), 303)
 
 
@@ -314,5 +315,5 @@ def tokens_delete(name: str) -> Any:
         ended = services().tokens.delete(name, actor=actor())
     except FleetError as exc:
         return confirm_page(**page, error=exc.message), status_of(exc)
-    flash(f"Token {name} deleted." + (f" {ended.sentence()}" if ended else ""))
+    flash(f"Token {name} deleted." + (f" {access_sentence(ended)}" if ended else ""))
     return redirect(url_for("web.tokens"), 303)
