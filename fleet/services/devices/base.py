@@ -4,6 +4,7 @@ view, its token, and a new password for it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import datetime
 
 from sqlalchemy import func
@@ -62,27 +63,22 @@ def pending_counts(s: Session, device_pks: Sequence[int]) -> dict[int, int]:
     return {pk: n for pk, n in rows}
 
 
+# The view's fields that are the row's own columns, by the same names: the rest are joined.
+_ROW_FIELDS = tuple(
+    f.name
+    for f in fields(DeviceView)
+    if f.name not in {"group", "token", "pending_deliveries", "access"}
+)
+
+
 def make_view(
     d: Device, group: str, token: str | None, pending: int, access: AccessEnd | None = None
 ) -> DeviceView:
     return DeviceView(
-        device_id=d.device_id,
+        **{name: getattr(d, name) for name in _ROW_FIELDS},
         group=group,
-        status=d.status,
         token=token,
-        mqtt_username=d.mqtt_username,
-        enrolled_at=d.enrolled_at,
-        approved_at=d.approved_at,
-        last_seen_at=d.last_seen_at,
-        last_version=d.last_version,
-        acked_credentials_version=d.acked_credentials_version,
-        active_slot=d.active_slot,
         pending_deliveries=pending,
-        last_pull_at=d.last_pull_at,
-        last_pull_ok=d.last_pull_ok,
-        last_pull_detail=d.last_pull_detail,
-        active_expiry=d.active_expiry,
-        allow_reenroll=d.allow_reenroll,
         access=access,
     )
 
