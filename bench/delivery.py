@@ -6,8 +6,9 @@ dynamic security, real envelopes opened by real device keys.
     .venv/bin/python -m bench.delivery --devices 200   # quicker
 
 Devices are simulated by 4 processes of 250 paho clients each (paho's select() loop fails past
-~340 clients in one process: MEASURED.md). Each opens every envelope it receives with its own
-X25519 key, checks the signature, and acknowledges on its status topic, as the agent does.
+a few hundred clients in one process: bench/README.md, "Enrollment and delivery"). Each opens
+every envelope it receives with its own X25519 key, checks the signature, and acknowledges on
+its status topic, as the agent does.
 The delivery run is one reconciler pass (``fleet scheduler run-once``) that rotates every
 device at once; the clock stops when the server has recorded every acknowledgement.
 """

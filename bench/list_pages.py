@@ -228,7 +228,8 @@ def _measure(
         fill_s = population.fill_tokens(engine, args.tokens, int(map_id))
         if engine.dialect.name == "postgresql":
             # What autovacuum does within a minute of a bulk load. Without statistics the
-            # planner reads a page's passwords with a sequential scan (10 ms instead of 0.1).
+            # planner reads a page's passwords with a sequential scan (bench/README.md, "Paged
+            # lists", says by how much).
             with engine.begin() as conn:
                 conn.execute(text("ANALYZE tokens, token_passwords"))
         tokens = population.token_count(engine)

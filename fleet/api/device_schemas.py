@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from fleet.api.paging import NEXT_CURSOR
-from fleet.api.schemas import MAX_EXPIRATION_DAYS, AccessEndOut, ApiModel, Instant
+from fleet.api.schemas import MAX_EXPIRATION_DAYS, AccessEndOut, ApiModel, Instant, view_model
 from fleet.registry_auth.tokens import (
     DEFAULT_DEVICE_TOKEN_LIFETIME,
     MAX_TOKEN_LIFETIME,
     MIN_TOKEN_LIFETIME,
 )
+from fleet.services.views import DeviceView, GroupView, SecretView
 
 
 class GroupCreate(ApiModel):
@@ -77,16 +77,17 @@ class SecretCreate(ApiModel):
     expiration_in_days: int | None = Field(default=None, ge=1, le=MAX_EXPIRATION_DAYS)
 
 
-class SecretOut(ApiModel):
-    id: int
-    kind: str
-    hint: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    used_at: datetime | None
-    used_by: str | None
-    value: str | None = Field(default=None, description="Present only in the creating answer")
+SecretOut = view_model(
+    "SecretOut",
+    SecretView,
+    module=__name__,
+    replace={
+        "value": (
+            str | None,
+            Field(default=None, description="Present only in the creating answer"),
+        )
+    },
+)
 
 
 class SecretList(ApiModel):
@@ -94,26 +95,33 @@ class SecretList(ApiModel):
     next_cursor: str | None = NEXT_CURSOR
 
 
-class GroupOut(ApiModel):
-    name: str
-    scope_map: str | None
-    password_lifetime_days: int
-    rotation_window_days: int
-    inactivity_limit_days: int | None
-    require_approval: bool
-    created_at: datetime
-    devices: int
-    secrets: list[SecretOut] = Field(
-        description="The group's newest 20 secrets and codes, oldest first (never their "
-        "values); every one is paged at /groups/{name}/secrets"
-    )
-    secrets_truncated: bool = Field(
-        False, description="True when the group has older secrets than those listed here"
-    )
-    jwt_lifetime_seconds: int = Field(
-        description="How long its devices' registry JWTs live (60 to 3600 s); a disabled "
-        "device's access ends at most this plus the registry's 60 s leeway later"
-    )
+GroupOut = view_model(
+    "GroupOut",
+    GroupView,
+    module=__name__,
+    replace={
+        "secrets": (
+            list[SecretOut],
+            Field(
+                description="The group's newest 20 secrets and codes, oldest first (never their "
+                "values); every one is paged at /groups/{name}/secrets"
+            ),
+        ),
+        "secrets_truncated": (
+            bool,
+            Field(
+                False, description="True when the group has older secrets than those listed here"
+            ),
+        ),
+        "jwt_lifetime_seconds": (
+            int,
+            Field(
+                description="How long its devices' registry JWTs live (60 to 3600 s); a disabled "
+                "device's access ends at most this plus the registry's 60 s leeway later"
+            ),
+        ),
+    },
+)
 
 
 class GroupList(ApiModel):
@@ -121,24 +129,10 @@ class GroupList(ApiModel):
     next_cursor: str | None = NEXT_CURSOR
 
 
-class DeviceOut(AccessEndOut):
-    device_id: str
-    group: str
-    status: str
-    token: str | None
-    mqtt_username: str
-    enrolled_at: datetime
-    approved_at: datetime | None
-    last_seen_at: datetime | None
-    last_version: int
-    acked_credentials_version: int
-    active_slot: str | None
-    pending_deliveries: int
-    last_pull_at: datetime | None
-    last_pull_ok: bool | None
-    last_pull_detail: str | None
-    active_expiry: datetime | None = None
-    allow_reenroll: bool = False
+# Its registry access (``access``) is the two fields of AccessEndOut, first.
+DeviceOut = view_model(
+    "DeviceOut", DeviceView, base=AccessEndOut, module=__name__, exclude=("access",)
+)
 
 
 class DeviceList(ApiModel):

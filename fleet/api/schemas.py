@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
 from fleet.api.paging import NEXT_CURSOR
@@ -43,6 +45,36 @@ Instant = Annotated[
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def view_model(
+    name: str,
+    view: type[Any],
+    *,
+    base: type[ApiModel] = ApiModel,
+    module: str = __name__,
+    exclude: Collection[str] = (),
+    replace: Mapping[str, tuple[Any, Any]] | None = None,
+) -> type[ApiModel]:
+    """A response model whose fields are those of the service's view dataclass, in its order,
+    with its types and defaults: the fields are defined once, in the view. ``exclude`` leaves
+    fields out (those ``base`` shapes itself); ``replace`` gives a field another
+    ``(type, default or Field(...))``, for a nested view's model or a description."""
+    hints = get_type_hints(view)
+    replace = replace or {}
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(view):
+        if f.name in exclude:
+            continue
+        if f.name in replace:
+            fields[f.name] = replace[f.name]
+        else:
+            default = ... if f.default is dataclasses.MISSING else f.default
+            fields[f.name] = (hints[f.name], default)
+    unknown = (set(exclude) | set(replace)) - {f.name for f in dataclasses.fields(view)}
+    if unknown:
+        raise TypeError(f"{view.__name__} has no fields {sorted(unknown)}")
+    return create_model(name, __base__=base, __module__=module, **fields)
 
 
 class RepositoryRule(ApiModel):

@@ -8,13 +8,20 @@ from typing import Any
 import click
 import requests
 
+from fleet.cli.hints import hint_for
+
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 TIMEOUT_S = 30
 
 
 class ApiError(click.ClickException):
+    """The server's error, with the CLI's own advice for it (``fleet.cli.hints``) after it."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{message} ({code}, HTTP {status})")
+        text = f"{message} ({code}, HTTP {status})"
+        ctx = click.get_current_context(silent=True)
+        advice = hint_for(ctx.command_path, code, ctx.params) if ctx is not None else None
+        super().__init__(f"{text}; {advice}" if advice else text)
         self.status = status
         self.code = code
 

@@ -2,8 +2,10 @@
 
 paho runs one network thread (``loop_start``) that also reconnects on its own, waiting from
 ``RECONNECT_MIN_DELAY_S`` up to ``RECONNECT_MAX_DELAY_S`` between attempts. ``Connection`` keeps
-track of whether we are connected and why not, and runs ``on_connected`` after every successful
-(re)connect so that subscriptions are made again.
+track of whether we are connected and why not, runs ``on_connected`` after every successful
+(re)connect so that subscriptions are made again (``Connection.subscribe`` logs a refused one),
+and maps paho's return codes to our errors (``check_rc``). ``ConnectionOwner`` is what a client
+built on one connection shares: ``start``, ``close``, its state and ``with``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -67,6 +70,7 @@ class Connection:
         self._state_lock = threading.Lock()
         self._last_failure = "not connected yet"
         self._started = False
+        self._subscribing: dict[int, str] = {}  # SUBSCRIBE message id -> its topic filter
 
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         client.username_pw_set(username, password)
@@ -76,6 +80,7 @@ class Connection:
         client.reconnect_delay_set(reconnect_min_delay_s, reconnect_max_delay_s)  # type: ignore[arg-type]
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
+        client.on_subscribe = self._handle_subscribe
         self.client = client
 
     @property
@@ -132,6 +137,30 @@ class Connection:
                 f"({self.last_failure})"
             )
 
+    def subscribe(self, topic: str, **options: Any) -> None:
+        """Subscribe (``options`` as paho's: ``qos=`` or ``options=``); a refusal is logged.
+
+        Called from ``on_connected``, on the network thread, so the broker's SUBACK cannot be
+        handled before the message id is noted."""
+        _rc, mid = self.client.subscribe(topic, **options)
+        if mid is not None:
+            with self._state_lock:
+                self._subscribing[mid] = topic
+
+    def _handle_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        with self._state_lock:
+            topic = self._subscribing.pop(mid, "a topic")
+        for reason in reasons:
+            if reason.is_failure:
+                log.error("MQTT %s may not subscribe to %s: %s", self.client_id, topic, reason)
+
     def _handle_connect(
         self,
         client: mqtt.Client,
@@ -175,3 +204,39 @@ def check_rc(rc: MQTTErrorCode, what: str) -> None:
     """Turn paho's immediate return codes into our errors (NO_CONN included)."""
     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
         raise BrokerUnavailableError(f"cannot {what}: {mqtt.error_string(rc)}")
+
+
+class ConnectionOwner:
+    """Start, close, state and ``with`` for a client that owns one ``Connection``.
+
+    A subclass sets ``self._connection``; one that holds waiting callers extends ``close``.
+    """
+
+    _connection: Connection
+
+    def start(self, timeout_s: float = CONNECT_TIMEOUT_S) -> Self:
+        """Connect and wait until the broker accepts us (``BrokerUnavailableError`` if not)."""
+        self._connection.start(timeout_s)
+        return self
+
+    def close(self) -> None:
+        self._connection.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connection.connected
+
+    @property
+    def last_failure(self) -> str:
+        return self._connection.last_failure
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

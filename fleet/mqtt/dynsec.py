@@ -7,7 +7,8 @@ to the broker receives every response (the plugin publishes them to the topic at
 command gets a random correlation id and answers to other admins' commands are ignored.
 
 One ``DynsecAdmin`` holds one paho connection and may be shared by threads: each call waits
-only for its own responses. Use it as a context manager, or call ``start()`` and ``close()``.
+only for its own responses. Use it as a context manager, or call ``start()`` and ``close()``
+(``ConnectionOwner``).
 """
 
 from __future__ import annotations
@@ -17,17 +18,14 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet.mqtt import dynsec_commands as cmd
 from fleet.mqtt.acl import Acl, AclType
 from fleet.mqtt.broker_url import BrokerAddress
-from fleet.mqtt.connection import CONNECT_TIMEOUT_S, Connection, check_rc, unique_client_id
+from fleet.mqtt.connection import Connection, ConnectionOwner, check_rc, unique_client_id
 from fleet.mqtt.errors import (
     BrokerError,
     BrokerTimeoutError,
@@ -89,7 +87,7 @@ class _Batch:
         self.done.set()
 
 
-class DynsecAdmin:
+class DynsecAdmin(ConnectionOwner):
     def __init__(
         self,
         address: BrokerAddress,
@@ -113,49 +111,17 @@ class DynsecAdmin:
             **connection_options,
         )
         self._connection.client.on_message = self._handle_message
-        self._connection.client.on_subscribe = self._handle_subscribe
 
     # -- connection -------------------------------------------------------------------------
 
-    def start(self, timeout_s: float = CONNECT_TIMEOUT_S) -> DynsecAdmin:
-        self._connection.start(timeout_s)
-        return self
-
     def close(self) -> None:
-        self._connection.stop()
+        super().close()
         self._fail_pending()
 
-    @property
-    def connected(self) -> bool:
-        return self._connection.connected
-
-    def __enter__(self) -> DynsecAdmin:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _subscribe(self, client: mqtt.Client) -> None:
+    def _subscribe(self, _client: mqtt.Client) -> None:
         # Made again after every reconnect. The broker handles one client's packets in order, so
         # a command published after this SUBSCRIBE always finds the subscription in place.
-        client.subscribe(RESPONSE_TOPIC, qos=0)
-
-    def _handle_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: Any,
-        _mid: int,
-        reasons: list[ReasonCode],
-        _properties: Properties | None,
-    ) -> None:
-        for reason in reasons:
-            if reason.is_failure:
-                log.error("dynsec admin may not subscribe to %s: %s", RESPONSE_TOPIC, reason)
+        self._connection.subscribe(RESPONSE_TOPIC, qos=0)
 
     def _fail_pending(self) -> None:
         with self._lock:

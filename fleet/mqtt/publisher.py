@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -30,7 +29,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fleet.mqtt import topics
 from fleet.mqtt.broker_url import BrokerAddress
-from fleet.mqtt.connection import CONNECT_TIMEOUT_S, Connection, unique_client_id
+from fleet.mqtt.connection import Connection, ConnectionOwner, unique_client_id
 from fleet.mqtt.errors import BrokerTimeoutError, BrokerUnavailableError, PublishRejectedError
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ class _AckBook:
                     self._abandoned.add(mid)
 
 
-class Publisher:
+class Publisher(ConnectionOwner):
     def __init__(
         self,
         address: BrokerAddress,
@@ -139,33 +138,6 @@ class Publisher:
         client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
-        client.on_subscribe = self._handle_subscribe
-
-    def start(self, timeout_s: float = CONNECT_TIMEOUT_S) -> Publisher:
-        self._connection.start(timeout_s)
-        return self
-
-    def stop(self) -> None:
-        self._connection.stop()
-
-    @property
-    def connected(self) -> bool:
-        return self._connection.connected
-
-    @property
-    def last_failure(self) -> str:
-        return self._connection.last_failure
-
-    def __enter__(self) -> Publisher:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -236,7 +208,7 @@ class Publisher:
 
     # -- status -----------------------------------------------------------------------------
 
-    def _subscribe(self, client: mqtt.Client) -> None:
+    def _subscribe(self, _client: mqtt.Client) -> None:
         self._connects += 1
         if self._connects > 1 and self._on_reconnect is not None:
             # Not on the network thread: the callback publishes and waits for PUBACKs.
@@ -246,7 +218,7 @@ class Publisher:
         if self._on_status is None:
             return
         options = SubscribeOptions(qos=STATUS_QOS, retainHandling=self._retain_handling)
-        client.subscribe(self._status_filter, options=options)
+        self._connection.subscribe(self._status_filter, options=options)
 
     def _reconnected(self) -> None:
         try:
@@ -254,18 +226,6 @@ class Publisher:
                 self._on_reconnect()
         except Exception:
             log.exception("the reconnect callback failed")
-
-    def _handle_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: Any,
-        _mid: int,
-        reasons: list[ReasonCode],
-        _properties: Properties | None,
-    ) -> None:
-        for reason in reasons:
-            if reason.is_failure:
-                log.error("broker refused the subscription to %s: %s", self._status_filter, reason)
 
     def _handle_message(
         self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage

@@ -154,7 +154,7 @@ class MosquittoBroker:
             for part in (self._publisher, self._admin):
                 if part is not None:
                     try:
-                        part.stop() if isinstance(part, Publisher) else part.close()
+                        part.close()
                     except Exception:  # closing is best effort
                         log.debug("error closing the broker connection", exc_info=True)
             self._admin = self._publisher = None

@@ -316,20 +316,20 @@ class _DriverQuery:
 class KeptConnectionReader:
     """Reads a token's slots on autocommit connections kept open between look-ups.
 
-    Two measured costs decide how (``/tmp`` micro-benchmark of the look-up query, 2026-12-03,
-    2 shared cores; the endpoint itself costs about 900 µs of CPU per request):
+    Two measured costs decide how (the figures, and how they were taken, are in
+    bench/README.md under "One credential look-up in-process"; the endpoint's own cost per
+    request is what ``python -m bench.token_endpoint`` reports):
 
     - Checking a connection out of the engine's pool per look-up costs PostgreSQL two round
-      trips besides the query (the pre-ping, and the rollback when it is checked back in):
-      709 µs per look-up against 137 µs on a kept connection (SQLite: 59 against 26 µs). A kept
-      autocommit connection holds no transaction, snapshot or lock between queries and sees
-      every commit at once. At most ``keep`` stay idle; all are closed when the engine is
-      disposed. A query that fails because the connection was lost is retried once on a fresh
-      one from the pool, as the pre-ping would have done.
+      trips besides the query (the pre-ping, and the rollback when it is checked back in),
+      several times the query on a kept connection. A kept autocommit connection holds no
+      transaction, snapshot or lock between queries and sees every commit at once. At most
+      ``keep`` stay idle; all are closed when the engine is disposed. A query that fails
+      because the connection was lost is retried once on a fresh one from the pool, as the
+      pre-ping would have done.
     - The query runs on the driver's own cursor (``Connection.connection.dbapi_connection``,
       SQLAlchemy's documented way to the DBAPI), with the SQL and the column conversions
-      SQLAlchemy compiled for it once: 78 µs against 137 µs through ``Connection.execute`` on
-      PostgreSQL, 9 against 26 µs on SQLite.
+      SQLAlchemy compiled for it once, cheaper than going through ``Connection.execute``.
     """
 
     def __init__(self, engine: Engine, keep: int = KEPT_CONNECTIONS) -> None:

@@ -18,7 +18,8 @@ when it moves:
   device). Changes this process commits itself are seen by its very next request
   (:class:`LocalCommits`). An empty query per request would close even that gap
   (PostgreSQL passes notifications on before it reads a listener's next command), but it costs a
-  round trip per request: measured, 10 points of the endpoint's throughput.
+  round trip per request (what it took off the endpoint's throughput: bench/README.md, "One
+  credential look-up in-process").
 * **SQLite**: the WAL-index header at the start of ``<database>-shm``, which every commit
   rewrites, read with one ``pread`` and compared with the last one seen. Outside WAL mode,
   ``PRAGMA data_version`` (SQLite's documented means of invalidating a cache). Either moves on
@@ -124,8 +125,9 @@ class _SqliteWatch(_PerProcess):
     ``pread`` returns short and the watch answers ``None`` (tested in a subprocess). SQLite's
     own connections map the same file, so such a truncation still ends the process at SQLite's
     next read of the WAL index; the watch no longer does it first, nor on requests that would
-    not have touched SQLite. The system call costs 0.3 µs against 0.1 µs for the mapped read
-    (``timeit``, 2026-12-03), nothing beside a request's ~900 µs of CPU. The watch's own open
+    not have touched SQLite. The system call costs a fraction of a microsecond more than the
+    mapped read, nothing beside a request's CPU (both measured: bench/README.md, "The credential
+    cache behind one interface"). The watch's own open
     connection keeps the file in use, so SQLite never re-makes it under the descriptor. When
     the database is not in WAL mode, or the header is not the known version, the watch asks
     ``PRAGMA data_version`` instead.

@@ -71,8 +71,7 @@ def _invalid() -> AuthenticationError:
 
 def _exists(device_id: str) -> ConflictError:
     return ConflictError(
-        f"device {device_id!r} is already enrolled; an operator must allow it to enroll again "
-        "(fleet device allow-reenroll)",
+        f"device {device_id!r} is already enrolled; an operator must allow it to enroll again",
         code="DeviceExists",
     )
 
@@ -126,7 +125,7 @@ def claim(
         raise ConflictError(
             f"device {device_id!r} is being enrolled by another request; if that enrollment "
             f"was interrupted, try again in {STALE_CLAIM.seconds // 60} minutes, or an "
-            f"operator may delete it now (fleet device delete {device_id})",
+            "operator may delete the device now",
             code="DeviceExists",
         )
     if not existing.allow_reenroll:
@@ -134,7 +133,7 @@ def claim(
     if existing.status == DISABLED:
         raise ConflictError(
             f"device {device_id!r} is disabled and cannot enroll again until an operator "
-            f"enables it (fleet device enable {device_id})",
+            "enables it",
             code="DeviceDisabled",
         )
     won = s.exec(

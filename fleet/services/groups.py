@@ -58,6 +58,18 @@ def get_group(session: Session, name: str) -> DeviceGroup:
     return row
 
 
+def _settings(g: DeviceGroup, map_name: str | None) -> dict[str, Any]:
+    """The fields of GroupSettings, which every view of a group starts with."""
+    return {
+        "name": g.name,
+        "scope_map": map_name,
+        "password_lifetime_days": g.password_lifetime_days,
+        "rotation_window_days": g.rotation_window_days,
+        "inactivity_limit_days": g.inactivity_limit_days,
+        "require_approval": g.require_approval,
+    }
+
+
 def _views(
     session: Session,
     rows: Sequence[tuple[DeviceGroup, str | None]],
@@ -102,12 +114,7 @@ def _views(
             secrets.setdefault(row.group_id, []).append(_secret_view(row))
     return [
         GroupView(
-            name=g.name,
-            scope_map=map_name,
-            password_lifetime_days=g.password_lifetime_days,
-            rotation_window_days=g.rotation_window_days,
-            inactivity_limit_days=g.inactivity_limit_days,
-            require_approval=g.require_approval,
+            **_settings(g, map_name),
             created_at=g.created_at,
             devices=counts.get(g.id, 0),
             secrets=tuple(secrets.get(g.id, [])[-MAX_EMBEDDED_SECRETS:]),  # type: ignore[arg-type]
@@ -387,12 +394,7 @@ class GroupService:
                 counts.setdefault(group_id, {})[status] = count
             return [
                 GroupSummary(
-                    name=g.name,
-                    scope_map=map_name,
-                    password_lifetime_days=g.password_lifetime_days,
-                    rotation_window_days=g.rotation_window_days,
-                    inactivity_limit_days=g.inactivity_limit_days,
-                    require_approval=g.require_approval,
+                    **_settings(g, map_name),
                     devices=sum(counts.get(g.id or 0, {}).values()),
                     pending=counts.get(g.id or 0, {}).get(PENDING, 0),
                     jwt_lifetime_seconds=g.jwt_lifetime_s,

@@ -126,6 +126,12 @@ class HealthRecorder:
                 seen = self._tokens[name] = _Seen()
         return seen
 
+    def held(self) -> tuple[int, int]:
+        """What waits in memory for the next flush: (tokens seen, failure counters). Bounded
+        by ``max_keys`` (plus one overflow entry) and twice that (plus one per kind)."""
+        with self._lock:
+            return len(self._tokens), len(self._failures)
+
     # --- writing ------------------------------------------------------------------------
 
     def flush(self) -> int:

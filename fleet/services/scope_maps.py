@@ -340,8 +340,7 @@ class ScopeMapService:
             more = " and others" if len(groups) > MAX_NAMED_GROUPS else ""
             raise ConflictError(
                 f"scope map {row.name!r} serves device group {named}{more}: give the group "
-                f"another scope map first (fleet group update --name {groups[0]} "
-                "--scope-map OTHER)",
+                "another scope map first",
                 code="ScopeMapInUse",
             )
 

@@ -113,11 +113,13 @@ def _view(
 
 
 # A device holds only the passwords the server sealed to it: one made or removed here would
-# lock it out (its live slot replaced) or be a copy the device never had.
+# lock it out (its live slot replaced) or be a copy the device never had. The messages name no
+# command-line flag (REST and dashboard users read them too): the CLI adds its own advice from
+# the code (fleet/cli/hints.py).
 DEVICE_PASSWORDS = (
-    "its passwords are made and sealed to the device by the server: use "
-    "`fleet device rotate --name {owner}` for a new one, `fleet device disable --name {owner}` "
-    "to end access"
+    "its passwords are made and sealed to the device by the server: rotate the device for a "
+    "new one (POST /api/v1/devices/{owner}/rotate), disable it to end access "
+    "(POST /api/v1/devices/{owner}/disable)"
 )
 
 
@@ -137,8 +139,8 @@ def _refuse_for_device_status(session: Session, token: Token, status: str) -> No
     if owner is not None:
         verb = "enable" if status == ENABLED else "disable"
         raise ConflictError(
-            f"token {token.name!r} belongs to device {owner!r} and follows it: use "
-            f"`fleet device {verb} --name {owner}` (POST /api/v1/devices/{owner}/{verb})",
+            f"token {token.name!r} belongs to device {owner!r} and follows it: {verb} the "
+            f"device (POST /api/v1/devices/{owner}/{verb})",
             code="DeviceToken",
         )
 
@@ -237,7 +239,7 @@ class TokenService:
         self._check_expiry(expiry)
         if bool(scope_map) == bool(repositories):
             raise ValidationError(
-                "give either --scope-map or one or more --repository rules, not both or neither",
+                "give either a scope map or one or more repository rules, not both or neither",
                 code="InvalidRequest",
             )
         entries = to_entries(repositories) if repositories else []
@@ -328,7 +330,7 @@ class TokenService:
         disabled before such times were kept)."""
         with self.ctx.db.session() as s:
             token = get_token(s, name)
-            _refuse_for_device(s, token, "delete the device instead (fleet device delete)")
+            _refuse_for_device(s, token, "delete the device instead")
             ends_by = revoke(s, self.ctx, token)
             s.exec(sql_delete(TokenPassword).where(col(TokenPassword.token_id) == token.id))
             s.delete(token)

@@ -68,13 +68,19 @@ class SecretView:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupView:
+class GroupSettings:
+    """A group's settings as every view of a group starts: its fields come first, in order."""
+
     name: str
     scope_map: str | None
     password_lifetime_days: int
     rotation_window_days: int
     inactivity_limit_days: int | None
     require_approval: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView(GroupSettings):
     created_at: datetime
     devices: int
     secrets: tuple[SecretView, ...]  # the newest MAX_EMBEDDED_SECRETS, oldest first
@@ -116,15 +122,9 @@ class DisableResult:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupSummary:
+class GroupSummary(GroupSettings):
     """A row of the dashboard's table of groups: settings and device counts, no secrets."""
 
-    name: str
-    scope_map: str | None
-    password_lifetime_days: int
-    rotation_window_days: int
-    inactivity_limit_days: int | None
-    require_approval: bool
     devices: int
     pending: int
     jwt_lifetime_seconds: int = 60

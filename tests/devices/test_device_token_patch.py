@@ -41,9 +41,9 @@ def _audited(fleet: Services) -> list[str]:
 @pytest.mark.parametrize(
     ("body", "command"),
     [
-        ({"status": "disabled"}, "fleet device disable --name rpi-0001"),
-        ({"disableAt": "2030-01-01T00:00:00Z"}, "fleet device disable --name rpi-0001"),
-        ({"disableAt": None}, "fleet device"),
+        ({"status": "disabled"}, "POST /api/v1/devices/rpi-0001/disable"),
+        ({"disableAt": "2030-01-01T00:00:00Z"}, "POST /api/v1/devices/rpi-0001/disable"),
+        ({"disableAt": None}, "POST /api/v1/devices/rpi-0001/"),
     ],
 )
 def test_status_and_planned_disable_of_a_device_token_are_refused(
@@ -64,7 +64,7 @@ def test_enabling_a_disabled_device_token_names_device_enable(call: Any, fleet: 
     fleet.devices.disable(DEVICE, actor="t")
     response = call("PATCH", f"/tokens/{TOKEN}", {"status": "enabled"})
     assert response.status_code == 409
-    assert "fleet device enable --name rpi-0001" in response.get_json()["error"]["message"]
+    assert "POST /api/v1/devices/rpi-0001/enable" in response.get_json()["error"]["message"]
     assert call("GET", f"/tokens/{TOKEN}").get_json()["status"] == "disabled"
 
 
@@ -93,14 +93,14 @@ def test_a_device_tokens_passwords_are_not_made_or_removed_by_hand(
 ) -> None:
     """Generating password1 replaced the device's live password (the device never received
     the new one: locked out); password2 was a copy the device never had; deleting password1
-    locked it out too. Each is a 409 naming `fleet device rotate` and changes nothing."""
+    locked it out too. Each is a 409 naming the device's rotate and changes nothing."""
     before, audited = _live_hashes(fleet), _audited(fleet)
     assert before, "the enrolled device has a live password"
     response = call(method, path, body)
     assert response.status_code == 409, response.get_json()
     error = response.get_json()["error"]
     assert error["code"] == "DeviceToken"
-    assert "fleet device rotate --name rpi-0001" in error["message"]
+    assert "POST /api/v1/devices/rpi-0001/rotate" in error["message"]
     assert _live_hashes(fleet) == before
     assert _audited(fleet) == audited
 

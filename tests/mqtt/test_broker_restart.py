@@ -107,5 +107,5 @@ def test_logins_survive_a_restart_and_retained_messages_only_a_clean_one(
         late.wait_for_message(commands, b"wipe")
         assert (credentials in late.topics_received()) is retained_survives
     finally:
-        publisher.stop()
+        publisher.close()
         admin.close()

@@ -116,7 +116,7 @@ def test_servers_in_one_share_group_split_the_status_stream(
         assert heard.empty()
     finally:
         for server in servers:
-            server.stop()
+            server.close()
 
 
 def test_a_failing_status_callback_does_not_stop_the_connection(

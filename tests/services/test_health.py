@@ -132,7 +132,8 @@ def test_what_a_process_holds_is_bounded(services: Services, wall: Clock) -> Non
     small = HealthRecorder(services.ctx, clock=wall, max_keys=3)
     for n in range(10):
         small.login_failed(f"guess-{n}", f"203.0.113.{n}")
-    assert len(small._tokens) <= 4 and len(small._failures) <= 2 * 3 + 2
+    tokens, failures = small.held()
+    assert tokens <= 4 and failures <= 2 * 3 + 2
     small.flush()
     since = datetime.fromtimestamp(wall.now, UTC) - timedelta(hours=1)
     totals = dict(top_failures(services.ctx, KIND_TOKEN, since, limit=20))

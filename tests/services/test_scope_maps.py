@@ -146,8 +146,9 @@ def test_delete_map_in_use_leaves_tokens_without_permissions(services: Services)
 
 def test_a_map_a_device_group_uses_is_not_deleted(services: Services) -> None:
     """Deleting it cut every device of the group off at once (their tokens were left without
-    permissions, and the group enrolled devices with none). It is a 409 naming the group and the
-    command that moves it, and nothing changes; once the group moves, the map can go."""
+    permissions, and the group enrolled devices with none). It is a 409 naming the group (the
+    CLI adds the command that moves it), and nothing changes; once the group moves, the map can
+    go."""
     services.scope_maps.create("devices-read", rules(("edge/*", "content/read")), actor=ME)
     services.scope_maps.create("devices-next", rules(("edge/*", "content/read")), actor=ME)
     services.groups.create("pilots", scope_map="devices-read", actor=ME)
@@ -155,7 +156,7 @@ def test_a_map_a_device_group_uses_is_not_deleted(services: Services) -> None:
         services.scope_maps.delete("devices-read", actor=ME)
     assert refused.value.code == "ScopeMapInUse"
     assert "'pilots'" in refused.value.message
-    assert "fleet group update --name pilots --scope-map" in refused.value.message
+    assert "give the group another scope map first" in refused.value.message
     assert services.scope_maps.show("devices-read").entries
     assert services.groups.show("pilots").scope_map == "devices-read"
     services.groups.update("pilots", scope_map="devices-next", actor=ME)

@@ -26,15 +26,14 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
+from fleet.mqtt.broker_url import BrokerAddress
+from fleet.mqtt.connection import Connection, unique_client_id
+from fleet.mqtt.errors import BrokerUnavailableError
 from tests.support.ports import LOOPBACK, free_port
 from tests.support.timing import scaled
 
@@ -237,24 +236,18 @@ class Mosquitto:
                 pass
         except OSError:
             return False
-        accepted = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ready-{secrets.token_hex(4)}")
-        client.username_pw_set(self.admin_username, self.admin_password)
-
-        def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
-            if not getattr(reason, "is_failure", True):
-                accepted.set()
-
-        client.on_connect = on_connect
+        connection = Connection(
+            BrokerAddress(self.host, self.port),
+            self.admin_username,
+            self.admin_password,
+            client_id=unique_client_id("ready"),
+        )
         try:
-            client.connect(self.host, self.port)
-            client.loop_start()
-            return accepted.wait(scaled(START_TIMEOUT_S) / 4)
-        except OSError:
-            return False
-        finally:
-            client.disconnect()
-            client.loop_stop()
+            connection.start(scaled(START_TIMEOUT_S) / 4)
+        except BrokerUnavailableError:
+            return False  # start() has stopped it
+        connection.stop()
+        return True
 
     def kill(self) -> None:
         """SIGKILL: the broker gets no chance to save anything."""
