@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from device_agent.atomic import PRIVATE_MODE, write_atomic
+from device_agent.state.atomic import PRIVATE_MODE, write_atomic
 from fleet.config import Settings
 from fleet.credentials import MIN_SECRET_KEY_BYTES, SecretHasher
 from fleet.data_dir import create_private_database, make_private_directory, tighten

@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from device_agent.device_id import default_device_id
-    from device_agent.enroll import EnrollError, EnrollSecret, enroll
-    from device_agent.logs import setup_logging
+    from device_agent.commands.enroll import EnrollError, EnrollSecret, enroll
+    from device_agent.protocol.device_id import default_device_id
+    from device_agent.runtime.logs import setup_logging
 
     setup_logging("info")
     secret, code = args.secret, args.code
@@ -125,12 +125,12 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from device_agent.config import ConfigError, load_config
-    from device_agent.enrollment import InvalidEnrollment, NotEnrolled
-    from device_agent.keys import KeyFileError
-    from device_agent.logs import setup_logging
-    from device_agent.run_cmd import run
-    from device_agent.state_dir import StateDirError
+    from device_agent.commands.run import run
+    from device_agent.runtime.logs import setup_logging
+    from device_agent.state.config import ConfigError, load_config
+    from device_agent.state.enrollment import InvalidEnrollment, NotEnrolled
+    from device_agent.state.keys import KeyFileError
+    from device_agent.state.state_dir import StateDirError
 
     try:
         config = load_config(args.config)
@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from device_agent.status_cmd import status
+    from device_agent.commands.status import status
 
     return status(args.state_dir, args.json, sys.stdout)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from device_agent import __version__
-from device_agent.store import StoreError, load_state
+from device_agent.state.store import StoreError, load_state
 
 STATE_DIR_ENV = "FLEET_AGENT_STATE_DIR"
 DEFAULT_STATE_DIR = Path("/var/lib/fleet-agent")

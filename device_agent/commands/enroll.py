@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from device_agent import enrollment as files
-from device_agent import http_client, status_file
-from device_agent.device_id import InvalidDeviceId, validate_device_id
-from device_agent.enrollment import Enrollment, InvalidEnrollment
-from device_agent.keys import load_or_create_device_keys, save_server_public_key
-from device_agent.state_dir import StateDirError, secure_state_dir
-from device_agent.store import FILENAME as STORE_FILENAME
+from device_agent.protocol.device_id import InvalidDeviceId, validate_device_id
+from device_agent.runtime import http_client
+from device_agent.state import enrollment as files
+from device_agent.state import status_file
+from device_agent.state.enrollment import Enrollment, InvalidEnrollment
+from device_agent.state.keys import load_or_create_device_keys, save_server_public_key
+from device_agent.state.state_dir import StateDirError, secure_state_dir
+from device_agent.state.store import FILENAME as STORE_FILENAME
 
 log = logging.getLogger(__name__)
 

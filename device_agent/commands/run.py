@@ -9,12 +9,12 @@ import signal
 from pathlib import Path
 from types import FrameType
 
-from device_agent.agent import Agent
-from device_agent.config import AgentConfig
-from device_agent.enrollment import load_enrollment
-from device_agent.keys import load_device_keys
-from device_agent.state_dir import secure_state_dir
-from device_agent.store import open_store
+from device_agent.runtime.agent import Agent
+from device_agent.state.config import AgentConfig
+from device_agent.state.enrollment import load_enrollment
+from device_agent.state.keys import load_device_keys
+from device_agent.state.state_dir import secure_state_dir
+from device_agent.state.store import open_store
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from device_agent.enrollment import InvalidEnrollment, NotEnrolled, load_enrollment
-from device_agent.status_file import read_status
-from device_agent.status_tracker import credential_summary
-from device_agent.store import StoreCorrupt, load_state
+from device_agent.runtime.status import credential_summary
+from device_agent.state.enrollment import InvalidEnrollment, NotEnrolled, load_enrollment
+from device_agent.state.status_file import read_status
+from device_agent.state.store import StoreCorrupt, load_state
 
 EXIT_OK = 0
 EXIT_NOT_ENROLLED = 1

@@ -30,7 +30,7 @@ Wire format, version 1 (all integers unsigned big-endian; ``||`` is concatenatio
 The whole envelope is at most 65536 bytes, and nothing may follow the signature: the layout
 leaves no byte unaccounted for, so every byte is covered by the signature and every change is
 refused. A credentials payload holds ``login_server``, ``username``, ``password``, ``slot`` and
-``expiry`` (see ``device_agent.credentials``); a command payload holds ``command`` ("wipe",
+``expiry`` (see ``device_agent.state.credentials``); a command payload holds ``command`` ("wipe",
 "pull", ...) and its arguments.
 
 ``open_envelope`` raises one ``EnvelopeError`` subclass per reason (``envelope_errors``, which
@@ -58,7 +58,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from device_agent.envelope_errors import (  # re-exported: part of this module's interface
+from device_agent.protocol.errors import (  # re-exported: part of this module's interface
     BadSignature,
     DecryptFailed,
     Malformed,
@@ -67,7 +67,7 @@ from device_agent.envelope_errors import (  # re-exported: part of this module's
     UnsupportedFormat,
     WrongDevice,
 )
-from device_agent.envelope_errors import EnvelopeError as EnvelopeError
+from device_agent.protocol.errors import EnvelopeError as EnvelopeError
 
 MAGIC = b"FLEV"
 FORMAT_VERSION = 1

@@ -14,8 +14,8 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from device_agent.atomic import PRIVATE_MODE, write_atomic
-from device_agent.credentials import Credentials
+from device_agent.state.atomic import PRIVATE_MODE, write_atomic
+from device_agent.state.credentials import Credentials
 
 RUN_DIR = "run"
 RUN_DIR_MODE = 0o700

@@ -1,4 +1,4 @@
-"""What every pull backend gets and gives back, and the factory that picks one by name.
+"""What every pull backend gets and gives back (``factory`` picks one by name).
 
 A backend pulls one image with the credentials it is handed and returns the manifest digest,
 or raises ``PullFailed`` (``auth=True`` for a refused login or a denied repository: the caller
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from device_agent.credentials import Credentials
-from device_agent.images import ImageRef
+from device_agent.pull.images import ImageRef
+from device_agent.state.credentials import Credentials
 
 AUTH_MARKERS = (
     "unauthorized",
@@ -62,20 +62,3 @@ class Backend(Protocol):
 def looks_like_auth_failure(text: str) -> bool:
     lowered = text.lower()
     return any(marker in lowered for marker in AUTH_MARKERS)
-
-
-def make_backend(name: str) -> Backend:
-    """Imports lazily: a device using one backend never loads the others."""
-    if name == "builtin":
-        from device_agent.builtin_child import ChildPuller
-
-        return ChildPuller()
-    if name == "skopeo":
-        from device_agent.skopeo_backend import SkopeoBackend
-
-        return SkopeoBackend()
-    if name in ("docker", "podman"):
-        from device_agent.engine_backend import EngineBackend
-
-        return EngineBackend(name)
-    raise ValueError(f"unknown pull backend {name!r}")

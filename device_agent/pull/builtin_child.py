@@ -1,5 +1,5 @@
 """The ``builtin`` backend as the agent uses it: the built-in puller runs in a child process
-(``python -m device_agent.builtin_child``), so the long-running agent never loads ``requests``
+(``python -m device_agent.pull.builtin_child``), so the long-running agent never loads ``requests``
 and gives every byte a pull needed back to the system when it ends (measured: the agent stays at
 about 34 MB instead of 44 MB after its first pull). Cancelling is stopping the child.
 
@@ -18,12 +18,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from device_agent.backends import PullFailed, PullRequest
-from device_agent.child import run_child
-from device_agent.credentials import Credentials
-from device_agent.images import ImageRef
+from device_agent.pull.backend import PullFailed, PullRequest
+from device_agent.pull.child import run_child
+from device_agent.pull.images import ImageRef
+from device_agent.state.credentials import Credentials
 
-MODULE = "device_agent.builtin_child"
+MODULE = "device_agent.pull.builtin_child"
 
 
 def encode_request(request: PullRequest) -> str:
@@ -77,7 +77,7 @@ class ChildPuller:
 
 
 def main() -> int:
-    from device_agent.oci_puller import BuiltinPuller
+    from device_agent.pull.oci_puller import BuiltinPuller
 
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())

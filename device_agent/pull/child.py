@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from device_agent.backends import PullCancelled, PullFailed
+from device_agent.pull.backend import PullCancelled, PullFailed
 
 POLL_S = 0.1
 TERMINATE_GRACE_S = 5.0

@@ -21,10 +21,10 @@ import sysconfig
 import threading
 from pathlib import Path
 
-from device_agent.atomic import write_atomic
-from device_agent.auth_file import helper_document
-from device_agent.backends import PullFailed, PullRequest, looks_like_auth_failure
-from device_agent.child import ChildResult, run_child
+from device_agent.pull.auth_file import helper_document
+from device_agent.pull.backend import PullFailed, PullRequest, looks_like_auth_failure
+from device_agent.pull.child import ChildResult, run_child
+from device_agent.state.atomic import write_atomic
 
 HELPER_NAME = "fleet"
 HELPER_PROGRAM = f"docker-credential-{HELPER_NAME}"

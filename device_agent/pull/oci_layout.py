@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from device_agent.atomic import fsync_dir, write_atomic
+from device_agent.state.atomic import fsync_dir, write_atomic
 
 LAYOUT_VERSION = "1.0.0"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"

@@ -17,9 +17,9 @@ from typing import Any
 
 import requests
 
-from device_agent.backends import PullCancelled, PullFailed, PullRequest
-from device_agent.oci_layout import DigestMismatch, OciLayout, sha256_digest
-from device_agent.registry_http import RegistryClient
+from device_agent.pull.backend import PullCancelled, PullFailed, PullRequest
+from device_agent.pull.oci_layout import DigestMismatch, OciLayout, sha256_digest
+from device_agent.pull.registry_http import RegistryClient
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import requests
 
-from device_agent.backends import PullCancelled, PullFailed
+from device_agent.pull.backend import PullCancelled, PullFailed
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0

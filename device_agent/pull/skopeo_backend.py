@@ -14,9 +14,9 @@ import shutil
 import threading
 from pathlib import Path
 
-from device_agent.auth_file import RUN_DIR, temporary_auth_file
-from device_agent.backends import PullFailed, PullRequest, looks_like_auth_failure
-from device_agent.child import run_child
+from device_agent.pull.auth_file import RUN_DIR, temporary_auth_file
+from device_agent.pull.backend import PullFailed, PullRequest, looks_like_auth_failure
+from device_agent.pull.child import run_child
 
 SKOPEO = "skopeo"
 MAX_ERROR_CHARS = 400

@@ -12,7 +12,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from device_agent.backends import Backend, PullCancelled, PullFailed, PullRequest, make_backend
+from device_agent.pull.backend import Backend, PullCancelled, PullFailed, PullRequest
+from device_agent.pull.factory import make_backend
 
 log = logging.getLogger(__name__)
 

@@ -13,22 +13,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent import auth_file, logs, messages
-from device_agent.backends import PullRequest
-from device_agent.backoff import Backoff
-from device_agent.config import AgentConfig
-from device_agent.enrollment import Enrollment
-from device_agent.envelope import Kind
-from device_agent.handler import EnvelopeHandler, Outcome
-from device_agent.images import InvalidImage, parse_image
-from device_agent.inbox import Inbox
-from device_agent.keys import DeviceKeys, ed25519_public_from_b64
-from device_agent.mqtt_link import CLIENT_ID_PREFIX, MqttLink
-from device_agent.pull_schedule import PullSchedule
-from device_agent.pull_worker import PullDone, PullWorker
-from device_agent.status_tracker import StatusTracker
-from device_agent.store import CredentialStore
-from device_agent.token_check import PasswordCheck, endpoint_checker
+from device_agent.protocol import messages
+from device_agent.protocol.envelope import Kind
+from device_agent.pull import auth_file
+from device_agent.pull.backend import PullRequest
+from device_agent.pull.images import InvalidImage, parse_image
+from device_agent.pull.worker import PullDone, PullWorker
+from device_agent.runtime import logs
+from device_agent.runtime.backoff import Backoff
+from device_agent.runtime.handler import EnvelopeHandler, Outcome
+from device_agent.runtime.inbox import Inbox
+from device_agent.runtime.mqtt_link import CLIENT_ID_PREFIX, MqttLink
+from device_agent.runtime.schedule import PullSchedule
+from device_agent.runtime.status import StatusTracker
+from device_agent.runtime.token_check import PasswordCheck, endpoint_checker
+from device_agent.state.config import AgentConfig
+from device_agent.state.enrollment import Enrollment
+from device_agent.state.keys import DeviceKeys, ed25519_public_from_b64
+from device_agent.state.store import CredentialStore
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,17 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from device_agent import messages
-from device_agent.credentials import Credentials, InvalidCredentials
-from device_agent.envelope import EnvelopeError, Kind, Opened, claimed_version, open_envelope
-from device_agent.store import CredentialStore
-from device_agent.token_check import PasswordCheck, Verdict
+from device_agent.protocol import messages
+from device_agent.protocol.envelope import (
+    EnvelopeError,
+    Kind,
+    Opened,
+    claimed_version,
+    open_envelope,
+)
+from device_agent.runtime.token_check import PasswordCheck, Verdict
+from device_agent.state.credentials import Credentials, InvalidCredentials
+from device_agent.state.store import CredentialStore
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device_agent import messages
-from device_agent.backoff import Backoff
-from device_agent.enrollment import MqttLogin
+from device_agent.protocol import messages
+from device_agent.runtime.backoff import Backoff
+from device_agent.state.enrollment import MqttLogin
 
 log = logging.getLogger(__name__)
 

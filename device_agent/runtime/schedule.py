@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from device_agent.backoff import Backoff
+from device_agent.runtime.backoff import Backoff
 
 JITTER_FRACTION = 0.1
 

@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from device_agent import messages, status_file
-from device_agent.credentials import Credentials
-from device_agent.enrollment import Enrollment
-from device_agent.handler import EnvelopeHandler
+from device_agent.protocol import messages
+from device_agent.runtime.handler import EnvelopeHandler
+from device_agent.state import status_file
+from device_agent.state.credentials import Credentials
+from device_agent.state.enrollment import Enrollment
 
 log = logging.getLogger(__name__)
 

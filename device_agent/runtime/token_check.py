@@ -15,8 +15,8 @@ import urllib.parse
 from collections.abc import Callable
 from enum import Enum
 
-from device_agent import http_client
-from device_agent.credentials import Credentials
+from device_agent.runtime import http_client
+from device_agent.state.credentials import Credentials
 
 log = logging.getLogger(__name__)
 

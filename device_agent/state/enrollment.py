@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device_agent.atomic import PRIVATE_MODE, write_atomic
-from device_agent.device_id import is_valid_device_id
-from device_agent.keys import ed25519_public_from_b64
+from device_agent.protocol.device_id import is_valid_device_id
+from device_agent.state.atomic import PRIVATE_MODE, write_atomic
+from device_agent.state.keys import ed25519_public_from_b64
 
 FILENAME = "enrollment.json"
 FILE_FORMAT = 1

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from device_agent.atomic import PRIVATE_MODE, write_atomic
+from device_agent.state.atomic import PRIVATE_MODE, write_atomic
 
 X25519_FILE = "device_x25519.key"
 ED25519_FILE = "device_ed25519.key"

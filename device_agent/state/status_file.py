@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from device_agent.atomic import write_atomic
+from device_agent.state.atomic import write_atomic
 
 FILENAME = "status.json"
 MAX_FILE_BYTES = 256 * 1024

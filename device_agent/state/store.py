@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from device_agent.atomic import fsync_dir, remove_stale_temps, write_atomic
-from device_agent.credentials import Credentials, InvalidCredentials
+from device_agent.state.atomic import fsync_dir, remove_stale_temps, write_atomic
+from device_agent.state.credentials import Credentials, InvalidCredentials
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from device_agent.envelope import Kind
+from device_agent.protocol.envelope import Kind
 from fleet.db.devices import ACTIVE, DELIVERY_ACKED, DELIVERY_PENDING, Delivery, Device
 from fleet.db.models import AuditEvent, TokenPassword
 from fleet.mqtt import topics

@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 
-from device_agent.atomic import PRIVATE_MODE
+from device_agent.state.atomic import PRIVATE_MODE
 from fleet.config import Settings
 from fleet.registry_auth.keyring import KeyRing
 from fleet.registry_auth.keys import SigningKey

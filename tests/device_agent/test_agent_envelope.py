@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device_agent import envelope as env
-from device_agent.envelope import (
+from device_agent.protocol import envelope as env
+from device_agent.protocol.envelope import (
     BadSignature,
     DecryptFailed,
     EnvelopeError,

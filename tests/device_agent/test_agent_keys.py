@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device_agent import keys
-from device_agent.atomic import write_atomic
-from device_agent.keys import KeyFileError
+from device_agent.state import keys
+from device_agent.state.atomic import write_atomic
+from device_agent.state.keys import KeyFileError
 
 
 @pytest.fixture

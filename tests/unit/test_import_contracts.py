@@ -63,9 +63,9 @@ def test_the_server_imports_only_the_listed_agent_modules() -> None:
     listed = contract("The server imports from the agent only the modules listed")
     assert (listed["source_modules"], listed["forbidden_modules"]) == (["fleet"], ["device_agent"])
     assert sorted(listed["ignore_imports"]) == [
-        "fleet.** -> device_agent.atomic",
-        "fleet.** -> device_agent.envelope",
-        "fleet.** -> device_agent.keys",
+        "fleet.** -> device_agent.state.atomic",
+        "fleet.** -> device_agent.protocol.envelope",
+        "fleet.** -> device_agent.state.keys",
     ]
 
 
