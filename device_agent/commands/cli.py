@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    from device_agent.commands.default_id import default_device_id
     from device_agent.commands.enroll import EnrollError, EnrollSecret, enroll
-    from device_agent.protocol.device_id import default_device_id
     from device_agent.runtime.logs import setup_logging
 
     setup_logging("info")

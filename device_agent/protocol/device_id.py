@@ -1,26 +1,23 @@
-"""Device ids as the enrollment API accepts them, and a default one for this machine.
+"""THE device-id rule, for both sides: the enrollment API, the MQTT logins and topics, the
+envelope's header and the agent all check an id with ``is_valid_device_id`` here.
 
-The protocol allows 3 to 46 letters, digits and hyphens, starting with a letter or digit. The
-default is the host name made valid, followed by a hash of ``/etc/machine-id`` so that a fleet
-of identically named devices (``raspberrypi``) still gets distinct ids. The machine id itself is
-never sent: systemd asks applications to use a keyed hash of it, never the raw value.
+3 to 46 ASCII letters, digits and hyphens, starting with a letter or digit. An id names a
+registry token (``dev-<id>``), an MQTT login and one topic level, so it can never carry an MQTT
+wildcard (``+``, ``#``), a level separator (``/``), a ``$`` prefix, ``%`` (ACL substitution in
+newer brokers), NUL or any other control character, and can never widen an ACL beyond its own
+device.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import socket
-from pathlib import Path
 
 MIN_LENGTH = 3
 MAX_LENGTH = 46
 DEVICE_ID_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9-]{{{MIN_LENGTH - 1},{MAX_LENGTH - 1}}}")
-MACHINE_ID_FILE = Path("/etc/machine-id")
-MACHINE_ID_LABEL = b"fleet-agent device id\x00"
-HASH_CHARS = 12
-FALLBACK_NAME = "device"
-_INVALID_RUN = re.compile(r"[^a-z0-9]+")
+RULE = (
+    f"use {MIN_LENGTH} to {MAX_LENGTH} letters, digits and hyphens, starting with a letter or digit"
+)
 
 
 class InvalidDeviceId(ValueError):
@@ -32,38 +29,8 @@ def is_valid_device_id(device_id: object) -> bool:
     return isinstance(device_id, str) and DEVICE_ID_RE.fullmatch(device_id) is not None
 
 
-def validate_device_id(device_id: str) -> str:
+def validate_device_id(device_id: object) -> str:
+    """``device_id`` itself when valid; ``InvalidDeviceId`` otherwise."""
     if not is_valid_device_id(device_id):
-        raise InvalidDeviceId(
-            f"invalid device id {device_id!r}: use {MIN_LENGTH} to {MAX_LENGTH} letters, digits "
-            "or hyphens, starting with a letter or digit"
-        )
-    return device_id
-
-
-def sanitize(name: str) -> str:
-    """Lower case; every run of other characters becomes one hyphen; no hyphen at either end."""
-    return _INVALID_RUN.sub("-", name.lower()).strip("-")
-
-
-def machine_hash(machine_id_file: Path = MACHINE_ID_FILE) -> str | None:
-    try:
-        machine_id = machine_id_file.read_bytes().strip()
-    except OSError:
-        return None
-    if not machine_id:
-        return None
-    return hashlib.sha256(MACHINE_ID_LABEL + machine_id).hexdigest()[:HASH_CHARS]
-
-
-def default_device_id(machine_id_file: Path = MACHINE_ID_FILE, hostname: str | None = None) -> str:
-    """``<host name>-<12 hex of the hashed machine id>``, or the host name alone when there is
-    no machine id; always valid."""
-    name = sanitize(socket.gethostname() if hostname is None else hostname)
-    suffix = machine_hash(machine_id_file)
-    if suffix is None:
-        name = (name or FALLBACK_NAME)[:MAX_LENGTH].rstrip("-")
-        return name if len(name) >= MIN_LENGTH else f"{FALLBACK_NAME}-{name}".rstrip("-")
-    room = MAX_LENGTH - len(suffix) - 1
-    name = name[:room].rstrip("-") or FALLBACK_NAME
-    return f"{name}-{suffix}"
+        raise InvalidDeviceId(f"invalid device id {device_id!r}: {RULE}")
+    return str(device_id)

@@ -11,8 +11,9 @@ Wire format, version 1 (all integers unsigned big-endian; ``||`` is concatenatio
                 version     8 bytes   per-device message version, 1 .. 2**63-1, only grows
                 created     8 bytes   creation time, whole seconds since the Unix epoch (UTC),
                                       at most 253402300799 (9999-12-31T23:59:59Z)
-                id_len      1 byte    length of device_id, 1 .. 128
-                device_id   id_len    ASCII, matching [A-Za-z0-9][A-Za-z0-9._-]*
+                id_len      1 byte    length of device_id, 3 .. 46
+                device_id   id_len    ASCII, a valid device id (``device_id.py``: letters,
+                                      digits and hyphens, starting with a letter or digit)
                 ephemeral   32 bytes  the sender's one-time X25519 public key
                 nonce       12 bytes  random
     ciphertext              >= 16     ChaCha20-Poly1305(key, nonce, plaintext, aad = header),
@@ -30,10 +31,10 @@ Wire format, version 1 (all integers unsigned big-endian; ``||`` is concatenatio
 The whole envelope is at most 65536 bytes, and nothing may follow the signature: the layout
 leaves no byte unaccounted for, so every byte is covered by the signature and every change is
 refused. A credentials payload holds ``login_server``, ``username``, ``password``, ``slot`` and
-``expiry`` (see ``device_agent.state.credentials``); a command payload holds ``command`` ("wipe",
-"pull", ...) and its arguments.
+``expiry`` (read by ``device_agent.state.credentials``); a command payload holds ``command``
+("wipe", "pull", ...) and its arguments.
 
-``open_envelope`` raises one ``EnvelopeError`` subclass per reason (``envelope_errors``, which
+``open_envelope`` raises one ``EnvelopeError`` subclass per reason (``errors``, which
 gives the order of the checks). ChaCha20-Poly1305 rather than AES-GCM because many Raspberry Pi
 class CPUs (the Pi 3 and 4 among them) have no AES instructions.
 """
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +58,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from device_agent.protocol.device_id import is_valid_device_id
 from device_agent.protocol.errors import (  # re-exported: part of this module's interface
     BadSignature,
     DecryptFailed,
@@ -72,7 +73,6 @@ from device_agent.protocol.errors import EnvelopeError as EnvelopeError
 MAGIC = b"FLEV"
 FORMAT_VERSION = 1
 MAX_ENVELOPE_BYTES = 65536
-MAX_DEVICE_ID_LENGTH = 128
 MAX_VERSION = 2**63 - 1
 MAX_CREATED = 253402300799
 KEY_BYTES = 32
@@ -83,7 +83,6 @@ SIGNATURE_CONTEXT = b"fleet/v1 envelope signature\x00"
 KEY_INFO_LABEL = b"fleet/v1 envelope key\x00"
 
 _FIXED = struct.Struct(">4sBBQQB")  # magic, format, kind, version, created, id_len
-_DEVICE_ID_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_DEVICE_ID_LENGTH - 1}}}")
 MIN_ENVELOPE_BYTES = _FIXED.size + 1 + KEY_BYTES + NONCE_BYTES + TAG_BYTES + SIGNATURE_BYTES
 
 
@@ -133,10 +132,6 @@ def _canonical_json(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
-
-
-def is_valid_device_id(device_id: object) -> bool:
-    return isinstance(device_id, str) and _DEVICE_ID_RE.fullmatch(device_id) is not None
 
 
 def seal(

@@ -29,7 +29,7 @@ from device_agent.runtime.status import StatusTracker
 from device_agent.runtime.token_check import PasswordCheck, endpoint_checker
 from device_agent.state.config import AgentConfig
 from device_agent.state.enrollment import Enrollment
-from device_agent.state.keys import DeviceKeys, ed25519_public_from_b64
+from device_agent.state.keys import DeviceKeys, server_key_from_b64
 from device_agent.state.store import CredentialStore
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Agent:
         self.handler = EnvelopeHandler(
             device_id=enrollment.device_id,
             device_key=keys.x25519,
-            server_key=ed25519_public_from_b64(enrollment.server_signing_key),
+            server_key=server_key_from_b64(enrollment.server_signing_key),
             store=store,
             check_password=check_password
             or endpoint_checker(registry.token_endpoint, registry.service),

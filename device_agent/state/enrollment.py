@@ -14,16 +14,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device_agent.protocol import topics as wire_topics
 from device_agent.protocol.device_id import is_valid_device_id
+from device_agent.protocol.keys import ed25519_public_from_b64
 from device_agent.state.atomic import PRIVATE_MODE, write_atomic
-from device_agent.state.keys import ed25519_public_from_b64
 
 FILENAME = "enrollment.json"
 FILE_FORMAT = 1
 MAX_FILE_BYTES = 64 * 1024
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
-TOPIC_ROOT = "fleet/v1/devices"
-TOPIC_NAMES = ("credentials", "commands", "status")
 MQTT_WILDCARDS = frozenset("+#")
 
 
@@ -109,8 +108,8 @@ def _topics(device_id: str, given: object) -> dict[str, str]:
     """The answer's topics, each a literal topic (no wildcard) under the device's own root."""
     given = given if isinstance(given, dict) else {}
     topics: dict[str, str] = {}
-    for name in TOPIC_NAMES:
-        topic = given.get(name, f"{TOPIC_ROOT}/{device_id}/{name}")
+    for name in wire_topics.LEAVES:
+        topic = given.get(name, wire_topics.device_topic(device_id, name))
         if not isinstance(topic, str) or not topic or MQTT_WILDCARDS & set(topic):
             raise InvalidEnrollment(f"mqtt.topics.{name} is not a literal topic")
         topics[name] = topic

@@ -7,13 +7,11 @@
 
 Private key files are created with mode 0600 through ``write_atomic`` (never ``chmod``-ed after
 the write), never overwritten once they exist, and refused when group or others may read them.
-Public keys travel as base64 (standard alphabet, padded) of their 32 raw bytes.
+Public keys are written as they travel (``device_agent.protocol.keys``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import stat
 from dataclasses import dataclass
@@ -21,15 +19,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
-    PublicFormat,
     load_pem_private_key,
 )
 
+from device_agent.protocol.keys import InvalidPublicKey, ed25519_public_from_b64, public_key_b64
 from device_agent.state.atomic import PRIVATE_MODE, write_atomic
 
 X25519_FILE = "device_x25519.key"
@@ -40,7 +38,6 @@ STATE_DIR_MODE = 0o700
 MAX_KEY_FILE_BYTES = 4096
 
 K = TypeVar("K", X25519PrivateKey, Ed25519PrivateKey)
-PublicKey = X25519PublicKey | Ed25519PublicKey
 
 
 class KeyFileError(Exception):
@@ -64,26 +61,12 @@ class DeviceKeys:
         return public_key_b64(self.ed25519.public_key())
 
 
-def public_key_b64(key: PublicKey) -> str:
-    return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode("ascii")
-
-
-def _raw_from_b64(text: str) -> bytes:
+def server_key_from_b64(text: str) -> Ed25519PublicKey:
+    """The server's signing key from its base64 text; ``KeyFileError`` when it is not one."""
     try:
-        raw = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyFileError("public key is not base64") from None
-    if len(raw) != 32:
-        raise KeyFileError("public key must be 32 raw bytes")
-    return raw
-
-
-def x25519_public_from_b64(text: str) -> X25519PublicKey:
-    return X25519PublicKey.from_public_bytes(_raw_from_b64(text))
-
-
-def ed25519_public_from_b64(text: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(_raw_from_b64(text))
+        return ed25519_public_from_b64(text)
+    except InvalidPublicKey as error:
+        raise KeyFileError(str(error)) from None
 
 
 def _read_private_file(path: Path) -> bytes:
@@ -144,7 +127,7 @@ def load_device_keys(state_dir: Path) -> DeviceKeys:
 
 def save_server_public_key(state_dir: Path, key_b64: str) -> Ed25519PublicKey:
     """Keep the server's signing key received at enrollment (checked before it is written)."""
-    key = ed25519_public_from_b64(key_b64)
+    key = server_key_from_b64(key_b64)
     os.makedirs(state_dir, mode=STATE_DIR_MODE, exist_ok=True)
     write_atomic(state_dir / SERVER_KEY_FILE, (public_key_b64(key) + "\n").encode(), PUBLIC_MODE)
     return key
@@ -158,4 +141,4 @@ def load_server_public_key(state_dir: Path) -> Ed25519PublicKey:
         raise KeyFileError(f"{path} is missing: enroll first") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"cannot read {path}: {exc}") from None
-    return ed25519_public_from_b64(text)
+    return server_key_from_b64(text)

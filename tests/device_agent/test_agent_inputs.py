@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.protocol.device_id import default_device_id, is_valid_device_id
+from device_agent.commands.default_id import default_device_id
+from device_agent.protocol.device_id import is_valid_device_id
 from device_agent.pull.images import ImageRef, InvalidImage, parse_image
 from device_agent.state.config import AgentConfig, ConfigError, load_config, parse_config
 
