@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent.protocol import messages
 from device_agent.protocol.envelope import Kind
+from device_agent.protocol.messages import PullResult
 from device_agent.pull import auth_file
 from device_agent.pull.backend import PullRequest
 from device_agent.pull.images import InvalidImage, parse_image
@@ -223,6 +223,6 @@ class Agent:
     def _pull_finished(self, done: PullDone) -> None:
         now = self._clock()
         self.schedule.finished(done.name, ok=done.ok, now=now)
-        result = messages.pull(done.full_name, ok=done.ok, digest=done.digest, error=done.error)
+        result = PullResult.now(done.full_name, ok=done.ok, digest=done.digest, error=done.error)
         self.link.publish(result)
         self.status.pulled(result, auth_failed=done.auth_failed)

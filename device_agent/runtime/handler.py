@@ -21,12 +21,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from device_agent.protocol import messages
+from device_agent import __version__
 from device_agent.protocol.envelope import (
     EnvelopeError,
     Kind,
@@ -34,6 +33,7 @@ from device_agent.protocol.envelope import (
     claimed_version,
     open_envelope,
 )
+from device_agent.protocol.messages import COMMAND, CREDENTIALS, Ack, Hello, Reject, StatusMessage
 from device_agent.runtime.token_check import PasswordCheck, Verdict
 from device_agent.state.credentials import Credentials, InvalidCredentials
 from device_agent.state.store import CredentialStore
@@ -47,7 +47,7 @@ MAX_PULL_IMAGES = 100
 
 @dataclass
 class Outcome:
-    statuses: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[StatusMessage] = field(default_factory=list)
     pull: tuple[str, ...] | None = None  # () means the configured images
     credentials_changed: bool = False
     check_pending: bool = False  # a staged password waits for the token endpoint
@@ -111,25 +111,24 @@ class EnvelopeHandler:
         staged = self.store.staged()
         return Outcome() if staged is None else self._prove(staged)
 
-    def hello(self) -> dict[str, Any]:
+    def hello(self) -> Hello:
         """The hello message: the proven credential's version (never a staged one: the server
         takes it as an acknowledgement) and the last command carried out."""
         current = self.store.current()
-        return messages.hello(
-            {
-                messages.CREDENTIALS: current.version if current else 0,
-                messages.COMMAND: self.store.last_version(messages.COMMAND),
-            }
-        )
+        versions = {
+            CREDENTIALS: current.version if current else 0,
+            COMMAND: self.store.last_version(COMMAND),
+        }
+        return Hello(versions=versions, agent=__version__)
 
-    def _ack_again(self, opened: Opened) -> list[dict[str, Any]]:
+    def _ack_again(self, opened: Opened) -> list[StatusMessage]:
         """A copy of what is already held and proven is acknowledged again: the server sends
         it again only when it never heard the first acknowledgement."""
         if opened.kind is Kind.COMMAND:
-            return [messages.ack_command(opened.version)]
+            return [Ack(COMMAND, opened.version)]
         current = self.store.current()
         if current is not None and current.version == opened.version:
-            return [messages.ack_credentials(current.version, current.slot)]
+            return [Ack(CREDENTIALS, current.version, current.slot)]
         return []  # staged, still being proven: its acknowledgement comes after the check
 
     # -- credentials ----------------------------------------------------------------------
@@ -154,7 +153,7 @@ class EnvelopeHandler:
         if verdict is Verdict.WORKS:
             self.store.promote()
             log.info("credentials version %d (%s) in use", staged.version, staged.slot)
-            ack = messages.ack_credentials(staged.version, staged.slot)
+            ack = Ack(CREDENTIALS, staged.version, staged.slot)
             return Outcome(statuses=[ack], credentials_changed=True)
         if verdict is Verdict.REFUSED:
             self.store.discard_staged()
@@ -179,7 +178,7 @@ class EnvelopeHandler:
                 return self._refuse(Kind.COMMAND, opened.version, "InvalidPayload", "bad images")
             self.store.record_version(Kind.COMMAND.value, opened.version)
             log.info("pull command version %d: %d image(s)", opened.version, len(images))
-            return Outcome(statuses=[messages.ack_command(opened.version)], pull=tuple(images))
+            return Outcome(statuses=[Ack(COMMAND, opened.version)], pull=tuple(images))
         self.store.record_version(Kind.COMMAND.value, opened.version)
         return self._refuse(Kind.COMMAND, opened.version, "UnknownCommand", repr(command)[:80])
 
@@ -195,7 +194,7 @@ class EnvelopeHandler:
             log.warning("wipe command version %d: registry credentials forgotten", version)
             changed = True
         self.store.record_version(Kind.COMMAND.value, version)
-        return Outcome(statuses=[messages.ack_command(version)], credentials_changed=changed)
+        return Outcome(statuses=[Ack(COMMAND, version)], credentials_changed=changed)
 
     # -- refusals -------------------------------------------------------------------------
     def _refuse(self, kind: Kind, version: int | None, reason: str, detail: str) -> Outcome:
@@ -205,7 +204,7 @@ class EnvelopeHandler:
         )
         if not self._may_report():
             return Outcome()
-        return Outcome(statuses=[messages.reject(kind.value, version, reason)])
+        return Outcome(statuses=[Reject(kind.value, version, reason)])
 
     def _may_report(self) -> bool:
         now = self._clock()

@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_agent.protocol import messages
+from device_agent.protocol.messages import Hello, StatusMessage
 from device_agent.runtime.backoff import Backoff
 from device_agent.state.enrollment import MqttLogin
 
@@ -50,7 +51,7 @@ class MqttLink:
         client_id: str,
         subscriptions: list[str],
         on_message: Callable[[str, bytes], None],
-        hello: Callable[[], dict[str, Any]],
+        hello: Callable[[], Hello],
         on_state: Callable[[bool], None],
         backoff: Backoff,
         keepalive_s: int,
@@ -103,7 +104,7 @@ class MqttLink:
             self._changed.notify_all()
         self._thread.join(STOP_TIMEOUT_S)
 
-    def publish(self, message: dict[str, Any]) -> None:
+    def publish(self, message: StatusMessage) -> None:
         """QoS 1 on the status topic; kept by paho (bounded) while disconnected."""
         self._outbox.append(messages.encode(message))
         self._flush()

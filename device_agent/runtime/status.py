@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.protocol import messages
+from device_agent.protocol.messages import PullResult
 from device_agent.runtime.handler import EnvelopeHandler
 from device_agent.state import status_file
 from device_agent.state.credentials import Credentials
@@ -59,11 +60,11 @@ class StatusTracker:
         self._connected = connected
         self._connected_since = messages.now_iso() if connected else None
 
-    def pulled(self, result: dict[str, Any], *, auth_failed: bool) -> None:
-        entry = {**result, "auth_failed": auth_failed}
+    def pulled(self, result: PullResult, *, auth_failed: bool) -> None:
+        entry = {**result.wire(), "auth_failed": auth_failed}
         self._last_pull = entry
-        self._pulls.pop(result["image"], None)
-        self._pulls[result["image"]] = entry
+        self._pulls.pop(result.image, None)
+        self._pulls[result.image] = entry
         while len(self._pulls) > MAX_IMAGES_TRACKED:
             self._pulls.pop(next(iter(self._pulls)))
 
