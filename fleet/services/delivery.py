@@ -16,11 +16,11 @@ from typing import Protocol
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from device_agent.protocol.envelope import Kind
-from device_agent.protocol.messages import (
+from device_agent.protocol import (
     Ack,
     Hello,
     InvalidStatus,
+    Kind,
     Reject,
     StatusNotJson,
     StatusTooLarge,
