@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from device_agent.protocol import topics as wire
 from device_agent.protocol.device_id import MAX_LENGTH as MAX_DEVICE_ID_LENGTH
-from device_agent.protocol.device_id import MIN_LENGTH as MIN_DEVICE_ID_LENGTH
-from device_agent.protocol.device_id import (
-    RULE,
-    is_valid_device_id,
-)
+from device_agent.protocol.device_id import RULE, is_valid_device_id
 from device_agent.protocol.topics import (
     ALL_COMMANDS_TOPICS,
     ALL_CREDENTIALS_TOPICS,
@@ -32,7 +28,6 @@ __all__ = [
     "COMMANDS",
     "CREDENTIALS",
     "MAX_DEVICE_ID_LENGTH",
-    "MIN_DEVICE_ID_LENGTH",
     "STATUS",
     "TOPIC_ROOT",
     "commands_topic",
