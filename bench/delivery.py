@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from device_agent.keys import public_key_b64
+from device_agent.protocol.keys import public_key_b64
 from tests.e2e.fleet_process import FleetServer
 from tests.support.mosquitto import Mosquitto
 
@@ -65,8 +65,8 @@ def simulate(devices: list[dict[str, Any]], ready: Any, acks: Any, stop: Any) ->
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from device_agent.envelope import EnvelopeError, open_envelope
-    from device_agent.keys import ed25519_public_from_b64
+    from device_agent.protocol.envelope import EnvelopeError, open_envelope
+    from device_agent.protocol.keys import ed25519_public_from_b64
 
     clients = []
     for device in devices:

@@ -25,7 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import create_engine, event, insert, text, update
 
-from device_agent.keys import public_key_b64
+from device_agent.protocol.keys import public_key_b64
 from fleet.bootstrap import initialise
 from fleet.config import load_settings
 from fleet.db.devices import Device, DeviceGroup

@@ -10,10 +10,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from device_agent.atomic import PRIVATE_MODE, write_atomic
 from fleet.config import Settings
 from fleet.credentials import MIN_SECRET_KEY_BYTES, SecretHasher
-from fleet.data_dir import create_private_database, make_private_directory, tighten
+from fleet.data_dir import (
+    create_private_database,
+    make_private_directory,
+    tighten,
+    write_private_file,
+)
 from fleet.db.engine import Database
 from fleet.db.migrate import upgrade
 from fleet.domain.errors import FleetError
@@ -42,7 +46,7 @@ def load_secret_key(settings: Settings, *, create: bool = False) -> bytes:
     elif create:
         key = secrets.token_bytes(MIN_SECRET_KEY_BYTES)
         settings.secret_key_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(settings.secret_key_file, base64.b64encode(key) + b"\n", PRIVATE_MODE)
+        write_private_file(settings.secret_key_file, base64.b64encode(key) + b"\n")
     else:
         raise NotInitialisedError(
             f"no secret key: run `fleet init` (it writes {settings.secret_key_file}) "
@@ -84,7 +88,7 @@ def load_envelope_key(settings: Settings, *, create: bool = False) -> Ed25519Pri
         serialization.NoEncryption(),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, pem, PRIVATE_MODE)
+    write_private_file(path, pem)
     return key
 
 

@@ -3,13 +3,16 @@
 It holds the secret key, the signing keys and (on SQLite) the database. SQLite creates its
 ``-wal`` and ``-shm`` files with the database file's own mode, so the database is made 0600
 before SQLite first opens it. ``fleet init`` also tightens what an earlier version (or a loose
-umask) left open.
+umask) left open. The keys are written with ``write_private_file``: whole or not at all, and
+never readable by others, not even for an instant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -20,6 +23,28 @@ log = logging.getLogger(__name__)
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def write_private_file(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old bytes or the new ones: a new
+    file beside it, created with ``mode`` (less the umask) and synced, is renamed over it, and
+    the rename synced in turn."""
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        with os.fdopen(os.open(staging, flags, mode), "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staging, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def make_private_directory(path: Path) -> None:

@@ -51,19 +51,7 @@ def validate_resource_name(name: str, kind: str) -> str:
     return name
 
 
-_DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{2,45}")
 DEVICE_TOKEN_PREFIX = "dev-"
-
-
-def validate_device_id(device_id: str) -> str:
-    """3 to 46 letters, digits and hyphens: it names a token, an MQTT login and topics."""
-    if _DEVICE_ID_RE.fullmatch(device_id) is None:
-        raise ValidationError(
-            f"invalid device id {device_id!r}: use 3 to 46 letters, digits and hyphens, "
-            "starting with a letter or digit",
-            code="InvalidDeviceId",
-        )
-    return device_id
 
 
 def device_token_name(device_id: str) -> str:

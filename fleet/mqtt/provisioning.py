@@ -37,7 +37,8 @@ from fleet.mqtt.errors import DynsecConflictError, DynsecNotFoundError
 log = logging.getLogger(__name__)
 
 DEVICE_ROLE_PREFIX = "device-"
-# The agent connects as CLIENT_ID_PREFIX + device id (device_agent/mqtt_link.py): keep them equal.
+# The agent connects as CLIENT_ID_PREFIX + device id (device_agent/runtime/mqtt_link.py):
+# keep them equal.
 DEVICE_CLIENT_ID_PREFIX = "fleet-agent-"
 SERVER_ROLE = "fleet-server"
 ROLE_PRIORITY = 0

@@ -1,72 +1,68 @@
-"""Topic names for one device, and the device-id check that keeps them literal.
-
-A device id becomes one topic level and part of the device's ACL. The check allows letters,
-digits, ``.``, ``_`` and ``-`` only, so an id can never carry an MQTT wildcard (``+``, ``#``),
-a level separator (``/``), a ``$`` prefix, NUL or any other control character, and so can never
-widen an ACL beyond that one device.
+"""The server's side of the topic names and the device-id rule: both are defined once, in
+``device_agent.protocol`` (``topics``, ``device_id``); this adapter raises the server's
+``ValidationError(code="InvalidDeviceId")`` instead of the protocol's ``InvalidDeviceId``, for the
+MQTT provisioning, the delivery and the enrollment check of the services.
 """
 
 from __future__ import annotations
 
-import re
-
+from device_agent.protocol import topics as wire
+from device_agent.protocol.device_id import MAX_LENGTH as MAX_DEVICE_ID_LENGTH
+from device_agent.protocol.device_id import RULE, is_valid_device_id
+from device_agent.protocol.topics import (
+    ALL_COMMANDS_TOPICS,
+    ALL_CREDENTIALS_TOPICS,
+    ALL_STATUS_TOPICS,
+    COMMANDS,
+    CREDENTIALS,
+    STATUS,
+    TOPIC_ROOT,
+    device_id_from_status_topic,
+)
 from fleet.domain.errors import ValidationError
 
-TOPIC_ROOT = "fleet/v1/devices"
-CREDENTIALS = "credentials"
-COMMANDS = "commands"
-STATUS = "status"
-MAX_DEVICE_ID_LENGTH = 128
-# fullmatch, never match with "$": "$" also matches before a trailing newline.
-_DEVICE_ID_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_DEVICE_ID_LENGTH - 1}}}")
-
-# What the fleet server subscribes to: every device's status topic.
-ALL_STATUS_TOPICS = f"{TOPIC_ROOT}/+/{STATUS}"
-ALL_CREDENTIALS_TOPICS = f"{TOPIC_ROOT}/+/{CREDENTIALS}"
-ALL_COMMANDS_TOPICS = f"{TOPIC_ROOT}/+/{COMMANDS}"
-
-
-def is_valid_device_id(device_id: object) -> bool:
-    return isinstance(device_id, str) and _DEVICE_ID_RE.fullmatch(device_id) is not None
+__all__ = [
+    "ALL_COMMANDS_TOPICS",
+    "ALL_CREDENTIALS_TOPICS",
+    "ALL_STATUS_TOPICS",
+    "COMMANDS",
+    "CREDENTIALS",
+    "MAX_DEVICE_ID_LENGTH",
+    "STATUS",
+    "TOPIC_ROOT",
+    "commands_topic",
+    "credentials_topic",
+    "device_filter",
+    "device_id_from_status_topic",
+    "device_prefix",
+    "is_valid_device_id",
+    "status_topic",
+    "validate_device_id",
+]
 
 
 def validate_device_id(device_id: object) -> str:
     if not is_valid_device_id(device_id):
-        raise ValidationError(
-            f"invalid device id {device_id!r}: use 1 to {MAX_DEVICE_ID_LENGTH} letters, "
-            "digits, '.', '_' or '-', starting with a letter or digit",
-            code="InvalidDeviceId",
-        )
+        raise ValidationError(f"invalid device id {device_id!r}: {RULE}", code="InvalidDeviceId")
     return str(device_id)
 
 
 def device_prefix(device_id: str) -> str:
-    return f"{TOPIC_ROOT}/{validate_device_id(device_id)}"
+    return wire.device_prefix(validate_device_id(device_id))
 
 
 def device_filter(device_id: str) -> str:
     """Every topic of one device: ``fleet/v1/devices/{id}/#``."""
-    return f"{device_prefix(device_id)}/#"
+    return wire.device_filter(validate_device_id(device_id))
 
 
 def credentials_topic(device_id: str) -> str:
-    return f"{device_prefix(device_id)}/{CREDENTIALS}"
+    return wire.credentials_topic(validate_device_id(device_id))
 
 
 def commands_topic(device_id: str) -> str:
-    return f"{device_prefix(device_id)}/{COMMANDS}"
+    return wire.commands_topic(validate_device_id(device_id))
 
 
 def status_topic(device_id: str) -> str:
-    return f"{device_prefix(device_id)}/{STATUS}"
-
-
-def device_id_from_status_topic(topic: str) -> str | None:
-    """The device id of a status topic, or None when the topic is not one."""
-    root, sep, rest = topic.partition(f"{TOPIC_ROOT}/")
-    if root or not sep:
-        return None
-    device_id, sep, leaf = rest.partition("/")
-    if not sep or leaf != STATUS or not is_valid_device_id(device_id):
-        return None
-    return device_id
+    return wire.status_topic(validate_device_id(device_id))

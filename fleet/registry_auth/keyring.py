@@ -32,7 +32,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from device_agent.atomic import PRIVATE_MODE, write_atomic
+from fleet.data_dir import FILE_MODE as PRIVATE_MODE
+from fleet.data_dir import write_private_file as write_atomic
 from fleet.domain.errors import ValidationError
 from fleet.registry_auth.keys import SigningKey, generate_signing_key
 from fleet.registry_auth.tokens import DEFAULT_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME, REGISTRY_LEEWAY

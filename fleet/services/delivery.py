@@ -8,16 +8,24 @@ and is retried with backoff by the reconciler. Envelopes are sealed and queued b
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from device_agent.envelope import Kind
+from device_agent.protocol import (
+    Ack,
+    Hello,
+    InvalidStatus,
+    Kind,
+    Reject,
+    StatusNotJson,
+    StatusTooLarge,
+    parse_status,
+)
 from fleet.db.devices import ACTIVE, DELIVERY_ACKED, DELIVERY_PENDING, Delivery, Device
 from fleet.db.models import AuditEvent, TokenPassword
 from fleet.mqtt import topics
@@ -30,7 +38,6 @@ log = logging.getLogger(__name__)
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=1)
 PUBLISH_BATCH = 500
-MAX_STATUS_BYTES = 4096
 # Refusals that no redelivery can cure: the password failed at the token endpoint, or the
 # payload could not be read. Anything else (a replay, a stale version) is noise.
 REORDER_WINDOW = timedelta(minutes=2)
@@ -129,18 +136,19 @@ class DeliveryService:
 
     # -- what devices say ------------------------------------------------------------------
     def handle_status(self, device_id: str, raw: bytes) -> None:
-        """One message from ``fleet/v1/devices/{id}/status``; bad ones are dropped, logged."""
-        if len(raw) > MAX_STATUS_BYTES:
+        """One message from ``fleet/v1/devices/{id}/status``; bad ones are dropped, logged.
+        The one parser of both sides reads it (``device_agent.protocol.messages``)."""
+        try:
+            message = parse_status(raw)
+        except StatusTooLarge:
             log.warning("dropped an oversized status message from %s", device_id)
             return
-        try:
-            message = json.loads(raw)
-        except ValueError:
+        except StatusNotJson:
             log.warning("dropped a status message from %s that is not JSON", device_id)
             return
-        if not isinstance(message, dict):
+        except InvalidStatus as error:
+            log.debug("dropped a status message from %s: %s", device_id, error)
             return
-        kind = message.get("type")
         republish: list[int] = []
         with self.ctx.db.session() as s:
             # Written first, then read: the write locks the device's row (PostgreSQL) or the
@@ -154,30 +162,29 @@ class DeliveryService:
             device = s.exec(select(Device).where(Device.device_id == device_id)).first()
             if device is None:
                 return
-            if kind == "hello":
-                if self._hello(s, device, message.get("versions")):
+            if isinstance(message, Hello):
+                if self._hello(s, device, message.versions):
                     republish.append(device.id)  # type: ignore[arg-type]
-            elif kind == "ack":
+            elif isinstance(message, Ack):
                 self._ack(s, device, message)
-            elif kind == "reject":
+            elif isinstance(message, Reject):
                 if self._reject(s, device, message):
                     republish.append(device.id)  # type: ignore[arg-type]
-            elif kind == "pull":
+            else:  # a pull's result
                 device.last_pull_at = self.ctx.clock()
-                device.last_pull_ok = bool(message.get("ok"))
-                detail = message.get("image") if device.last_pull_ok else message.get("error")
-                device.last_pull_detail = str(detail)[:500] if detail else None
+                device.last_pull_ok = message.ok
+                detail = message.image if message.ok else message.error
+                device.last_pull_detail = detail[:500] if detail else None
         if republish:
             self.publish_pending(republish)
 
-    def _hello(self, s: Session, device: Device, versions: Any) -> bool:
+    def _hello(self, s: Session, device: Device, held: Mapping[str, int]) -> bool:
         """Acknowledge what the device holds; True when something newer is pending.
 
         A device holding less than it once acknowledged has lost its credentials (a corrupt
         store, a reinstall): the server keeps no password it could send again, so it issues
         a new one.
         """
-        held = versions if isinstance(versions, dict) else {}
         pending = s.exec(
             select(Delivery).where(
                 Delivery.device_pk == device.id, Delivery.state == DELIVERY_PENDING
@@ -186,12 +193,12 @@ class DeliveryService:
         newer = False
         for row in pending:
             have = held.get(row.kind)
-            if isinstance(have, int) and have >= row.version:
+            if have is not None and have >= row.version:
                 self._mark_acked(s, device, row)
             else:
                 newer = True
         have = held.get(Kind.CREDENTIALS.value)
-        lost = isinstance(have, int) and have < device.acked_credentials_version
+        lost = have is not None and have < device.acked_credentials_version
         if (
             lost
             and not any(r.kind == Kind.CREDENTIALS.value for r in pending)
@@ -214,15 +221,15 @@ class DeliveryService:
         return acked_at is not None and self.ctx.clock() - acked_at < REORDER_WINDOW
 
     @staticmethod
-    def _refused_newest(device: Device, message: dict[str, Any]) -> bool:
+    def _refused_newest(device: Device, message: Reject) -> bool:
         """The device refused the newest password it was sent: that one will never do."""
         return (
-            message.get("kind") == Kind.CREDENTIALS.value
-            and message.get("reason") in FINAL_REJECTIONS
-            and message.get("version") == device.last_version
+            message.kind == Kind.CREDENTIALS.value
+            and message.reason in FINAL_REJECTIONS
+            and message.version == device.last_version
         )
 
-    def _reject(self, s: Session, device: Device, message: dict[str, Any]) -> bool:
+    def _reject(self, s: Session, device: Device, message: Reject) -> bool:
         """A refusal; True when it got the device a new password (to be published)."""
         acted = device.status == ACTIVE and self._refused_newest(device, message)
         if acted and not self._reissue(s, device):
@@ -233,8 +240,8 @@ class DeliveryService:
             f"device:{device.device_id}",
             "device.envelope.reject",
             device.device_id,
-            version=message.get("version"),
-            reason=str(message.get("reason"))[:100],
+            version=message.version,
+            reason=message.reason[:100],
         )
         return acted
 
@@ -297,10 +304,8 @@ class DeliveryService:
                     windowSeconds=round(window_s),
                 )
 
-    def _ack(self, s: Session, device: Device, message: dict[str, Any]) -> None:
-        version = message.get("version")
-        if not isinstance(version, int):
-            return
+    def _ack(self, s: Session, device: Device, message: Ack) -> None:
+        version = message.version
         row = s.exec(
             select(Delivery).where(Delivery.device_pk == device.id, Delivery.version == version)
         ).first()

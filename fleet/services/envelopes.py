@@ -16,8 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from device_agent.envelope import Kind, seal
-from device_agent.keys import x25519_public_from_b64
+from device_agent.protocol import Kind, seal, x25519_public_from_b64
 from fleet.db.devices import DELIVERY_PENDING, DELIVERY_SUPERSEDED, Delivery, Device
 from fleet.mqtt import topics
 from fleet.services.context import ServiceContext

@@ -33,7 +33,7 @@ from sqlalchemy import Table, desc, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from device_agent.envelope import Kind
+from device_agent.protocol import Kind
 from fleet.db.devices import ACTIVE, Delivery, Device
 from fleet.db.models import ActivityHourly, LoginFailureHourly, SchedulerRun
 from fleet.services import device_filters as filters

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from device_agent.envelope import Kind
+from device_agent.protocol import Kind
 from fleet.db.devices import DELIVERY_ACKED, DELIVERY_SUPERSEDED, Delivery
 from fleet.db.models import AuditEvent
 from fleet.services.context import ServiceContext, audit

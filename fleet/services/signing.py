@@ -10,8 +10,8 @@ from typing import Any
 
 import jwt
 
-from device_agent.atomic import PRIVATE_MODE
 from fleet.config import Settings
+from fleet.data_dir import FILE_MODE as PRIVATE_MODE
 from fleet.registry_auth.keyring import KeyRing
 from fleet.registry_auth.keys import SigningKey
 from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device_agent.envelope import EnvelopeError, Opened, open_envelope
-from device_agent.keys import ed25519_public_from_b64, public_key_b64
+from device_agent.protocol.envelope import EnvelopeError, Opened, open_envelope
+from device_agent.protocol.keys import ed25519_public_from_b64, public_key_b64
 from fleet.mqtt.provisioning import device_client_id
 from tests.support.timing import DEFAULT_WAIT_S, scaled
 

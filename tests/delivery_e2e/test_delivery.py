@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from device_agent.envelope import BadSignature, StaleVersion, WrongDevice
+from device_agent.protocol.envelope import BadSignature, StaleVersion, WrongDevice
 from tests.delivery_e2e.device import WireDevice
 from tests.delivery_e2e.parts import Parts
 from tests.support import skopeo

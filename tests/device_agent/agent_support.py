@@ -11,14 +11,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device_agent.enrollment import Enrollment, MqttLogin, RegistryInfo, save_enrollment
-from device_agent.envelope import Kind, seal
-from device_agent.keys import (
-    DeviceKeys,
-    load_or_create_device_keys,
-    public_key_b64,
-    save_server_public_key,
-)
+from device_agent.protocol.envelope import Kind, seal
+from device_agent.protocol.keys import public_key_b64
+from device_agent.state.enrollment import Enrollment, MqttLogin, RegistryInfo, save_enrollment
+from device_agent.state.keys import DeviceKeys, load_or_create_device_keys, save_server_public_key
 
 LOGIN_SERVER = "registry.example:5000"
 SERVICE = "fleet-registry"

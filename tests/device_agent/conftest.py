@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.agent import Agent
-from device_agent.config import AgentConfig, MqttConfig, PullConfig
-from device_agent.credentials import Credentials
-from device_agent.enrollment import Enrollment, load_enrollment
-from device_agent.keys import load_device_keys
-from device_agent.store import open_store
-from device_agent.token_check import PasswordCheck, Verdict
+from device_agent.runtime.agent import Agent
+from device_agent.runtime.token_check import PasswordCheck, Verdict
+from device_agent.state.config import AgentConfig, MqttConfig, PullConfig
+from device_agent.state.credentials import Credentials
+from device_agent.state.enrollment import Enrollment, load_enrollment
+from device_agent.state.keys import load_device_keys
+from device_agent.state.store import open_store
 from fleet.mqtt.broker_url import BrokerAddress
 from fleet.mqtt.dynsec import DynsecAdmin
 from fleet.mqtt.provisioning import provision_device, provision_server_login

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from device_agent.backoff import Backoff
-from device_agent.pull_schedule import JITTER_FRACTION, PullSchedule
+from device_agent.runtime.backoff import Backoff
+from device_agent.runtime.schedule import JITTER_FRACTION, PullSchedule
 
 IMAGE = "samples/app:1.0"
 

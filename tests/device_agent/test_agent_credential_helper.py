@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.credential_helper import NOT_FOUND, normalize_server, run
-from device_agent.credentials import Credentials
-from device_agent.store import FILENAME, CredentialStore
+from device_agent.commands.credential_helper import NOT_FOUND, normalize_server, run
+from device_agent.state.credentials import Credentials
+from device_agent.state.store import FILENAME, CredentialStore
 
 SERVER = "registry.example:5000"
 
@@ -106,7 +106,7 @@ def test_normalize_server() -> None:
 
 def test_the_program_speaks_over_stdin_and_stdout(store, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "device_agent.credential_helper", "get"],
+        [sys.executable, "-m", "device_agent.commands.credential_helper", "get"],
         input=SERVER,
         capture_output=True,
         text=True,

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from device_agent.backends import PullFailed, PullRequest
-from device_agent.credentials import Credentials
-from device_agent.engine_backend import EngineBackend
-from device_agent.images import parse_image
-from device_agent.store import CredentialStore
+from device_agent.pull.backend import PullFailed, PullRequest
+from device_agent.pull.engine_backend import EngineBackend
+from device_agent.pull.images import parse_image
+from device_agent.state.credentials import Credentials
+from device_agent.state.store import CredentialStore
 from tests.support.timing import scaled
 
 pytestmark = [
@@ -150,7 +150,7 @@ def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaem
     wrapper = helpers / "docker-credential-fleet"
     wrapper.write_text(
         f'#!/bin/sh\ncd "{REPO_ROOT}" && exec "{sys.executable}" '
-        '-m device_agent.credential_helper "$@"\n'
+        '-m device_agent.commands.credential_helper "$@"\n'
     )
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{helpers}{os.pathsep}{os.environ['PATH']}")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from device_agent import cli
-from device_agent.status_file import read_status
+from device_agent.commands import cli
+from device_agent.state.status_file import read_status
 from tests.device_agent.agent_mqtt import ServerSide
 from tests.device_agent.conftest import Device
 from tests.support.timing import scaled, wait_until
@@ -36,7 +36,7 @@ def test_run_status_and_sigterm(
         [
             sys.executable,
             "-m",
-            "device_agent.cli",
+            "device_agent.commands.cli",
             "run",
             "--state-dir",
             str(device.state_dir),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device_agent.store import FILENAME, load_state
+from device_agent.state.store import FILENAME, load_state
 from fleet.mqtt.broker_url import BrokerAddress
 from fleet.mqtt.dynsec import DynsecAdmin
 from fleet.mqtt.provisioning import disable_device, enable_device, provision_server_login

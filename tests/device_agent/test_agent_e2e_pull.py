@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device_agent.backends import PullFailed, PullRequest
-from device_agent.config import PullConfig
-from device_agent.credentials import Credentials
-from device_agent.images import parse_image
-from device_agent.oci_puller import BuiltinPuller
-from device_agent.skopeo_backend import SkopeoBackend
-from device_agent.store import load_state
-from device_agent.token_check import endpoint_checker
+from device_agent.pull.backend import PullFailed, PullRequest
+from device_agent.pull.images import parse_image
+from device_agent.pull.oci_puller import BuiltinPuller
+from device_agent.pull.skopeo_backend import SkopeoBackend
+from device_agent.runtime.token_check import endpoint_checker
+from device_agent.state.config import PullConfig
+from device_agent.state.credentials import Credentials
+from device_agent.state.store import load_state
 from tests.device_agent.agent_mqtt import ServerSide
 from tests.device_agent.agent_stack import SERVICE, AgentStack, Login
 from tests.device_agent.conftest import Device

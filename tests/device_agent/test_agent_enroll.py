@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device_agent import cli
-from device_agent.enroll import EnrollError, EnrollSecret, enroll
-from device_agent.enrollment import FILENAME, load_enrollment
-from device_agent.keys import SERVER_KEY_FILE, load_device_keys, public_key_b64
-from device_agent.store import FILENAME as STORE_FILE
+from device_agent.commands import cli
+from device_agent.commands.enroll import EnrollError, EnrollSecret, enroll
+from device_agent.protocol.keys import public_key_b64
+from device_agent.state.enrollment import FILENAME, load_enrollment
+from device_agent.state.keys import SERVER_KEY_FILE, load_device_keys
+from device_agent.state.store import FILENAME as STORE_FILE
 from tests.device_agent.agent_http import HttpServer, Reply, Request
 from tests.support.ports import free_port
 
@@ -205,7 +206,9 @@ def test_cli_enroll_exit_codes_and_output(
 
 def test_cli_enroll_defaults_the_device_id(api, tmp_path: Path, monkeypatch) -> None:
     fake, server = api
-    monkeypatch.setattr("device_agent.device_id.socket.gethostname", lambda: "RaspberryPi")
+    monkeypatch.setattr(
+        "device_agent.commands.default_id.socket.gethostname", lambda: "RaspberryPi"
+    )
     sent: list[str] = []
 
     def echo(request: Request) -> Reply:

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device_agent.credentials import Credentials
-from device_agent.envelope import Kind
-from device_agent.handler import MAX_REJECTS_PER_WINDOW, REJECT_WINDOW_S, EnvelopeHandler
-from device_agent.keys import load_or_create_device_keys
-from device_agent.store import CredentialStore, StoreState
-from device_agent.token_check import Verdict
+from device_agent.protocol.envelope import Kind
+from device_agent.runtime.handler import MAX_REJECTS_PER_WINDOW, REJECT_WINDOW_S, EnvelopeHandler
+from device_agent.runtime.token_check import Verdict
+from device_agent.state.credentials import Credentials
+from device_agent.state.keys import load_or_create_device_keys
+from device_agent.state.store import CredentialStore, StoreState
 from tests.device_agent.agent_support import FakeServer
 
 DEVICE = "rpi-0001"

@@ -13,7 +13,11 @@ PACKAGE_DIR = Path(device_agent.__file__).parent
 
 
 def test_no_agent_module_imports_the_server_stack() -> None:
-    modules = sorted(f"device_agent.{p.stem}" for p in PACKAGE_DIR.glob("*.py"))
+    modules = sorted(
+        ".".join(("device_agent", *p.relative_to(PACKAGE_DIR).with_suffix("").parts))
+        for p in PACKAGE_DIR.rglob("*.py")
+        if p.name != "__init__.py"
+    )
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.config import AgentConfig, ConfigError, load_config, parse_config
-from device_agent.device_id import default_device_id, is_valid_device_id
-from device_agent.images import ImageRef, InvalidImage, parse_image
+from device_agent.commands.default_id import default_device_id
+from device_agent.protocol.device_id import is_valid_device_id
+from device_agent.pull.images import ImageRef, InvalidImage, parse_image
+from device_agent.state.config import AgentConfig, ConfigError, load_config, parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOGIN = "registry.example:5000"

@@ -25,8 +25,8 @@ INSTALL_TIMEOUT_S = 600.0  # unscaled bound on one command (pip resolving and bu
 SMOKE = """
 from datetime import UTC, datetime
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from device_agent.envelope import open_envelope, seal
-from device_agent.keys import load_or_create_device_keys
+from device_agent.protocol.envelope import open_envelope, seal
+from device_agent.state.keys import load_or_create_device_keys
 from pathlib import Path
 import sys
 device = load_or_create_device_keys(Path(sys.argv[1]))
@@ -71,7 +71,9 @@ def test_agent_installs_alone_into_a_fresh_venv(tmp_path: Path) -> None:
         probe = run(python, "-c", f"import {module}", cwd=tmp_path)
         assert probe.returncode != 0, f"{module} is importable in the agent's venv"
         assert "ModuleNotFoundError" in probe.stderr
-    where = run(python, "-c", "import device_agent.envelope as e; print(e.__file__)", cwd=tmp_path)
+    where = run(
+        python, "-c", "import device_agent.protocol.envelope as e; print(e.__file__)", cwd=tmp_path
+    )
     assert where.returncode == 0, where.stderr
     assert where.stdout.startswith(str(env_dir)), where.stdout
 
@@ -83,7 +85,10 @@ def test_agent_installs_alone_into_a_fresh_venv(tmp_path: Path) -> None:
 
     helper = run(env_dir / "bin" / "docker-credential-fleet", "version", cwd=tmp_path)
     assert helper.returncode == 0 and "fleet-agent" in helper.stdout, helper.stderr
-    every_module = "import device_agent.agent, device_agent.builtin_child, device_agent.oci_puller"
+    every_module = (
+        "import device_agent.runtime.agent, device_agent.pull.builtin_child, "
+        "device_agent.pull.oci_puller"
+    )
     imported = run(python, "-c", every_module, cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
     not_enrolled = run(

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device_agent import keys
-from device_agent.atomic import write_atomic
-from device_agent.keys import KeyFileError
+from device_agent.protocol import keys as wire
+from device_agent.state import keys
+from device_agent.state.atomic import write_atomic
+from device_agent.state.keys import KeyFileError
 
 
 @pytest.fixture
@@ -53,8 +54,8 @@ def test_public_keys_are_base64_of_32_raw_bytes(tmp_path: Path) -> None:
     device = keys.load_or_create_device_keys(tmp_path)
     assert len(base64.b64decode(device.x25519_public_b64, validate=True)) == 32
     assert len(base64.b64decode(device.ed25519_public_b64, validate=True)) == 32
-    back = keys.x25519_public_from_b64(device.x25519_public_b64)
-    assert keys.public_key_b64(back) == device.x25519_public_b64
+    back = wire.x25519_public_from_b64(device.x25519_public_b64)
+    assert wire.public_key_b64(back) == device.x25519_public_b64
     assert "PRIVATE" not in repr(device)
 
 
@@ -104,10 +105,10 @@ def test_existing_file_is_never_overwritten(tmp_path: Path) -> None:
 
 def test_server_public_key_round_trip(tmp_path: Path) -> None:
     server = Ed25519PrivateKey.generate().public_key()
-    text = keys.public_key_b64(server)
+    text = wire.public_key_b64(server)
     keys.save_server_public_key(tmp_path, text)
     loaded = keys.load_server_public_key(tmp_path)
-    assert keys.public_key_b64(loaded) == text
+    assert wire.public_key_b64(loaded) == text
 
 
 @pytest.mark.parametrize(

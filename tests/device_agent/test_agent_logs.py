@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from device_agent.logs import FORMAT, MASK, RedactingFilter, register_secret
+from device_agent.runtime.logs import FORMAT, MASK, RedactingFilter, register_secret
 
 
 @pytest.fixture

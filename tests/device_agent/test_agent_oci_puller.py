@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.backends import PullFailed, PullRequest
-from device_agent.credentials import Credentials
-from device_agent.images import parse_image
-from device_agent.oci_puller import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, BuiltinPuller
+from device_agent.pull.backend import PullFailed, PullRequest
+from device_agent.pull.images import parse_image
+from device_agent.pull.oci_puller import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, BuiltinPuller
+from device_agent.state.credentials import Credentials
 from tests.device_agent.agent_http import HttpServer, Reply, Request
 from tests.support.timing import scaled
 

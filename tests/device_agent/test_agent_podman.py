@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from device_agent.config import PullConfig
-from device_agent.engine_backend import PODMAN_AUTH_FILE, STATE_DIR_ENV, helper_directories
-from device_agent.enroll import EnrollSecret, enroll
-from device_agent.status_file import read_status
-from device_agent.store import load_state
+from device_agent.commands.enroll import EnrollSecret, enroll
+from device_agent.pull.engine_backend import PODMAN_AUTH_FILE, STATE_DIR_ENV, helper_directories
+from device_agent.state.config import PullConfig
+from device_agent.state.status_file import read_status
+from device_agent.state.store import load_state
 from tests.device_agent.agent_stack import AgentStack, Login
 from tests.support.timing import scaled, wait_until
 

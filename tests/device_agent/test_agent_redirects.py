@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.backends import PullFailed
-from device_agent.enroll import EnrollError, EnrollSecret, enroll
-from device_agent.token_check import Verdict, check_password
+from device_agent.commands.enroll import EnrollError, EnrollSecret, enroll
+from device_agent.pull.backend import PullFailed
+from device_agent.runtime.token_check import Verdict, check_password
 from tests.device_agent import test_agent_token_check as token_check_test
 from tests.device_agent.agent_http import HttpServer, Reply, Request
 from tests.device_agent.test_agent_oci_puller import (

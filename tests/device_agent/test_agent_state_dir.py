@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from device_agent import cli
-from device_agent.config import AgentConfig
-from device_agent.enroll import EnrollError, EnrollSecret, enroll
-from device_agent.enrollment import FILENAME
-from device_agent.keys import SERVER_KEY_FILE
-from device_agent.run_cmd import build_agent
-from device_agent.state_dir import StateDirError
+from device_agent.commands import cli
+from device_agent.commands.enroll import EnrollError, EnrollSecret, enroll
+from device_agent.commands.run import build_agent
+from device_agent.state.config import AgentConfig
+from device_agent.state.enrollment import FILENAME
+from device_agent.state.keys import SERVER_KEY_FILE
+from device_agent.state.state_dir import StateDirError
 from tests.device_agent.test_agent_enroll import DEVICE, SECRET, EnrollApi, api
 
 __all__ = ["api"]

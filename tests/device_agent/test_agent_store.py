@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from device_agent.atomic import temp_files, write_atomic
-from device_agent.credentials import Credentials, InvalidCredentials
-from device_agent.store import (
+from device_agent.state.atomic import temp_files, write_atomic
+from device_agent.state.credentials import Credentials, InvalidCredentials
+from device_agent.state.store import (
     FILENAME,
     CredentialStore,
     StoreCorrupt,

@@ -24,9 +24,9 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from device_agent.atomic import temp_files
-from device_agent.credentials import Credentials
-from device_agent.store import FILENAME, CredentialStore, StoreState, load_state
+from device_agent.state.atomic import temp_files
+from device_agent.state.credentials import Credentials
+from device_agent.state.store import FILENAME, CredentialStore, StoreState, load_state
 
 KILLS = int(os.environ.get("FLEET_AGENT_CRASH_KILLS", "1000"))
 MAX_DELAY_S = 0.012  # the kill lands anywhere in the first writes: the delay is the test's input

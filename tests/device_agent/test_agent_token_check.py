@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from device_agent.credentials import Credentials
-from device_agent.token_check import Verdict, check_password, check_url
+from device_agent.runtime.token_check import Verdict, check_password, check_url
+from device_agent.state.credentials import Credentials
 from tests.device_agent.agent_http import HttpServer, Reply, Request
 from tests.support.ports import free_port
 

@@ -7,8 +7,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from device_agent.envelope import Opened, open_envelope
-from device_agent.keys import public_key_b64
+from device_agent.protocol.envelope import Opened, open_envelope
+from device_agent.protocol.keys import public_key_b64
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
 from tests.support.fake_broker import FakeBroker

@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from device_agent.envelope import StaleVersion, WrongDevice
+from device_agent.protocol.envelope import StaleVersion, WrongDevice
 from fleet.db.devices import Delivery, Device
 from fleet.db.models import AuditEvent, TokenPassword
 from fleet.domain.errors import (

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from device_agent.envelope import Opened
+from device_agent.protocol.envelope import Opened
 from fleet.db.devices import DELIVERY_PENDING, Delivery, Device, EnrollmentSecret
 from fleet.db.models import AuditEvent, Token, TokenPassword
 from fleet.domain.errors import AuthenticationError, ConflictError

@@ -34,9 +34,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from device_agent.backends import PullRequest, make_backend
-from device_agent.credentials import Credentials
-from device_agent.images import parse_image
+from device_agent.pull.backend import PullRequest
+from device_agent.pull.factory import make_backend
+from device_agent.pull.images import parse_image
+from device_agent.state.credentials import Credentials
 from tests.e2e.fleet_process import FleetServer
 from tests.e2e.stack import SERVER_ENV, Stack, ok, registry_for
 from tests.support import skopeo

@@ -18,7 +18,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from device_agent.keys import public_key_b64
+from device_agent.protocol.keys import public_key_b64
 from tests.e2e.fleet_process import FleetServer
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import POSTGRESQL, SQLITE, server_database_url

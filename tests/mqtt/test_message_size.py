@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from device_agent.envelope import MAX_ENVELOPE_BYTES
+from device_agent.protocol.envelope import MAX_ENVELOPE_BYTES
 from fleet.mqtt import topics
 from tests.support.mosquitto import SHIPPED_CONFIG, broker_config
 from tests.support.timing import scaled

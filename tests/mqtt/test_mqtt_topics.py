@@ -1,4 +1,4 @@
-"""Device ids and the topics built from them (fleet/mqtt/topics.py)."""
+"""Device ids and the topics built from them (fleet/mqtt/topics.py over device_agent.protocol)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import pytest
 from fleet.domain.errors import ValidationError
 from fleet.mqtt import topics
 
+# One device-id rule (device_agent.protocol.device_id, issue 14): 3 to 46 letters, digits and
+# hyphens. Ids this check once accepted under the old topic rule (1 to 128 characters with "."
+# and "_") are refused now, below.
 VALID_IDS = [
-    "a",
-    "Z",
-    "0",
+    "abc",
+    "Z00",
+    "000",
     "pi-0001",
-    "rpi4.kitchen_01",
+    "rpi4-kitchen-01",
     "A" * topics.MAX_DEVICE_ID_LENGTH,
-    "a..b",
-    "x-",
+    "a--b",
+    "xy-",
 ]
 
 INVALID_IDS = [
@@ -41,6 +44,12 @@ INVALID_IDS = [
     ("a%c", "percent (ACL substitution in newer brokers)"),
     ("a*", "star"),
     ("a:b", "colon"),
+    ("a", "too short"),
+    ("x-", "too short"),
+    ("rpi4.kitchen_01", "dot and underscore"),
+    ("a..b", "dot"),
+    ("a_b_c", "underscore"),
+    ("A" * 128, "too long"),
 ]
 
 

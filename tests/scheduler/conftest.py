@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from device_agent.envelope import EnvelopeError
+from device_agent.protocol.envelope import EnvelopeError
 from fleet.mqtt import topics
 from fleet.scheduler import FleetScheduler
 from fleet.services import Services

@@ -427,24 +427,26 @@ def test_the_statements_per_page_do_not_grow_with_the_fleet(
 
 # -- bulk disable and the timeline -----------------------------------------------------------
 def test_disable_many_reports_each_device(fleet: Services) -> None:
-    add(fleet, [Row("a"), Row("b"), Row("c", status=DISABLED), Row("d", status=PENDING)])
+    # Ids of the one device-id rule (3-46 characters), which the envelope's wipe checks too.
+    a, b, c, d = "pi-a", "pi-b", "pi-c", "pi-d"
+    add(fleet, [Row(a), Row(b), Row(c, status=DISABLED), Row(d, status=PENDING)])
     broker: FakeBroker = fleet.broker  # type: ignore[assignment]
-    for device_id in "abcd":
+    for device_id in (a, b, c, d):
         broker.provision_device(device_id, device_id, "pw")
     results = fleet.devices.disable_many(
-        ["a", "b", "a", "c", "gone", "d"], actor="operator:alice", reason="stolen van"
+        [a, b, a, c, "gone", d], actor="operator:alice", reason="stolen van"
     )
     assert [(r.device_id, r.outcome) for r in results] == [
-        ("a", "disabled"),
-        ("b", "disabled"),
-        ("c", "already disabled"),
+        (a, "disabled"),
+        (b, "disabled"),
+        (c, "already disabled"),
         ("gone", "not found"),
-        ("d", "disabled"),
+        (d, "disabled"),
     ]
     assert {d.device_id: d.status for d in fleet.devices.list().items} == dict.fromkeys(
-        "abcd", DISABLED
+        (a, b, c, d), DISABLED
     )
-    assert {u for u, login in broker.logins.items() if not login["enabled"]} == {"a", "b", "d"}
+    assert {u for u, login in broker.logins.items() if not login["enabled"]} == {a, b, d}
     with fleet.ctx.db.session() as s:
         events = s.exec(
             select(AuditEvent)
@@ -452,7 +454,7 @@ def test_disable_many_reports_each_device(fleet: Services) -> None:
             .order_by(col(AuditEvent.id))
         ).all()
     assert [(e.actor, e.action, e.target) for e in events] == [
-        ("operator:alice", "device.disable", d) for d in ("a", "b", "d")
+        ("operator:alice", "device.disable", target) for target in (a, b, d)
     ]
     assert all(json.loads(e.detail) == {"reason": "stolen van"} for e in events)
 

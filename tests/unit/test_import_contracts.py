@@ -11,6 +11,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import grimp
+
+import device_agent
 import fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,14 +62,48 @@ def test_the_agent_never_imports_the_server() -> None:
     assert "ignore_imports" not in agent
 
 
-def test_the_server_imports_only_the_listed_agent_modules() -> None:
-    listed = contract("The server imports from the agent only the modules listed")
+def test_the_server_imports_only_the_agent_s_protocol() -> None:
+    listed = contract("The server imports from the agent only device_agent.protocol")
     assert (listed["source_modules"], listed["forbidden_modules"]) == (["fleet"], ["device_agent"])
     assert sorted(listed["ignore_imports"]) == [
-        "fleet.** -> device_agent.atomic",
-        "fleet.** -> device_agent.envelope",
-        "fleet.** -> device_agent.keys",
+        "fleet.** -> device_agent.protocol",
+        "fleet.** -> device_agent.protocol.**",
     ]
+
+
+AGENT_SUBPACKAGES = ["commands", "runtime", "pull", "state", "protocol"]
+
+
+def test_the_agent_is_layered_commands_runtime_pull_state_protocol() -> None:
+    layers = contract("The agent's layers: commands -> runtime -> pull -> state -> protocol")
+    assert layers["type"] == "layers" and "ignore_imports" not in layers
+    assert layers["layers"] == [f"device_agent.{name}" for name in AGENT_SUBPACKAGES]
+    # Every subpackage of the agent is a layer: a new one must find its place.
+    found = {m.name for m in pkgutil.iter_modules(device_agent.__path__) if m.ispkg}
+    assert found == set(AGENT_SUBPACKAGES)
+
+
+def test_the_protocol_imports_only_the_stdlib_and_cryptography() -> None:
+    graph = grimp.build_graph("device_agent", include_external_packages=True)
+    protocol = {m for m in graph.modules if m.startswith("device_agent.protocol")}
+    outside = {
+        imported
+        for module in protocol
+        for imported in graph.find_modules_directly_imported_by(module)
+        if imported not in protocol
+    }
+    assert outside - set(sys.stdlib_module_names) == {"cryptography"}, outside
+
+
+def test_no_import_cycle_in_the_agent() -> None:
+    graph = grimp.build_graph("device_agent")
+    cycles = [
+        (module, imported)
+        for module in sorted(graph.modules)
+        for imported in graph.find_modules_directly_imported_by(module)
+        if graph.chain_exists(importer=imported, imported=module)
+    ]
+    assert cycles == []
 
 
 def test_no_entry_point_opens_a_session_or_uses_a_model() -> None:

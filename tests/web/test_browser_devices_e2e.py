@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 import requests
 
-from device_agent.enrollment import load_enrollment
-from device_agent.store import load_state
+from device_agent.state.enrollment import load_enrollment
+from device_agent.state.store import load_state
 from fleet.mqtt.provisioning import device_client_id
 from tests.delivery_e2e.device import WireDevice
 from tests.delivery_e2e.parts import SERVICE, AgentCli, Parts, delivery_parts

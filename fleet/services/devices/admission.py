@@ -15,7 +15,7 @@ from fleet.credentials import MQTT_PASSWORD_PREFIX, generate_secret
 from fleet.db.devices import ACTIVE, PENDING, Delivery, Device, DeviceGroup
 from fleet.db.models import Token, TokenPassword
 from fleet.domain.errors import ConflictError, ValidationError
-from fleet.domain.names import validate_device_id
+from fleet.mqtt.topics import validate_device_id
 from fleet.services import enrollment
 from fleet.services.context import audit
 from fleet.services.devices.base import DeviceParts, device_view, get_device
