@@ -7,7 +7,7 @@ from flask import Flask
 
 from fleet.app import create_app
 from fleet.services import Services
-from tests.registry_auth.test_endpoint import basic, get_token
+from tests.api.token_endpoint.test_endpoint import basic, get_token
 
 PULL = "repository:sample/x:pull"
 

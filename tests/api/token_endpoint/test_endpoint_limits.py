@@ -10,7 +10,7 @@ from fleet.api.token_endpoint import MAX_SCOPES
 from fleet.app import create_app
 from fleet.registry_auth.tokens import MAX_TOKEN_BYTES
 from fleet.services import Services
-from tests.registry_auth.test_endpoint import SERVICE, basic, get_token, refused_as
+from tests.api.token_endpoint.test_endpoint import SERVICE, basic, get_token, refused_as
 
 
 @pytest.fixture

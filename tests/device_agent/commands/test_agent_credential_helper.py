@@ -111,7 +111,7 @@ def test_the_program_speaks_over_stdin_and_stdout(store, tmp_path: Path) -> None
         capture_output=True,
         text=True,
         env={"FLEET_AGENT_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
         check=False,
     )
     assert done.returncode == 0, done.stderr

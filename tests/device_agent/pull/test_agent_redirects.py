@@ -17,9 +17,8 @@ import pytest
 from device_agent.backends import PullFailed
 from device_agent.enroll import EnrollError, EnrollSecret, enroll
 from device_agent.token_check import Verdict, check_password
-from tests.device_agent import test_agent_token_check as token_check_test
 from tests.device_agent.agent_http import HttpServer, Reply, Request
-from tests.device_agent.test_agent_oci_puller import (
+from tests.device_agent.pull.test_agent_oci_puller import (
     PASSWORD,
     USER,
     FakeRegistry,
@@ -27,6 +26,7 @@ from tests.device_agent.test_agent_oci_puller import (
     layout_blob,
     pull,
 )
+from tests.device_agent.runtime import test_agent_token_check as token_check_test
 
 CREDENTIALS = replace(token_check_test.CREDENTIALS, username=USER, password=PASSWORD)
 

@@ -11,7 +11,7 @@ from device_agent.config import AgentConfig, ConfigError, load_config, parse_con
 from device_agent.device_id import default_device_id, is_valid_device_id
 from device_agent.images import ImageRef, InvalidImage, parse_image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 LOGIN = "registry.example:5000"
 DIGEST = "sha256:" + "ab" * 32
 

@@ -17,7 +17,7 @@ from device_agent.enrollment import FILENAME
 from device_agent.keys import SERVER_KEY_FILE
 from device_agent.run_cmd import build_agent
 from device_agent.state_dir import StateDirError
-from tests.device_agent.test_agent_enroll import DEVICE, SECRET, EnrollApi, api
+from tests.device_agent.commands.test_agent_enroll import DEVICE, SECRET, EnrollApi, api
 
 __all__ = ["api"]
 PLANTED = "planted-by-someone-else\n"

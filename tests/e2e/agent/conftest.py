@@ -24,8 +24,9 @@ from device_agent.token_check import PasswordCheck, Verdict
 from fleet.mqtt.broker_url import BrokerAddress
 from fleet.mqtt.dynsec import DynsecAdmin
 from fleet.mqtt.provisioning import provision_device, provision_server_login
-from tests.device_agent.agent_mqtt import ServerSide
-from tests.device_agent.agent_stack import (
+from tests.device_agent.agent_support import FakeServer, enroll_directly
+from tests.e2e.agent.agent_mqtt import ServerSide
+from tests.e2e.agent.agent_stack import (
     DEVICE_GROUP,
     DEVICE_REPOSITORIES,
     ISSUER,
@@ -33,7 +34,6 @@ from tests.device_agent.agent_stack import (
     AgentStack,
     Login,
 )
-from tests.device_agent.agent_support import FakeServer, enroll_directly
 from tests.e2e.fleet_process import FleetServer
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port

@@ -36,7 +36,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI"),
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 LOGIN_SERVER = "127.0.0.1:5999"
 REFERENCE = f"{LOGIN_SERVER}/samples/app:v1"
 DIGEST = "sha256:" + "5e" * 32

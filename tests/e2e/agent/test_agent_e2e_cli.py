@@ -14,13 +14,13 @@ import pytest
 
 from device_agent import cli
 from device_agent.status_file import read_status
-from tests.device_agent.agent_mqtt import ServerSide
-from tests.device_agent.conftest import Device
+from tests.e2e.agent.agent_mqtt import ServerSide
+from tests.e2e.agent.conftest import Device
 from tests.support.timing import scaled, wait_until
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 REGISTRY_PASSWORD = "fltp_registry-password-never-printed"
 PROCESS_WAIT_S = 15.0  # unscaled bound: a fresh interpreter starts, connects, or stops
 

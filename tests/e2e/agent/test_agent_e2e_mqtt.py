@@ -13,8 +13,8 @@ from device_agent.store import FILENAME, load_state
 from fleet.mqtt.broker_url import BrokerAddress
 from fleet.mqtt.dynsec import DynsecAdmin
 from fleet.mqtt.provisioning import disable_device, enable_device, provision_server_login
-from tests.device_agent.agent_mqtt import ServerSide
-from tests.device_agent.conftest import Device
+from tests.e2e.agent.agent_mqtt import ServerSide
+from tests.e2e.agent.conftest import Device
 from tests.support.mosquitto import Mosquitto
 from tests.support.timing import wait_until
 

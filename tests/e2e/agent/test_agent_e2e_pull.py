@@ -32,9 +32,9 @@ from device_agent.oci_puller import BuiltinPuller
 from device_agent.skopeo_backend import SkopeoBackend
 from device_agent.store import load_state
 from device_agent.token_check import endpoint_checker
-from tests.device_agent.agent_mqtt import ServerSide
-from tests.device_agent.agent_stack import SERVICE, AgentStack, Login
-from tests.device_agent.conftest import Device
+from tests.e2e.agent.agent_mqtt import ServerSide
+from tests.e2e.agent.agent_stack import SERVICE, AgentStack, Login
+from tests.e2e.agent.conftest import Device
 from tests.support import skopeo
 from tests.support.oci import OciImage, read_layer_file
 from tests.support.timing import scaled

@@ -31,7 +31,7 @@ from device_agent.engine_backend import PODMAN_AUTH_FILE, STATE_DIR_ENV, helper_
 from device_agent.enroll import EnrollSecret, enroll
 from device_agent.status_file import read_status
 from device_agent.store import load_state
-from tests.device_agent.agent_stack import AgentStack, Login
+from tests.e2e.agent.agent_stack import AgentStack, Login
 from tests.support.timing import scaled, wait_until
 
 PODMAN = shutil.which("podman")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tests.cli.test_server_host import COMMAND_TIMEOUT_S, PROBE_TIMEOUT_S, START_TIMEOUT_S, _env
+from tests.e2e.cli.test_server_host import COMMAND_TIMEOUT_S, PROBE_TIMEOUT_S, START_TIMEOUT_S, _env
 from tests.support.ports import free_port
 from tests.support.timing import scaled, wait_until
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.delivery_e2e.parts import Parts, delivery_parts
+from tests.e2e.delivery.parts import Parts, delivery_parts
 from tests.support.postgres import DATABASES
 from tests.support.timing import scaled
 
 PIP_INSTALL_TIMEOUT_S = 600.0  # a bound on a failure, scaled
-AGENT_SOURCE = Path(__file__).resolve().parents[2] / "device_agent"
+AGENT_SOURCE = Path(__file__).resolve().parents[3] / "device_agent"
 
 
 @pytest.fixture(scope="session", params=DATABASES)

@@ -3,7 +3,7 @@
 token realm is that server, with a device group and its enrollment secret.
 
 Used by this directory's ``parts`` fixture and by the dashboard's end-to-end test
-(tests/web/test_browser_devices_e2e.py), which adds its operators to the same server.
+(tests/e2e/web/test_browser_devices_e2e.py), which adds its operators to the same server.
 """
 
 from __future__ import annotations

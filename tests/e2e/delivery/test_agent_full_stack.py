@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.delivery_e2e.parts import AgentCli, Parts
+from tests.e2e.delivery.parts import AgentCli, Parts
 from tests.support import skopeo
 from tests.support.oci import build_oci_image
 from tests.support.timing import scaled, wait_until

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from device_agent.envelope import BadSignature, StaleVersion, WrongDevice
-from tests.delivery_e2e.device import WireDevice
-from tests.delivery_e2e.parts import Parts
+from tests.e2e.delivery.device import WireDevice
+from tests.e2e.delivery.parts import Parts
 from tests.support import skopeo
 from tests.support.oci import build_oci_image
 from tests.support.timing import wait_until

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.delivery_e2e.device import WireDevice
-from tests.delivery_e2e.parts import Parts
-from tests.devices.races import at_once
+from tests.e2e.delivery.device import WireDevice
+from tests.e2e.delivery.parts import Parts
+from tests.services.devices.races import at_once
 
 pytestmark = pytest.mark.e2e
 

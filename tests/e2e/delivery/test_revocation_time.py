@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.delivery_e2e.device import WireDevice
-from tests.delivery_e2e.parts import SERVICE, Parts, delivery_parts
+from tests.e2e.delivery.device import WireDevice
+from tests.e2e.delivery.parts import SERVICE, Parts, delivery_parts
 from tests.e2e.stack import decode
 from tests.support import skopeo
 from tests.support.oci import OciImage, build_oci_image

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.delivery_e2e.device import WireDevice
+from tests.e2e.delivery.device import WireDevice
 from tests.e2e.fleet_process import WORKERS, FleetServer
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import DATABASES, server_database_url

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from fleet.api import PREFIX, api
-from tests.fuzz.conftest import FuzzServer, seed
+from tests.e2e.fuzz.conftest import FuzzServer, seed
 
 pytestmark = pytest.mark.e2e  # a real fleet serve and mosquitto
 
@@ -53,7 +53,7 @@ OPERATIONS = [
     for method in methods
 ]
 # Where a path parameter names a row; half the time it is replaced by the name of a row made
-# before fuzzing (tests/fuzz/conftest.py), so requests reach real rows, not only 404s.
+# before fuzzing (tests/e2e/fuzz/conftest.py), so requests reach real rows, not only 404s.
 PATH_KINDS = (
     ("/scope-maps/", "name", "scope_map"),
     ("/tokens/", "name", "token"),

@@ -33,7 +33,7 @@ from fleet.mqtt.provisioning import (
     provision_device,
 )
 from fleet.services.broker import MosquittoBroker
-from tests.mqtt.conftest import FAST_RECONNECT, WAIT_S, Login, MqttTestClient
+from tests.e2e.mqtt.conftest import FAST_RECONNECT, WAIT_S, Login, MqttTestClient
 from tests.support.mosquitto import Mosquitto
 from tests.support.timing import scaled
 

@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.fleet_process import FleetServer
 
 CHROMIUM = "/usr/bin/chromium"
-AXE = Path(__file__).resolve().parents[1] / "support" / "vendor" / "axe.min.js"
+AXE = Path(__file__).resolve().parents[2] / "support" / "vendor" / "axe.min.js"
 BLOCKING_IMPACTS = ("serious", "critical")
 
 

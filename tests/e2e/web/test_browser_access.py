@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from tests.e2e.fleet_process import FleetServer
-from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
-from tests.web.browser import axe_violations, dashboard_server
+from tests.e2e.web.browser import OPERATOR_PASSWORD as PASSWORD
+from tests.e2e.web.browser import axe_violations, dashboard_server
 
 pytestmark = pytest.mark.e2e
 

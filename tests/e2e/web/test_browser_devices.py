@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from tests.e2e.fleet_process import FleetServer
+from tests.e2e.web.browser import axe_violations, dashboard_server, sign_in, watched_page
 from tests.support.mosquitto import Mosquitto
 from tests.support.timing import scaled
-from tests.web.browser import axe_violations, dashboard_server, sign_in, watched_page
 
 pytestmark = pytest.mark.e2e
 AGENT = str(Path(sys.executable).with_name("fleet-agent"))

@@ -1,7 +1,7 @@
 """The Devices pages end to end, in a real browser over real parts (issue 11).
 
 ``fleet serve`` on mosquitto with dynamic security and a Distribution registry
-(tests/delivery_e2e/parts.py); one real agent (``fleet-agent enroll`` and ``run``, a
+(tests/e2e/delivery/parts.py); one real agent (``fleet-agent enroll`` and ``run``, a
 subprocess on its own state directory) pulling an image pushed there with skopeo, and 999 more
 devices enrolled through ``POST /api/v1/enroll`` with keys of their own, so the search has to
 find one device among 1,000. In chromium an admin finds the agent's device by its id prefix,
@@ -35,14 +35,14 @@ import requests
 from device_agent.enrollment import load_enrollment
 from device_agent.store import load_state
 from fleet.mqtt.provisioning import device_client_id
-from tests.delivery_e2e.device import WireDevice
-from tests.delivery_e2e.parts import SERVICE, AgentCli, Parts, delivery_parts
-from tests.mqtt.conftest import MqttTestClient
+from tests.e2e.delivery.device import WireDevice
+from tests.e2e.delivery.parts import SERVICE, AgentCli, Parts, delivery_parts
+from tests.e2e.mqtt.conftest import MqttTestClient
+from tests.e2e.web.browser import OPERATOR_PASSWORD, axe_violations, create_operators, watched_page
 from tests.support import skopeo
 from tests.support.oci import build_oci_image
 from tests.support.postgres import SQLITE
 from tests.support.timing import scaled, wait_until
-from tests.web.browser import OPERATOR_PASSWORD, axe_violations, create_operators, watched_page
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.fleet_process import FleetServer
-from tests.web.browser import axe_violations, dashboard_server, sign_in, watched_page
+from tests.e2e.web.browser import axe_violations, dashboard_server, sign_in, watched_page
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from tests.e2e.fleet_process import FleetServer
+from tests.e2e.web.browser import OPERATOR_PASSWORD as PASSWORD
+from tests.e2e.web.browser import axe_violations, dashboard_server
 from tests.support.timing import wait_until
-from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
-from tests.web.browser import axe_violations, dashboard_server
 
 pytestmark = pytest.mark.e2e
 FLUSH_WAIT_S = 20.0

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.stack import SERVER_ENV, Stack, denied, ok, registry_for, unauthorized
+from tests.e2e.web.browser import axe_violations, dashboard_server, sign_in, watched_page
 from tests.support.timing import scaled, wait_until
-from tests.web.browser import axe_violations, dashboard_server, sign_in, watched_page
 
 pytestmark = pytest.mark.e2e
 PAGE_TIMEOUT_S = 10.0

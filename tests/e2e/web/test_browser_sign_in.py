@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.fleet_process import FleetServer
-from tests.web.browser import OPERATOR_PASSWORD as PASSWORD
-from tests.web.browser import axe_violations, dashboard_server, watched_page
+from tests.e2e.web.browser import OPERATOR_PASSWORD as PASSWORD
+from tests.e2e.web.browser import axe_violations, dashboard_server, watched_page
 
 pytestmark = pytest.mark.e2e
 

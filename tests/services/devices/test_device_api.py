@@ -17,7 +17,7 @@ from fleet.mqtt import topics
 from fleet.services import Services
 from fleet.services.revocation import AccessEnd
 from fleet.services.views import DeviceView
-from tests.devices.conftest import new_device, status
+from tests.services.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 
 

@@ -17,7 +17,7 @@ from fleet.domain.rules import RepositoryActions
 from fleet.mqtt import topics
 from fleet.services import Services
 from tests.conftest import FakeClock
-from tests.devices.conftest import new_device, status
+from tests.services.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 
 ME = "test"

@@ -13,7 +13,7 @@ from sqlmodel import select
 from fleet.app import create_app
 from fleet.db.models import AuditEvent, TokenPassword
 from fleet.services import Services
-from tests.devices.conftest import new_device
+from tests.services.devices.conftest import new_device
 
 DEVICE = "rpi-0001"
 TOKEN = f"dev-{DEVICE}"

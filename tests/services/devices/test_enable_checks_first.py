@@ -9,7 +9,7 @@ import pytest
 from fleet.domain.errors import ConflictError
 from fleet.mqtt import topics
 from fleet.services import Services
-from tests.devices.conftest import new_device
+from tests.services.devices.conftest import new_device
 from tests.support.fake_broker import FakeBroker
 
 

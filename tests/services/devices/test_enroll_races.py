@@ -25,9 +25,9 @@ from fleet.services import Services
 from fleet.services.reconciler import Reconciler
 from fleet.services.views import DeviceView
 from tests.conftest import FakeClock
-from tests.devices.conftest import FakeDevice, new_device, status
-from tests.devices.races import at_once, split
-from tests.devices.test_device_service import snapshot
+from tests.services.devices.conftest import FakeDevice, new_device, status
+from tests.services.devices.races import at_once, split
+from tests.services.devices.test_device_service import snapshot
 from tests.support.fake_broker import FakeBroker
 
 ROUNDS = 12

@@ -8,7 +8,7 @@ from sqlmodel import select
 from fleet.db.devices import Delivery
 from fleet.db.models import TokenPassword
 from fleet.services import Services
-from tests.devices.conftest import new_device, status
+from tests.services.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 
 

@@ -22,9 +22,9 @@ from fleet.domain.errors import ValidationError
 from fleet.mqtt import topics
 from fleet.registry_auth.tokens import REGISTRY_LEEWAY
 from fleet.services import Services
+from tests.api.token_endpoint.test_endpoint import basic, get_token
 from tests.conftest import FakeClock
-from tests.devices.conftest import new_device
-from tests.registry_auth.test_endpoint import basic, get_token
+from tests.services.devices.conftest import new_device
 
 SETTLE = 1  # fleet.services.revocation.SETTLE_S, on a clock at a whole second
 
