@@ -116,7 +116,7 @@ def services(make_services) -> Services:  # type: ignore[no-untyped-def]
 # -- Hypothesis profiles ---------------------------------------------------------------------
 # HYPOTHESIS_PROFILE=nightly runs 10,000 examples per property test that does not fix its own
 # count (tests/domain/test_grant_properties.py, the envelope mutations); "ci", the default,
-# is sized for scripts/test. tests/fuzz has its own knob, FLEET_FUZZ_EXAMPLES.
+# is sized for scripts/test. tests/e2e/fuzz has its own knob, FLEET_FUZZ_EXAMPLES.
 NIGHTLY_EXAMPLES = 10_000
 settings.register_profile("ci", deadline=None)
 settings.register_profile("nightly", max_examples=NIGHTLY_EXAMPLES, deadline=None)

@@ -1,4 +1,4 @@
-"""What the schemathesis run (tests/fuzz) found, each pinned by a plain test here.
+"""What the schemathesis run (tests/e2e/fuzz) found, each pinned by a plain test here.
 
 Every answer of the API is a documented status with a body its document describes; never a 500.
 """
@@ -14,9 +14,9 @@ from fleet.api import PREFIX, api
 from fleet.app import create_app
 from fleet.services import Services
 from fleet.services.delivery import RETRY_BASE, RETRY_CAP, retry_delay
-from tests.devices.conftest import broker, fleet, new_device, secret
+from tests.services.devices.conftest import broker, fleet, new_device, secret
 
-__all__ = ["broker", "fleet", "secret"]  # fixtures of tests/devices, used here
+__all__ = ["broker", "fleet", "secret"]  # fixtures of tests/services/devices, used here
 
 
 def _refused(response: Any, *words: str) -> None:

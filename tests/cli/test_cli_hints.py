@@ -8,7 +8,7 @@ import pytest
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
 from tests.cli.conftest import Fleet
-from tests.devices.conftest import new_device
+from tests.services.devices.conftest import new_device
 from tests.support.fake_broker import FakeBroker
 
 

@@ -33,7 +33,7 @@ from fleet.scheduler import FleetScheduler
 from fleet.services import Services
 from fleet.services.leadership import FileLeadership
 from tests.conftest import FakeClock, make_settings
-from tests.devices.conftest import new_device
+from tests.services.devices.conftest import new_device
 from tests.support.fake_broker import FakeBroker
 from tests.support.postgres import fresh_schema
 

@@ -43,7 +43,7 @@ PROBE_TIMEOUT_S = 1.0
 LOG_TAIL_CHARS = 4000
 API_KEY_NAME = "e2e"
 # Every failed login in these tests comes from 127.0.0.1. The soft limiter (10 failures, then
-# 429) is proven by tests/registry_auth; here a 429 would only blur what the registry reports.
+# 429) is proven by tests/api/token_endpoint; here a 429 would only blur what the registry reports.
 LOGIN_FAILURE_BURST = 10_000
 
 

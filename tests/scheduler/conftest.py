@@ -12,7 +12,7 @@ from fleet.mqtt import topics
 from fleet.scheduler import FleetScheduler
 from fleet.services import Services
 from fleet.services.leadership import Leadership
-from tests.devices.conftest import FakeDevice, broker, fleet, new_device, secret
+from tests.services.devices.conftest import FakeDevice, broker, fleet, new_device, secret
 from tests.support.fake_broker import FakeBroker
 
 __all__ = ["broker", "fleet", "secret"]

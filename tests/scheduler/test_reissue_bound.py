@@ -14,7 +14,7 @@ from fleet.db.models import AuditEvent
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
 from tests.conftest import FakeClock
-from tests.devices.conftest import new_device
+from tests.services.devices.conftest import new_device
 from tests.support.timing import scaled
 
 LIMIT = 3

@@ -20,8 +20,8 @@ from fleet.scheduler import RETENTION_JOB_ID
 from fleet.services import Services
 from fleet.services.retention import PRUNED, RetentionService
 from tests.conftest import FakeClock
-from tests.devices.conftest import new_device
 from tests.scheduler.conftest import SchedulerFactory
+from tests.services.devices.conftest import new_device
 
 DAY = timedelta(days=1)
 

@@ -42,7 +42,7 @@ EXPIRING = "device.credentials.expiring"
 
 
 def fleet_with(make_services: MakeServices, broker: FakeBroker, **overrides: Any) -> Services:
-    """A fleet like tests/devices' ``fleet``, with settings of this test's own."""
+    """A fleet like tests/services/devices' ``fleet``, with settings of this test's own."""
     services = make_services(**overrides)
     services.broker = broker
     services.scope_maps.create(

@@ -34,7 +34,7 @@ from fleet.services.groups import get_group
 from fleet.services.paging import Page
 from fleet.services.views import DeviceView
 from tests.conftest import FakeClock
-from tests.devices.conftest import new_device
+from tests.services.devices.conftest import new_device
 from tests.support.fake_broker import FakeBroker
 from tests.support.statements import counted
 

@@ -193,7 +193,7 @@ def test_a_bad_new_map_makes_neither_token_nor_map(
 
 
 def test_device_of_names_the_owning_device_only(services: Services) -> None:
-    from tests.devices.conftest import new_device
+    from tests.services.devices.conftest import new_device
     from tests.support.fake_broker import FakeBroker
 
     services.broker = FakeBroker()

@@ -15,10 +15,6 @@ from fleet.app import create_app
 from fleet.services import Services
 from fleet.services.operators import OperatorService
 
-# One browser for the whole run, shared by every browser test module: a second Playwright
-# started beside it would find the first one's event loop and refuse to run.
-from tests.web.browser import chromium  # noqa: F401  (a fixture)
-
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -18,7 +18,7 @@ from fleet.domain.errors import NotFoundError
 from fleet.domain.rules import RepositoryActions
 from fleet.services import Services
 from tests.conftest import FakeClock
-from tests.devices.conftest import new_device, status
+from tests.services.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 from tests.support.statements import counted
 from tests.web.conftest import Browser

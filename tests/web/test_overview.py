@@ -20,7 +20,7 @@ from fleet.services.broker import MosquittoBroker
 from fleet.services.health import HealthRecorder
 from fleet.services.overview import CHART_HOURS, HourPoint, broker_state
 from tests.conftest import FakeClock
-from tests.devices.conftest import new_device, status
+from tests.services.devices.conftest import new_device, status
 from tests.support.fake_broker import FakeBroker
 from tests.web.conftest import Browser
 
