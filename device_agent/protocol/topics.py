@@ -20,6 +20,14 @@ ALL_STATUS_TOPICS = f"{TOPIC_ROOT}/+/{STATUS}"
 ALL_CREDENTIALS_TOPICS = f"{TOPIC_ROOT}/+/{CREDENTIALS}"
 ALL_COMMANDS_TOPICS = f"{TOPIC_ROOT}/+/{COMMANDS}"
 
+# A device connects with the client id CLIENT_ID_PREFIX + its id, and its broker login is
+# accepted with no other (so a leaked login cannot be used beside the device's own session).
+CLIENT_ID_PREFIX = "fleet-agent-"
+
+
+def device_client_id(device_id: str) -> str:
+    return CLIENT_ID_PREFIX + validate_device_id(device_id)
+
 
 def device_prefix(device_id: str) -> str:
     return f"{TOPIC_ROOT}/{validate_device_id(device_id)}"

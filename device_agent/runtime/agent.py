@@ -15,6 +15,7 @@ from pathlib import Path
 
 from device_agent.protocol.envelope import Kind
 from device_agent.protocol.messages import PullResult
+from device_agent.protocol.topics import device_client_id
 from device_agent.pull import auth_file
 from device_agent.pull.backend import PullRequest
 from device_agent.pull.images import InvalidImage, parse_image
@@ -23,7 +24,7 @@ from device_agent.runtime import logs
 from device_agent.runtime.backoff import Backoff
 from device_agent.runtime.handler import EnvelopeHandler, Outcome
 from device_agent.runtime.inbox import Inbox
-from device_agent.runtime.mqtt_link import CLIENT_ID_PREFIX, MqttLink
+from device_agent.runtime.mqtt_link import MqttLink
 from device_agent.runtime.schedule import PullSchedule
 from device_agent.runtime.status import StatusTracker
 from device_agent.runtime.token_check import PasswordCheck, endpoint_checker
@@ -102,7 +103,7 @@ class Agent:
         login = enrollment.mqtt
         self.link = MqttLink(
             login=login,
-            client_id=CLIENT_ID_PREFIX + enrollment.device_id,
+            client_id=device_client_id(enrollment.device_id),
             subscriptions=[login.credentials_topic, login.commands_topic],
             on_message=self._on_mqtt_message,
             hello=self.handler.hello,

@@ -1,7 +1,7 @@
 """The agent's small HTTP needs (enrollment, password checks) on the standard library alone:
 ``urllib`` costs no memory that paho's ``ssl`` import has not already paid, where ``requests``
-adds about 6 MB to the resident agent. The built-in image puller uses ``requests``, loaded only
-when it runs.
+would add megabytes to the resident agent (``python -m bench.agent_footprint``). The built-in
+image puller uses ``requests``, loaded only when it runs.
 
 Every answer comes back as a ``Response`` whatever its status; only a server that cannot be
 reached (DNS, refused, TLS, timeout) raises ``Unreachable``.

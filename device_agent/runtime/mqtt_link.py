@@ -34,7 +34,6 @@ from device_agent.state.enrollment import MqttLogin
 log = logging.getLogger(__name__)
 
 QOS = 1
-CLIENT_ID_PREFIX = "fleet-agent-"
 STABLE_CONNECTION_S = 30.0
 CONNACK_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0

@@ -37,9 +37,7 @@ from fleet.mqtt.errors import DynsecConflictError, DynsecNotFoundError
 log = logging.getLogger(__name__)
 
 DEVICE_ROLE_PREFIX = "device-"
-# The agent connects as CLIENT_ID_PREFIX + device id (device_agent/runtime/mqtt_link.py):
-# keep them equal.
-DEVICE_CLIENT_ID_PREFIX = "fleet-agent-"
+DEVICE_CLIENT_ID_PREFIX = topics.CLIENT_ID_PREFIX  # the agent's, from device_agent.protocol
 SERVER_ROLE = "fleet-server"
 ROLE_PRIORITY = 0
 ALLOW_PRIORITY = 10

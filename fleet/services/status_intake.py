@@ -20,14 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from device_agent.protocol.messages import MAX_STATUS_BYTES, TYPES
 from fleet.config import Settings
 from fleet.domain.throttle import TokenBuckets
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 10_000
-MAX_KIND_BYTES = 4096  # larger messages are not read here (the handler drops them)
-KINDS = frozenset({"hello", "ack", "reject", "pull"})
 MAX_REPORTED_DEVICES = 10_000  # per window; beyond that only the total is counted
 DEFAULT_REPORT_EVERY_S = 60.0
 MAX_BUCKETS = 500_000  # devices x kinds; the least recently heard are forgotten first
@@ -47,14 +46,14 @@ def status_limiter(settings: Settings) -> TokenBuckets:
 
 def message_kind(payload: bytes) -> str:
     """The ``type`` of a status message when it is a known one, else ``"other"``."""
-    if len(payload) > MAX_KIND_BYTES:
+    if len(payload) > MAX_STATUS_BYTES:  # not read here: the handler drops it
         return "other"
     try:
         message = json.loads(payload)
     except ValueError:
         return "other"
     kind = message.get("type") if isinstance(message, dict) else None
-    return kind if isinstance(kind, str) and kind in KINDS else "other"
+    return kind if isinstance(kind, str) and kind in TYPES else "other"
 
 
 class StatusIntake:

@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from device_agent.runtime.mqtt_link import CLIENT_ID_PREFIX as AGENT_CLIENT_ID_PREFIX
+from device_agent.protocol.topics import CLIENT_ID_PREFIX as AGENT_CLIENT_ID_PREFIX
 from fleet.config import load_settings
 from fleet.credentials import SecretHasher
 from fleet.mqtt import dynsec_commands as cmd
