@@ -1,7 +1,8 @@
 """The ``builtin`` backend as the agent uses it: the built-in puller runs in a child process
 (``python -m device_agent.pull.builtin_child``), so the long-running agent never loads ``requests``
 and gives every byte a pull needed back to the system when it ends (``python -m
-bench.agent_footprint`` measures the agent's memory after its first pull and the child's peak). Cancelling is stopping the child.
+bench.agent_footprint`` measures the agent's memory after its first pull and the child's peak).
+Cancelling is stopping the child.
 
 The request travels on the child's stdin as JSON, password included (never in its arguments or
 environment, which other local users can read); the answer comes back on stdout as

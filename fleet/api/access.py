@@ -10,8 +10,8 @@ from typing import Any
 
 from flask import request
 
-from fleet.api import api
 from fleet.api.auth import services
+from fleet.api.rest import api
 from fleet.api.schemas import AccessOut
 from fleet.api.serializers import access_json
 from fleet.domain.actions import Action

@@ -10,7 +10,6 @@ from flask import request
 from pydantic import Field
 from pydantic.alias_generators import to_camel
 
-from fleet.api import api
 from fleet.api.auth import actor, services
 from fleet.api.device_schemas import (
     DeviceList,
@@ -27,6 +26,7 @@ from fleet.api.device_schemas import (
 )
 from fleet.api.expiry import resolve_expiry
 from fleet.api.paging import page_args, page_json
+from fleet.api.rest import api
 from fleet.api.schemas import AccessEndOut, ApiModel
 from fleet.api.serializers import access_end_json
 from fleet.domain.names import device_token_name

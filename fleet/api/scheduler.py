@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import Field
 
-from fleet.api import api
 from fleet.api.auth import services
+from fleet.api.rest import api
 from fleet.api.schemas import ApiModel
 from fleet.services.outbox import OutboxStatus
 from fleet.services.scheduler_runs import RunRecord

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.api import api
 from fleet.api.auth import actor, services
 from fleet.api.paging import page_args, page_json
+from fleet.api.rest import api
 from fleet.api.schemas import (
     RepositoryRule,
     ScopeMapCreate,

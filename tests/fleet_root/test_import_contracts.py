@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grimp
+import pytest
 
 import device_agent
 import fleet
@@ -95,8 +96,9 @@ def test_the_protocol_imports_only_the_stdlib_and_cryptography() -> None:
     assert outside - set(sys.stdlib_module_names) == {"cryptography"}, outside
 
 
-def test_no_import_cycle_in_the_agent() -> None:
-    graph = grimp.build_graph("device_agent")
+@pytest.mark.parametrize("package", ["device_agent", "fleet"])
+def test_no_import_cycle(package: str) -> None:
+    graph = grimp.build_graph(package)
     cycles = [
         (module, imported)
         for module in sorted(graph.modules)
