@@ -10,7 +10,9 @@ The token endpoint's own work is a few microseconds next to gunicorn's and the s
 little for ``bench.token_endpoint`` to tell apart on a shared machine; this times it alone: a
 token whose look-up is kept (the right password), a wrong password (kept, then read again) and
 an unknown name (read every time), best of 7 loops. It uses only the service's public
-constructor, so the same script times an older tree (``PYTHONPATH=<tree>``, run from there).
+constructor, so the same script times an older tree: copy this ``bench/`` package to a
+directory DIR, then ``cd DIR && PYTHONPATH=<older tree> python -m bench.credential_lookup``
+(run from DIR, so that this ``bench`` comes first and the older tree's ``fleet`` is used).
 """
 
 from __future__ import annotations
