@@ -6,9 +6,13 @@ MQTT provisioning, the delivery and the enrollment check of the services.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from device_agent.protocol import topics as wire
 from device_agent.protocol.device_id import MAX_LENGTH as MAX_DEVICE_ID_LENGTH
-from device_agent.protocol.device_id import RULE, is_valid_device_id
+from device_agent.protocol.device_id import InvalidDeviceId, is_valid_device_id
+from device_agent.protocol.device_id import validate_device_id as check_device_id
 from device_agent.protocol.topics import (
     ALL_COMMANDS_TOPICS,
     ALL_CREDENTIALS_TOPICS,
@@ -43,28 +47,34 @@ __all__ = [
 ]
 
 
+def _server_error(build: Callable[[Any], str], device_id: object) -> str:
+    """``build(device_id)`` with the protocol's one check; its refusal as the server's error."""
+    try:
+        return build(device_id)
+    except InvalidDeviceId as error:
+        raise ValidationError(str(error), code="InvalidDeviceId") from None
+
+
 def validate_device_id(device_id: object) -> str:
-    if not is_valid_device_id(device_id):
-        raise ValidationError(f"invalid device id {device_id!r}: {RULE}", code="InvalidDeviceId")
-    return str(device_id)
+    return _server_error(check_device_id, device_id)
 
 
 def device_prefix(device_id: str) -> str:
-    return wire.device_prefix(validate_device_id(device_id))
+    return _server_error(wire.device_prefix, device_id)
 
 
 def device_filter(device_id: str) -> str:
     """Every topic of one device: ``fleet/v1/devices/{id}/#``."""
-    return wire.device_filter(validate_device_id(device_id))
+    return _server_error(wire.device_filter, device_id)
 
 
 def credentials_topic(device_id: str) -> str:
-    return wire.credentials_topic(validate_device_id(device_id))
+    return _server_error(wire.credentials_topic, device_id)
 
 
 def commands_topic(device_id: str) -> str:
-    return wire.commands_topic(validate_device_id(device_id))
+    return _server_error(wire.commands_topic, device_id)
 
 
 def status_topic(device_id: str) -> str:
-    return wire.status_topic(validate_device_id(device_id))
+    return _server_error(wire.status_topic, device_id)
