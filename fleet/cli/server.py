@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -170,17 +172,40 @@ def serve(
             self.cfg.set("keepalive", keepalive)
             self.cfg.set("accesslog", "-")
             self.cfg.set("graceful_timeout", 10)
+            if control_socket is None:
+                self.cfg.set("control_socket_disable", True)
+            else:
+                self.cfg.set("control_socket", str(control_socket))
 
         def load(self) -> Any:
             from fleet.app import create_app
 
             return create_app(settings)
 
+    control_socket = control_socket_path(settings.data_dir)
     click.echo(
         f"fleet serving on http://{host}:{port} with {workers} worker(s) of {threads} thread(s)",
         err=True,
     )
+    if control_socket is None:
+        click.echo(
+            f"gunicorn's control socket is off: {settings.data_dir / CONTROL_SOCKET} would be "
+            f"longer than the {MAX_SOCKET_PATH_BYTES} bytes a socket path may have",
+            err=True,
+        )
     Server().run()
+
+
+CONTROL_SOCKET = "gunicorn.ctl"
+MAX_SOCKET_PATH_BYTES = 107  # sun_path holds 108 bytes on Linux, the last one a NUL
+
+
+def control_socket_path(data_dir: Path) -> Path | None:
+    """gunicorn's control socket, in this server's own data directory (gunicorn's default,
+    ``~/.gunicorn/gunicorn.ctl``, is one path for every server of a user: a second server took
+    it over and the first to stop removed it). None when the path is too long for a socket."""
+    path = Path(data_dir).absolute() / CONTROL_SOCKET
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH_BYTES else None
 
 
 def _raise_open_file_limit(wanted: int) -> None:
