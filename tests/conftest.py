@@ -61,9 +61,7 @@ def _truncate_all(services: Services) -> None:
     engine = services.ctx.db.engine
     # The shared keys stay: the services just built hold them (a deployment's keys outlive
     # its rows, and a ring or envelope key made afresh would not be the one they sign with).
-    tables = [
-        t.name for t in reversed(SQLModel.metadata.sorted_tables) if t.name != "shared_keys"
-    ]
+    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables) if t.name != "shared_keys"]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))

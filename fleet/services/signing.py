@@ -4,8 +4,8 @@ The ring is the deployment's, kept in the database (:mod:`fleet.services.shared_
 server signs with the same keys. Each process rereads it at most once per
 ``RING_CHECK_INTERVAL_S`` to sign (one query for its version, none per token request; a
 refresh-token grant and the JWKS reread it on every request, so a revoked key is refused at
-once), and when it changed rewrites its own registry bundle, so the bundle in every server's data directory follows
-a rotation or revocation made by any of them within that interval.
+once), and when it changed rewrites its own registry bundle, so the bundle in every server's
+data directory follows a rotation or revocation made by any of them within that interval.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from flask import Flask
 from fleet.app import create_app
 from fleet.domain.rules import RepositoryActions
 from fleet.registry_auth.keyring import KeyRing
-from fleet.services.shared_keys import DatabaseRingStore, SharedKeys
 from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
 from fleet.services import Services
+from fleet.services.shared_keys import DatabaseRingStore, SharedKeys
 
 SERVICE = "fleet-registry"
 
