@@ -28,6 +28,7 @@ from fleet.services.context import ServiceContext
 from fleet.services.shared_keys import ENVELOPE_KEY, KEY_RING, SharedKeys, local_key_files
 
 log = logging.getLogger(__name__)
+MAX_SECRET_KEY_FILE_BYTES = 4096
 Say = Callable[[str], None]
 
 
@@ -45,18 +46,26 @@ def _decode_key(text: str) -> bytes:
 
 
 def load_secret_key(settings: Settings, *, create: bool = False) -> bytes:
+    path = settings.secret_key_path
     if settings.secret_key:
         key = _decode_key(settings.secret_key)
-    elif settings.secret_key_file.exists():
-        key = _decode_key(settings.secret_key_file.read_text())
+    elif path.exists():
+        if path.stat().st_size > MAX_SECRET_KEY_FILE_BYTES:
+            raise FleetError(f"{path} is larger than a secret key file can be")
+        key = _decode_key(path.read_text())
+    elif settings.secret_key_file:
+        raise FleetError(
+            f"FLEET_SECRET_KEY_FILE={path} does not exist: it is never created, give every "
+            "server the same file"
+        )
     elif create:
         key = secrets.token_bytes(MIN_SECRET_KEY_BYTES)
-        settings.secret_key_file.parent.mkdir(parents=True, exist_ok=True)
-        write_private_file(settings.secret_key_file, base64.b64encode(key) + b"\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_private_file(path, base64.b64encode(key) + b"\n")
     else:
         raise NotInitialisedError(
-            f"no secret key: run `fleet init` (it writes {settings.secret_key_file}) "
-            "or set FLEET_SECRET_KEY"
+            f"no secret key: run `fleet init` (it writes {path}) "
+            "or set FLEET_SECRET_KEY or FLEET_SECRET_KEY_FILE"
         )
     if len(key) < MIN_SECRET_KEY_BYTES:
         raise FleetError(f"the secret key must hold at least {MIN_SECRET_KEY_BYTES} bytes")
