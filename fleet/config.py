@@ -129,11 +129,14 @@ class Settings:
 
     @property
     def signing_key_dir(self) -> Path:
+        """Where releases before the shared keys kept the JWT key ring; ``fleet init`` moves
+        its ``keyring.json`` into the database (fleet/services/shared_keys.py)."""
         return self.data_dir / "signing-keys"
 
     @property
     def envelope_key_file(self) -> Path:
-        """The Ed25519 key that signs every envelope sent to devices."""
+        """Where releases before the shared keys kept the Ed25519 envelope signing key;
+        ``fleet init`` moves it into the database."""
         return self.data_dir / "envelope-signing.key"
 
     @property
