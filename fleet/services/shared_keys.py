@@ -50,8 +50,10 @@ ENVELOPE_KEY = "envelope-signing-key"
 NAMES = (KEY_RING, ENVELOPE_KEY)
 SEAL_PURPOSE = "shared-keys-v1"
 NONCE_BYTES = 12
-# A ring holds a few keys of about 2 KiB each; far more than that is not a ring of ours.
-MAX_SEALED_BYTES = 1024 * 1024
+# A ring holds a few keys of about 2 KiB each. Writing more than this is refused (the write
+# changes nothing), so every row stays readable; a larger row is not one of ours.
+MAX_PLAIN_BYTES = 1024 * 1024
+MAX_SEALED_BYTES = MAX_PLAIN_BYTES + 64
 
 
 class SharedKeyError(FleetError):
@@ -121,6 +123,12 @@ class SharedKeys:
             document = RingDocument(plain, row.version if plain is not None else None)
             yield document
             if document.written is not None:
+                if len(document.written) > MAX_PLAIN_BYTES:
+                    raise SharedKeyError(
+                        f"the shared key {name!r} would hold {len(document.written)} bytes, more "
+                        f"than {MAX_PLAIN_BYTES}: nothing was changed (a key ring this large "
+                        "holds hundreds of keys; let the retired ones expire and be pruned)"
+                    )
                 row.sealed = self.sealer.seal(name, document.written)
                 row.version += 1
                 row.updated_at = utcnow()
@@ -150,7 +158,7 @@ class SharedKeys:
         if not path.exists():
             return None
         data = path.read_bytes()
-        if len(data) > MAX_SEALED_BYTES:
+        if len(data) > MAX_PLAIN_BYTES:
             raise SharedKeyError(f"{path} holds {len(data)} bytes: not a key file of fleet")
         with self.locked(name) as document:
             if document.data is None:

@@ -21,7 +21,7 @@ from fleet.bootstrap import NotInitialisedError, build_services, initialise
 from fleet.config import Settings
 from fleet.db.models import SharedKey
 from fleet.registry_auth.keyring import STATE_FILE, KeyRing
-from fleet.services import Services
+from fleet.services import Services, shared_keys
 from fleet.services.shared_keys import (
     ENVELOPE_KEY,
     KEY_RING,
@@ -29,6 +29,7 @@ from fleet.services.shared_keys import (
     LocalKeyConflict,
     Sealer,
     SecretKeyMismatch,
+    SharedKeyError,
     SharedKeys,
 )
 from tests.conftest import make_settings
@@ -274,3 +275,20 @@ def test_unknown_rows_and_oversized_files_are_refused(
         keys.adopt_file(ENVELOPE_KEY, big)
     assert big.exists()
     assert keys.adopt_file(ENVELOPE_KEY, tmp_path / "absent") is None
+
+
+def test_a_rotation_past_the_rows_bound_is_refused_and_changes_nothing(
+    server: ServerSettings, opened: list[Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = initialise(server("one"))
+    opened.append(services)
+    before = rows(services)[KEY_RING]
+    with SharedKeys.of(services.ctx).locked(KEY_RING) as document:
+        size = len(document.data or b"")
+    monkeypatch.setattr(shared_keys, "MAX_PLAIN_BYTES", size + 100)  # no room for one more key
+    with pytest.raises(SharedKeyError, match="nothing was changed"):
+        services.signing.ring.rotate()
+    after = rows(services)[KEY_RING]
+    assert (after.version, after.sealed) == (before.version, before.sealed)
+    again = KeyRing.open_store(DatabaseRingStore(SharedKeys.of(services.ctx)))
+    assert [e.key.kid for e in again.entries] == [services.signing.ring.signing_key().kid]
