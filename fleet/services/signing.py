@@ -11,6 +11,7 @@ data directory follows a rotation or revocation made by any of them within that 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from fleet.registry_auth.keys import SigningKey
 from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
 from fleet.registry_auth.tokens import JWT_ALGORITHM, MAX_TOKEN_LIFETIME, MintedToken, mint
 
+log = logging.getLogger(__name__)
 REFRESH_AUDIENCE_SUFFIX = "#refresh"
 REFRESH_LIFETIME = 90 * 24 * 3600  # at most; never past the password's own expiry
 
@@ -89,7 +91,10 @@ class SigningService:
         """Reread the ring if another process changed it (one read of its version)."""
         self._refreshed = time.monotonic()
         if self.ring.refresh():
-            self.write_bundle()
+            try:
+                self.write_bundle()
+            except OSError:  # the request is answered all the same; the next change retries
+                log.exception("cannot rewrite %s", self.settings.registry_bundle_file)
 
     def _key(self) -> SigningKey:
         self._recheck()
