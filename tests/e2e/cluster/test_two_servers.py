@@ -57,6 +57,8 @@ class Cluster:
     registry: Registry
     engine: Engine
     secret: str
+    env: dict[str, str]
+    url: str
 
 
 @contextlib.contextmanager
@@ -94,7 +96,7 @@ def cluster(tmp_path: Path, *, scheduler: bool) -> Iterator[Cluster]:
                     port=registry_port,
                 ) as registry:
                     secret = one.device_group("pilots")
-                    yield Cluster(broker, one, two, registry, engine, secret)
+                    yield Cluster(broker, one, two, registry, engine, secret, env, url)
             finally:
                 two.stop()
                 engine.dispose()
@@ -174,6 +176,13 @@ def test_enrolled_through_one_rotated_through_the_other_pulls_with_either(
 ) -> None:
     with cluster(tmp_path, scheduler=False) as parts:
         assert parts.one.bundle.read_bytes() == parts.two.bundle.read_bytes()
+        # A third server given another secret key cannot open the keys: it refuses to start.
+        stranger_env = {**parts.env, "FLEET_SECRET_KEY": base64.b64encode(b"x" * 32).decode()}
+        stranger = FleetServer(tmp_path / "three", env=stranger_env, database_url=parts.url)
+        refused = stranger.cli("init")
+        assert refused.returncode != 0 and "same secret key" in refused.stderr, refused.stderr
+        served = stranger.cli("serve", "--host", "127.0.0.1", "--port", str(free_port()))
+        assert served.returncode != 0 and "same secret key" in served.stderr, served.stderr
         assert not (parts.one.data_dir / "envelope-signing.key").exists()
         assert not (parts.two.data_dir / "signing-keys" / "keyring.json").exists()
         push_image(parts, tmp_path)
@@ -188,7 +197,9 @@ def test_enrolled_through_one_rotated_through_the_other_pulls_with_either(
         first = dict(device.credentials or {})
         parts.two.cli_ok("device", "rotate", "--name", device.device_id, "--now")
         device.wait_for(lambda: device.versions["credentials"] >= 2, "credentials via server 2")
-        assert device.refused == []  # both envelopes opened: signed by the one shared key
+        # Both envelopes opened: signed by the one shared key (any other key is BadSignature).
+        # A copy of a version it already has (republished on its hello) is refused as stale.
+        assert set(device.refused) <= {"StaleVersion"}, device.refused
         rotated = dict(device.credentials or {})
         assert rotated["password"] != first["password"]
 
