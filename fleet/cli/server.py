@@ -21,13 +21,17 @@ LOCAL_ACTOR = "cli:server-host"
 @click.command(
     "init",
     help=with_example(
-        "Create or migrate the database and create the server's keys. Safe to run twice.",
+        "Create or migrate the database and create the server's keys. Safe to run twice. "
+        "The keys every server signs with live in the database, sealed with the secret key: "
+        "give every server on one database the same FLEET_SECRET_KEY. Key files of an older "
+        "data directory are moved into the database (and removed); a file holding other keys "
+        "than the database's is refused.",
         "  FLEET_DATA_DIR=/var/lib/fleet fleet init",
     ),
 )
 def init() -> None:
     settings = load_settings()
-    services = initialise(settings)
+    services = initialise(settings, lambda message: click.echo(message, err=True))
     click.echo(f"database ready: {services.ctx.db.engine.url.render_as_string(hide_password=True)}")
     click.echo(f"data directory: {settings.data_dir.resolve()}")
 
