@@ -1,8 +1,11 @@
 """RabbitMQ's management API, for the one thing fleet asks of it: close a login's connections.
 
-``close_user_connections(username)`` lists the connections (``GET /api/connections``, only the
-``name`` and ``user`` columns) and closes each of that user's (``DELETE
-/api/connections/{name}``, with a reason the client sees in the log). Every answer read is
+``close_user_connections(username)`` closes every connection of that user (``DELETE
+/api/connections/username/{username}``, with a reason RabbitMQ logs). That resource reads the
+node's connection tracking, which knows a connection at once: ``DELETE /api/connections/{name}``
+looks a connection up in the statistics database, which learns of it only at its next
+statistics interval (5 s by default), so a device that reconnected just before would be
+answered 404 there and stay connected. Every answer read is
 bounded (``MAX_ANSWER_BYTES``); the credentials go in the Authorization header only.
 """
 
@@ -57,9 +60,10 @@ class RabbitManagement:
 
     def user_connections(self, username: str) -> list[str]:
         """The names of ``username``'s open connections."""
-        listed = self._request("GET", "/api/connections?columns=name,user")
+        path = "/api/connections/username/" + urllib.parse.quote(username, safe="")
+        listed = self._request("GET", path)
         if not isinstance(listed, list):
-            raise BrokerError("RabbitMQ management API: /api/connections is not a list")
+            raise BrokerError("RabbitMQ management API: a user's connections are not a list")
         return [
             str(item["name"])
             for item in listed
@@ -67,14 +71,10 @@ class RabbitManagement:
         ]
 
     def close_user_connections(self, username: str) -> int:
-        """Close every connection of ``username``; how many there were."""
+        """Close every connection of ``username``; how many were listed just before."""
         names = self.user_connections(username)
-        for name in names:
-            self._request(
-                "DELETE",
-                "/api/connections/" + urllib.parse.quote(name, safe=""),
-                {"X-Reason": CLOSE_REASON},
-            )
+        path = "/api/connections/username/" + urllib.parse.quote(username, safe="")
+        self._request("DELETE", path, {"X-Reason": CLOSE_REASON})
         if names:
             log.info("closed %d broker connection(s) of %s", len(names), username)
         return len(names)

@@ -49,6 +49,7 @@ PLUGINS = (
 ADMIN_USERNAME = "fleet-test-admin"
 ADMIN_PASSWORD_BYTES = 24
 COOKIE_BYTES = 20
+AUTH_SECRET_BYTES = 24
 # Unscaled; every use goes through scaled().
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 60.0
@@ -56,6 +57,7 @@ CTL_TIMEOUT_S = 60.0
 EPMD_START_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.1
 DEFAULT_CACHE_TTL_MS = 2000
+START_ATTEMPTS = 3
 
 
 def node_config(
@@ -103,17 +105,18 @@ class RabbitMQ:
         self,
         *,
         auth_url: str,
-        auth_secret: str = "",
+        auth_secret: str | None = None,
         cache_ttl_ms: int = DEFAULT_CACHE_TTL_MS,
     ) -> None:
         """``auth_url``: fleet's RabbitMQ auth endpoints without the last part
-        (``.../user``, ``/vhost``, ``/resource``, ``/topic`` are added); ``auth_secret`` is
-        sent as the query parameter ``secret`` of each (how deploy/rabbitmq passes it)."""
+        (``.../user``, ``/vhost``, ``/resource``, ``/topic`` are added); ``auth_secret`` (one
+        is made when not given) is sent as the query parameter ``secret`` of each (as
+        deploy/rabbitmq passes it)."""
+        if auth_secret is None:
+            auth_secret = secrets.token_urlsafe(AUTH_SECRET_BYTES)
+        self.auth_secret = auth_secret
         self.host = LOOPBACK
-        self.amqp_port = free_port()
-        self.mqtt_port = free_port()
-        self.dist_port = free_port()
-        self.management_port = free_port()
+        self.amqp_port = self.mqtt_port = self.dist_port = self.management_port = 0
         self.epmd_port = free_port()
         self.node_name = f"fleet-test-{secrets.token_hex(4)}@localhost"
         self.admin_username = ADMIN_USERNAME
@@ -134,14 +137,22 @@ class RabbitMQ:
         cookie.chmod(0o400)
         (self._dir / "enabled_plugins").write_text(f"[{','.join(PLUGINS)}].\n")
         (self._dir / "rabbitmq-env.conf").write_text("")
-        query = f"?secret={auth_secret}" if auth_secret else ""
+        self._auth_url = auth_url
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        """Free ports for the node, written into its configuration (again on a retried first
+        start: another program may take a port between ``free_port`` and the node's bind)."""
+        self.amqp_port, self.mqtt_port = free_port(), free_port()
+        self.dist_port, self.management_port = free_port(), free_port()
+        query = f"?secret={self.auth_secret}" if self.auth_secret else ""
         self.config_file.write_text(
             node_config(
                 amqp_port=self.amqp_port,
                 mqtt_port=self.mqtt_port,
                 management_port=self.management_port,
-                auth_url=auth_url,
-                cache_ttl_ms=cache_ttl_ms,
+                auth_url=self._auth_url,
+                cache_ttl_ms=self.cache_ttl_ms,
             )
             .replace("/user\n", f"/user{query}\n")
             .replace("/vhost\n", f"/vhost{query}\n")
@@ -150,6 +161,11 @@ class RabbitMQ:
         )
 
     # -- what fleet and the tests are told --------------------------------------------------
+
+    @property
+    def login_refusal_bound_s(self) -> float:
+        """How long after a disable a reconnect may still be let in: the cache's TTL."""
+        return self.cache_ttl_ms / 1000
 
     @property
     def port(self) -> int:
@@ -172,11 +188,11 @@ class RabbitMQ:
         return {
             "FLEET_MQTT_URL": self.url,
             "FLEET_MQTT_AUTH": "http",
-            "FLEET_MQTT_BROKER": "rabbitmq",
+            "FLEET_MQTT_AUTH_SECRET": self.auth_secret,
             "FLEET_MQTT_MANAGEMENT_URL": self.management_url,
             "FLEET_MQTT_MANAGEMENT_USERNAME": self.admin_username,
             "FLEET_MQTT_MANAGEMENT_PASSWORD": self.admin_password,
-            "FLEET_MQTT_AUTH_CACHE_TTL_SECONDS": str(max(1, self.cache_ttl_ms // 1000)),
+            "FLEET_MQTT_AUTH_CACHE_TTL_SECONDS": str(-(-self.cache_ttl_ms // 1000)),
         }
 
     # -- the processes ----------------------------------------------------------------------
@@ -225,8 +241,21 @@ class RabbitMQ:
         raise TimeoutError(f"epmd did not listen on port {self.epmd_port}")
 
     def start(self) -> RabbitMQ:
+        """Start the node and wait for it; a first start that fails is tried again on fresh
+        ports (a restart keeps its ports: the clients' URLs name them)."""
         if self.running:
             return self
+        attempts = 1 if self._admin_made else START_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except RuntimeError:
+                if attempt == attempts:
+                    raise
+                self._choose_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> RabbitMQ:
         self._start_epmd()
         with (self.log_dir / "server.out").open("ab") as out:
             self._process = subprocess.Popen(
