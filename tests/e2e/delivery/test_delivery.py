@@ -126,8 +126,13 @@ def test_broker_killed_and_restarted_every_device_ends_with_its_latest(parts: Pa
     devices = [enrolled(parts, f"crash-{i}") for i in range(4)]
     for device in devices[:2]:  # a newer version for half of them
         parts.server.cli_ok("device", "rotate", "--name", device.device_id, "--now")
-    parts.broker.kill()  # SIGKILL: retained messages are lost
+    banned = enrolled(parts, "crash-banned")
+    parts.server.cli_ok("device", "disable", "--name", "crash-banned")
+    parts.broker.kill()  # SIGKILL: retained messages are lost (mosquitto)
     parts.broker.restart()
+    # Login state outlives the crash: dynsec's file, or fleet's database for RabbitMQ.
+    assert banned.connect().is_failure
+    banned.disconnect()
     for device in devices:
         assert not device.connect().is_failure
     for device, expected in zip(devices, (2, 2, 1, 1), strict=True):
