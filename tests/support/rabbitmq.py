@@ -14,10 +14,10 @@ Usage::
         node.restart()  # clean stop, start again: same ports, same data (retained messages)
         node.kill()     # SIGKILL of the node (the next start() recovers)
 
-The device logins go through ``rabbitmq_auth_backend_cache`` in front of
-``rabbitmq_auth_backend_http`` (as ``deploy/rabbitmq/rabbitmq.conf``), then the internal
-database, which holds only the management user (``admin_username``) the tests use to list and
-close connections.
+The configuration and plugins are ``deploy/rabbitmq/``'s (so the files we ship are the ones
+tested) as one node: the device logins go through ``rabbitmq_auth_backend_cache`` in front of
+``rabbitmq_auth_backend_http``, then the internal database, which holds only the management
+user (``admin_username``) fleet closes connections with.
 """
 
 from __future__ import annotations
@@ -40,12 +40,6 @@ RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 RABBITMQ_SERVER = RABBITMQ_BIN / "rabbitmq-server"
 RABBITMQCTL = RABBITMQ_BIN / "rabbitmqctl"
 EPMD = "/usr/bin/epmd"
-PLUGINS = (
-    "rabbitmq_mqtt",
-    "rabbitmq_auth_backend_http",
-    "rabbitmq_auth_backend_cache",
-    "rabbitmq_management",
-)
 ADMIN_USERNAME = "fleet-test-admin"
 ADMIN_PASSWORD_BYTES = 24
 COOKIE_BYTES = 20
@@ -57,45 +51,64 @@ CTL_TIMEOUT_S = 60.0
 EPMD_START_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.1
 DEFAULT_CACHE_TTL_MS = 2000
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "rabbitmq.conf"
+SHIPPED_PLUGINS = SHIPPED_CONFIG.with_name("enabled_plugins")
+SHIPPED_AUTH_PATH = "/mqtt-auth/rabbitmq/"
+AUTH_QUESTIONS = ("user", "vhost", "resource", "topic")
+# Options of the shipped file that a node of the tests sets itself.
+REPLACED_PREFIXES = (
+    "cluster_formation.",
+    "cluster_partition_handling",
+    "mqtt.listeners.",
+    "listeners.",
+    "management.tcp.",
+    "auth_cache.cache_ttl",
+)
 START_ATTEMPTS = 3
 
 
 def node_config(
+    shipped: str,
     *,
     amqp_port: int,
     mqtt_port: int,
     management_port: int,
     auth_url: str,
+    auth_secret: str,
     cache_ttl_ms: int,
 ) -> str:
-    """``rabbitmq.conf`` of the node: our ports, MQTT logins asked of fleet through the cache."""
-    return (
-        "\n".join(
-            (
-                f"listeners.tcp.1 = {LOOPBACK}:{amqp_port}",
-                f"mqtt.listeners.tcp.1 = {LOOPBACK}:{mqtt_port}",
-                f"management.tcp.port = {management_port}",
-                f"management.tcp.ip = {LOOPBACK}",
-                "mqtt.allow_anonymous = false",
-                "mqtt.vhost = /",
-                "mqtt.exchange = amq.topic",
-                # The device logins first (cache -> http), the management user after.
-                "auth_backends.1 = cache",
-                "auth_backends.2 = internal",
-                "auth_cache.cached_backend = http",
-                f"auth_cache.cache_ttl = {cache_ttl_ms}",
-                "auth_http.http_method = post",
-                f"auth_http.user_path = {auth_url}/user",
-                f"auth_http.vhost_path = {auth_url}/vhost",
-                f"auth_http.resource_path = {auth_url}/resource",
-                f"auth_http.topic_path = {auth_url}/topic",
-                "loopback_users = none",
-                "log.file.level = info",
-                "log.console = false",
-            )
-        )
-        + "\n"
-    )
+    """The shipped ``deploy/rabbitmq/rabbitmq.conf`` (so the file we ship is the one tested),
+    as one node on our ports: its cluster, listener and management lines replaced, its
+    ``auth_http.*_path`` URLs pointed at ``auth_url`` with ``auth_secret``, the cache's TTL ours.
+    """
+    ours = [
+        f"listeners.tcp.1 = {LOOPBACK}:{amqp_port}",
+        f"mqtt.listeners.tcp.1 = {LOOPBACK}:{mqtt_port}",
+        f"management.tcp.port = {management_port}",
+        f"management.tcp.ip = {LOOPBACK}",
+        f"auth_cache.cache_ttl = {cache_ttl_ms}",
+        "loopback_users = none",
+        "log.file.level = info",
+        "log.console = false",
+    ]
+    lines: list[str] = []
+    paths = 0
+    for raw in shipped.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = (part.strip() for part in line.partition("="))
+        if key.startswith(REPLACED_PREFIXES):
+            continue
+        if key.startswith("auth_http.") and key.endswith("_path"):
+            question = value.split(SHIPPED_AUTH_PATH, 1)[1].split("?", 1)[0]
+            lines.append(f"{key} = {auth_url}/{question}?secret={auth_secret}")
+            paths += 1
+            continue
+        lines.append(line)
+    if paths != len(AUTH_QUESTIONS):
+        raise ValueError(f"expected {len(AUTH_QUESTIONS)} auth_http paths, found {paths}")
+    return "\n".join([*lines, *ours]) + "\n"
 
 
 class RabbitMQ:
@@ -135,7 +148,7 @@ class RabbitMQ:
         cookie = self.home / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(COOKIE_BYTES))
         cookie.chmod(0o400)
-        (self._dir / "enabled_plugins").write_text(f"[{','.join(PLUGINS)}].\n")
+        shutil.copyfile(SHIPPED_PLUGINS, self._dir / "enabled_plugins")
         (self._dir / "rabbitmq-env.conf").write_text("")
         self._auth_url = auth_url
         self._choose_ports()
@@ -145,19 +158,16 @@ class RabbitMQ:
         start: another program may take a port between ``free_port`` and the node's bind)."""
         self.amqp_port, self.mqtt_port = free_port(), free_port()
         self.dist_port, self.management_port = free_port(), free_port()
-        query = f"?secret={self.auth_secret}" if self.auth_secret else ""
         self.config_file.write_text(
             node_config(
+                SHIPPED_CONFIG.read_text(),
                 amqp_port=self.amqp_port,
                 mqtt_port=self.mqtt_port,
                 management_port=self.management_port,
                 auth_url=self._auth_url,
+                auth_secret=self.auth_secret,
                 cache_ttl_ms=self.cache_ttl_ms,
             )
-            .replace("/user\n", f"/user{query}\n")
-            .replace("/vhost\n", f"/vhost{query}\n")
-            .replace("/resource\n", f"/resource{query}\n")
-            .replace("/topic\n", f"/topic{query}\n")
         )
 
     # -- what fleet and the tests are told --------------------------------------------------
