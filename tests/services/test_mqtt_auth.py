@@ -4,6 +4,8 @@ on SQLite and PostgreSQL. Publishing goes to the fake broker; the logins are the
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any
 
 import pytest
@@ -14,8 +16,16 @@ from fleet.domain.errors import ValidationError
 from fleet.mqtt.errors import BrokerError
 from fleet.services import Services
 from fleet.services.broker_login import SERVER_USERNAME, server_password
+from fleet.services.http_broker import RECLOSE_MARGIN_S, HttpAuthBroker
 from fleet.services.mqtt_auth import MAX_PASSWORD_CHARS, MqttAuthService
-from tests.support.http_logins import SERVER_CLIENT, HttpLogins, client, enroll, http_fleet
+from tests.support.http_logins import (
+    HTTP_MODE,
+    SERVER_CLIENT,
+    HttpLogins,
+    client,
+    enroll,
+    http_fleet,
+)
 
 
 @pytest.fixture
@@ -151,3 +161,64 @@ def test_provisioning_an_unknown_device_fails_and_changes_nothing(fleet: Service
     assert isinstance(broker, HttpLogins)
     with pytest.raises(BrokerError, match="no device"):
         broker.logins.provision_device("rpi-0404", "rpi-0404", "fltm_x")
+
+
+class FakeManagement:
+    def __init__(self) -> None:
+        self.closed: list[tuple[str, float]] = []
+        self.fail = False
+
+    def close_user_connections(self, username: str) -> int:
+        self.closed.append((username, time.monotonic()))
+        if self.fail:
+            raise BrokerError("the management API is down")
+        return 1
+
+
+def test_disable_closes_the_connections_at_once_and_again_after_the_cache_ttl(
+    make_services: Any,
+) -> None:
+    services: Services = make_services(**HTTP_MODE, mqtt_auth_cache_ttl_seconds=0)
+    ctx = services.ctx
+    broker = HttpAuthBroker(ctx.settings, ctx.hasher, ctx.db, on_status=None)
+    management = FakeManagement()
+    broker.management = management  # type: ignore[assignment]
+    broker.disable_device("rpi-0001")
+    broker.delete_device("rpi-0002", "rpi-0002")
+    assert [name for name, _ in management.closed] == ["rpi-0001", "rpi-0002"]  # TTL 0: once
+
+    ttl_broker = HttpAuthBroker(
+        dataclasses.replace(ctx.settings, mqtt_auth_cache_ttl_seconds=1),
+        ctx.hasher,
+        ctx.db,
+        on_status=None,
+    )
+    later = FakeManagement()
+    ttl_broker.management = later  # type: ignore[assignment]
+    started = time.monotonic()
+    ttl_broker.disable_device("rpi-0001")
+    assert [name for name, _ in later.closed] == ["rpi-0001"]
+    deadline = time.monotonic() + 10
+    while len(later.closed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [name for name, _ in later.closed] == ["rpi-0001", "rpi-0001"]
+    assert later.closed[1][1] - started >= 1 + RECLOSE_MARGIN_S - 0.05  # TTL + the margin
+    ttl_broker.close()
+
+
+def test_a_management_api_that_fails_does_not_fail_the_disable(make_services: Any) -> None:
+    services: Services = make_services(**HTTP_MODE, mqtt_auth_cache_ttl_seconds=0)
+    ctx = services.ctx
+    broker = HttpAuthBroker(ctx.settings, ctx.hasher, ctx.db, on_status=None)
+    management = FakeManagement()
+    management.fail = True
+    broker.management = management  # type: ignore[assignment]
+    broker.disable_device("rpi-0001")  # the login is refused already: only logged
+    assert len(management.closed) == 1
+
+
+def test_without_a_management_url_nothing_is_closed(fleet: Services) -> None:
+    broker = fleet.broker
+    assert isinstance(broker, HttpLogins)
+    assert broker.logins.management is None
+    broker.logins.disable_device("rpi-0001")  # nothing to call, nothing raised
