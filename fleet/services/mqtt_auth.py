@@ -93,7 +93,10 @@ class MqttAuthService:
         """May ``username`` connect with ``password`` and ``client_id``?"""
         name = _bounded("username", username, MAX_USERNAME_CHARS)
         secret = _bounded("password", password, MAX_PASSWORD_CHARS, required=False)
-        client = _bounded("client id", client_id, MAX_CLIENT_ID_CHARS)
+        client = _bounded("client id", client_id, MAX_CLIENT_ID_CHARS, required=False)
+        if not client:
+            # Not an MQTT login (RabbitMQ asks for its management users too): not ours.
+            return False
         found = self._principal(name, client)
         if found is None:
             self.ctx.hasher.matches(secret, _NO_HASH)  # the same work as a known login
