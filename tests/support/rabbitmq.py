@@ -236,6 +236,7 @@ class RabbitMQ:
         self._epmd = subprocess.Popen(
             [EPMD, "-port", str(self.epmd_port), "-address", LOOPBACK],
             env=self.env(),
+            cwd=self._dir,  # an erl_crash.dump lands here, not in the caller's directory
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -271,6 +272,7 @@ class RabbitMQ:
             self._process = subprocess.Popen(
                 [str(RABBITMQ_SERVER)],
                 env=self.env(),
+                cwd=self._dir,  # an erl_crash.dump lands here, not in the caller's directory
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -308,6 +310,7 @@ class RabbitMQ:
         done = subprocess.run(
             [str(RABBITMQCTL), "-n", self.node_name, *args],
             env=self.env(),
+            cwd=self._dir,  # an erl_crash.dump lands here, not in the caller's directory
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
