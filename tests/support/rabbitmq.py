@@ -27,13 +27,14 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.ports import LOOPBACK, free_port
+from tests.support.ports import LOOPBACK
 from tests.support.timing import scaled
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -65,6 +66,36 @@ REPLACED_PREFIXES = (
     "auth_cache.cache_ttl",
 )
 START_ATTEMPTS = 3
+
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000
+PORT_TRIES = 200
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def node_port() -> int:
+    """A free port below the kernel's ephemeral range: the node keeps its ports over a
+    restart, and a port of that range (what ``free_port`` hands out) may meanwhile be taken as
+    the local end of any outgoing connection on a busy machine."""
+    low, _high = _ephemeral_range()
+    top = max(LOWEST_PORT + 1, low - 1)
+    for _ in range(PORT_TRIES):
+        port = LOWEST_PORT + secrets.randbelow(top - LOWEST_PORT)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {LOWEST_PORT} and {top}")
 
 
 def node_config(
@@ -130,7 +161,7 @@ class RabbitMQ:
         self.auth_secret = auth_secret
         self.host = LOOPBACK
         self.amqp_port = self.mqtt_port = self.dist_port = self.management_port = 0
-        self.epmd_port = free_port()
+        self.epmd_port = node_port()
         self.node_name = f"fleet-test-{secrets.token_hex(4)}@localhost"
         self.admin_username = ADMIN_USERNAME
         self.admin_password = secrets.token_urlsafe(ADMIN_PASSWORD_BYTES)
@@ -155,9 +186,9 @@ class RabbitMQ:
 
     def _choose_ports(self) -> None:
         """Free ports for the node, written into its configuration (again on a retried first
-        start: another program may take a port between ``free_port`` and the node's bind)."""
-        self.amqp_port, self.mqtt_port = free_port(), free_port()
-        self.dist_port, self.management_port = free_port(), free_port()
+        start: another program may take a port between ``node_port`` and the node's bind)."""
+        self.amqp_port, self.mqtt_port = node_port(), node_port()
+        self.dist_port, self.management_port = node_port(), node_port()
         self.config_file.write_text(
             node_config(
                 SHIPPED_CONFIG.read_text(),
@@ -243,11 +274,11 @@ class RabbitMQ:
         )
         deadline = time.monotonic() + scaled(EPMD_START_TIMEOUT_S)
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                import socket
-
-                with socket.create_connection((LOOPBACK, self.epmd_port), timeout=1):
-                    return
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((LOOPBACK, self.epmd_port), timeout=1),
+            ):
+                return
             time.sleep(POLL_INTERVAL_S)
         raise TimeoutError(f"epmd did not listen on port {self.epmd_port}")
 
