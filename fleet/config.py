@@ -6,6 +6,7 @@ prefix (``registry_name = "myregistry"``); the environment wins over the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -32,7 +33,16 @@ UI_BOUNDS = (
 )
 # Settings that take one of a few words.
 CREDENTIAL_CACHE_CHOICES = ("on", "off")
-CHOICES = (("credential_cache", CREDENTIAL_CACHE_CHOICES),)
+# How device logins reach the broker (issue 15): dynamic security, or the broker asks fleet.
+MQTT_AUTH_CHOICES = ("dynsec", "http")
+# The server's MQTT protocol: "auto" is 5 with dynsec and 3.1.1 with http (RabbitMQ 3.10).
+MQTT_PROTOCOL_CHOICES = ("auto", "5", "3.1.1")
+CHOICES = (
+    ("credential_cache", CREDENTIAL_CACHE_CHOICES),
+    ("mqtt_auth", MQTT_AUTH_CHOICES),
+    ("mqtt_protocol", MQTT_PROTOCOL_CHOICES),
+)
+MIN_MQTT_AUTH_SECRET_CHARS = 24
 # Device status handling and retention (issue 12, defect 7).
 LIMIT_BOUNDS = (
     ("status_burst", 1, 1000),
@@ -43,6 +53,7 @@ LIMIT_BOUNDS = (
     ("delivery_retention_days", 1, 3650),
     ("audit_retention_days", 1, 3650),
     ("retention_interval_seconds", 60, 7 * 24 * 3600),
+    ("mqtt_auth_cache_ttl_seconds", 0, 3600),
 )
 
 
@@ -76,6 +87,23 @@ class Settings:
     mqtt_admin_username: str = ""
     mqtt_admin_password: str = ""
     mqtt_ca_file: str = ""  # CA bundle for mqtts:// brokers
+    # "dynsec": logins made on mosquitto's dynamic security; "http": the broker asks fleet
+    # (/mqtt-auth/..., docs/mqtt-http-auth.md), which answers from the database.
+    mqtt_auth: str = "dynsec"
+    mqtt_protocol: str = "auto"
+    # http mode: the secret the broker sends with every question (the query's ``secret=`` or
+    # the X-Fleet-Broker-Secret header); optionally, the only addresses it may ask from
+    # (comma-separated networks, e.g. "10.0.0.0/24,127.0.0.1/32"); the vhost devices use.
+    mqtt_auth_secret: str = ""
+    mqtt_auth_allowed_networks: str = ""
+    mqtt_vhost: str = "/"
+    # How long the broker may cache an answer (rabbitmq_auth_backend_cache's cache_ttl): after
+    # a disable, fleet closes the device's connections at once and once more after this long.
+    mqtt_auth_cache_ttl_seconds: int = 30
+    # RabbitMQ's management API, to close a disabled or deleted device's connections.
+    mqtt_management_url: str = ""
+    mqtt_management_username: str = ""
+    mqtt_management_password: str = ""
     # The scheduler (reconciler) and what it watches for.
     scheduler_enabled: str = "true"
     scheduler_interval_seconds: int = 60
@@ -118,6 +146,13 @@ class Settings:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def mqtt_protocol_version(self) -> str:
+        """The server's MQTT protocol: "5" or "3.1.1" (``mqtt_protocol``, or from the mode)."""
+        if self.mqtt_protocol != "auto":
+            return self.mqtt_protocol
+        return "3.1.1" if self.mqtt_auth == "http" else "5"
+
+    @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'fleet.db'}"
 
@@ -143,6 +178,27 @@ class Settings:
     def registry_bundle_file(self) -> Path:
         """The certificates a registry trusts (its ``rootcertbundle``)."""
         return self.data_dir / "registry-bundle.pem"
+
+
+MAX_ALLOWED_NETWORKS = 64
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``FLEET_MQTT_AUTH_ALLOWED_NETWORKS``: comma-separated networks (empty: any address)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if len(items) > MAX_ALLOWED_NETWORKS:
+        raise ValidationError(
+            f"{ENV_PREFIX}MQTT_AUTH_ALLOWED_NETWORKS lists {len(items)} networks; at most "
+            f"{MAX_ALLOWED_NETWORKS}",
+            code="InvalidConfiguration",
+        )
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as error:
+        raise ValidationError(
+            f"{ENV_PREFIX}MQTT_AUTH_ALLOWED_NETWORKS: {error}", code="InvalidConfiguration"
+        ) from None
 
 
 def _convert(name: str, raw: Any, kind: Any) -> Any:
@@ -191,6 +247,13 @@ def load_settings(
                 f"{', '.join(allowed)}",
                 code="InvalidConfiguration",
             )
+    if settings.mqtt_auth == "http" and len(settings.mqtt_auth_secret) < MIN_MQTT_AUTH_SECRET_CHARS:
+        raise ValidationError(
+            f"{ENV_PREFIX}MQTT_AUTH=http needs {ENV_PREFIX}MQTT_AUTH_SECRET of at least "
+            f"{MIN_MQTT_AUTH_SECRET_CHARS} characters (the broker sends it with each question)",
+            code="InvalidConfiguration",
+        )
+    parse_networks(settings.mqtt_auth_allowed_networks)
     for name, low, high in (*UI_BOUNDS, *LIMIT_BOUNDS):
         value = getattr(settings, name)
         if not low <= value <= high:

@@ -1,6 +1,7 @@
 """The HTTP layer: the REST API under ``/api/v1`` (the blueprint of :mod:`fleet.api.rest`, with
 the routes of the modules imported here) and, beside it, the Docker registry token endpoint
-(:mod:`fleet.api.token_endpoint`, a blueprint of its own)."""
+(:mod:`fleet.api.token_endpoint`, a blueprint of its own) and the broker's login questions in
+``FLEET_MQTT_AUTH=http`` mode (:mod:`fleet.api.mqtt_auth`, one too)."""
 
 from __future__ import annotations
 

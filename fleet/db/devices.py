@@ -99,6 +99,9 @@ class Device(SQLModel, table=True):
     x25519_public: str = Field(max_length=64)
     ed25519_public: str = Field(max_length=64)
     mqtt_username: str = Field(max_length=64)
+    # FLEET_MQTT_AUTH=http: the keyed hash (fleet.credentials.SecretHasher) of the device's
+    # MQTT password, which the broker's questions are answered from; never the password.
+    mqtt_login_hash: str | None = Field(default=None, max_length=128)
     allow_reenroll: bool = Field(default=False)
     # The newest envelope version issued, and the newest credentials version acknowledged.
     last_version: int = Field(default=0)

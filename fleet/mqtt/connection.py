@@ -34,6 +34,10 @@ KEEPALIVE_S = 30
 RECONNECT_MIN_DELAY_S = 1.0
 RECONNECT_MAX_DELAY_S = 30.0
 CLIENT_ID_SUFFIX_BYTES = 6
+# The protocols a connection speaks: MQTT 5 (mosquitto) or 3.1.1 (RabbitMQ 3.10's plugin).
+MQTT_5 = "5"
+MQTT_311 = "3.1.1"
+PROTOCOLS = {MQTT_5: mqtt.MQTTv5, MQTT_311: mqtt.MQTTv311}
 _WAIT_SLICE_S = 0.05
 
 
@@ -58,7 +62,13 @@ class Connection:
         reconnect_min_delay_s: float = RECONNECT_MIN_DELAY_S,
         reconnect_max_delay_s: float = RECONNECT_MAX_DELAY_S,
         keepalive_s: int = KEEPALIVE_S,
+        protocol: str = MQTT_5,
     ) -> None:
+        """``protocol``: ``MQTT_5`` or ``MQTT_311``; on 3.1.1 there is no session expiry, so
+        the session is a clean one (nothing of it outlives the connection on the broker)."""
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown MQTT protocol {protocol!r}")
+        self.protocol = protocol
         self.address = address
         self.client_id = client_id
         self._on_connected = on_connected
@@ -72,7 +82,17 @@ class Connection:
         self._started = False
         self._subscribing: dict[int, str] = {}  # SUBSCRIBE message id -> its topic filter
 
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if protocol == MQTT_5:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            )
+        else:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=True,
+            )
         client.username_pw_set(username, password)
         if address.tls:
             client.tls_set(ca_certs=address.ca_file)
@@ -98,17 +118,22 @@ class Connection:
         A refused login fails at once instead of waiting out the timeout.
         """
         if not self._started:
-            properties = Properties(PacketTypes.CONNECT)
-            if self._session_expiry_s:
-                properties.SessionExpiryInterval = self._session_expiry_s
             self._refused.clear()
-            self.client.connect_async(
-                self.address.host,
-                self.address.port,
-                keepalive=self._keepalive_s,
-                clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-                properties=properties,
-            )
+            if self.protocol == MQTT_5:
+                properties = Properties(PacketTypes.CONNECT)
+                if self._session_expiry_s:
+                    properties.SessionExpiryInterval = self._session_expiry_s
+                self.client.connect_async(
+                    self.address.host,
+                    self.address.port,
+                    keepalive=self._keepalive_s,
+                    clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                    properties=properties,
+                )
+            else:
+                self.client.connect_async(
+                    self.address.host, self.address.port, keepalive=self._keepalive_s
+                )
             self.client.loop_start()
             self._started = True
         deadline = time.monotonic() + timeout_s

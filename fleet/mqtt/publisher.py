@@ -29,7 +29,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fleet.mqtt import topics
 from fleet.mqtt.broker_url import BrokerAddress
-from fleet.mqtt.connection import Connection, ConnectionOwner, unique_client_id
+from fleet.mqtt.connection import MQTT_5, Connection, ConnectionOwner, unique_client_id
 from fleet.mqtt.errors import BrokerTimeoutError, BrokerUnavailableError, PublishRejectedError
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class Publisher(ConnectionOwner):
         receive_retained_status: bool = False,
         client_id: str | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
+        protocol: str = MQTT_5,
         **connection_options: Any,
     ) -> None:
         """``share_group``: several servers subscribed with the same group name split the
@@ -110,7 +111,13 @@ class Publisher(ConnectionOwner):
         (re)subscribe; off by default, as with many devices that is a flood on every reconnect.
         ``on_reconnect``: called (on a thread of its own) after every reconnection: a broker
         that restarted may have lost its retained messages and the hellos sent meanwhile.
+        ``protocol``: MQTT 5, or 3.1.1 (RabbitMQ 3.10): no ``share_group`` there, so every
+        server subscribed gets every status message, and no retain handling (a broker of
+        3.1.1 sends what it retained for an exact topic only; ours is a wildcard filter).
         """
+        if protocol != MQTT_5 and share_group:
+            raise ValueError("shared subscriptions ($share) need MQTT 5")
+        self._protocol = protocol
         self._on_status = on_status
         self._on_reconnect = on_reconnect
         self._connects = 0
@@ -132,6 +139,7 @@ class Publisher(ConnectionOwner):
             client_id=client_id or unique_client_id(CLIENT_ID_PREFIX),
             on_connected=self._subscribe,
             session_expiry_s=session_expiry_s,
+            protocol=protocol,
             **connection_options,
         )
         client = self._connection.client
@@ -216,6 +224,9 @@ class Publisher(ConnectionOwner):
                 target=self._reconnected, name="fleet-reconnected", daemon=True
             ).start()
         if self._on_status is None:
+            return
+        if self._protocol != MQTT_5:
+            self._connection.subscribe(self._status_filter, qos=STATUS_QOS)
             return
         options = SubscribeOptions(qos=STATUS_QOS, retainHandling=self._retain_handling)
         self._connection.subscribe(self._status_filter, options=options)

@@ -74,7 +74,7 @@ class Services:
     ) -> Services:
         """Every service of a process. ``listen_status=False`` for a one-off command: it must
         not take its share of the devices' status stream and exit with it unhandled."""
-        link = BrokerLink(ctx.settings, ctx.hasher, broker, listen_status=listen_status)
+        link = BrokerLink(ctx.settings, ctx.hasher, broker, listen_status=listen_status, db=ctx.db)
         scope_maps = ScopeMapService(ctx)
         tokens = TokenService(ctx, scope_maps)
         envelopes = EnvelopeQueue(ctx, envelope_key)

@@ -1,5 +1,8 @@
 """The service layer's view of the MQTT broker: device logins and publishing.
 
+``FLEET_MQTT_AUTH`` chooses the broker: ``dynsec`` (default) is :class:`MosquittoBroker`;
+``http`` is :class:`~fleet.services.http_broker.HttpAuthBroker` (the broker asks fleet).
+
 :class:`MosquittoBroker` is the real one (mosquitto's dynamic security plus one publisher
 connection per process); it connects lazily, on first use. Without ``FLEET_MQTT_URL`` every
 call raises :class:`BrokerUnavailableError` with a message saying what to configure.
@@ -14,26 +17,35 @@ from typing import Protocol
 
 from fleet.config import Settings
 from fleet.credentials import SecretHasher
+from fleet.db.engine import Database
 from fleet.mqtt import provisioning
 from fleet.mqtt.broker_url import parse_broker_url
+from fleet.mqtt.connection import MQTT_5
 from fleet.mqtt.dynsec import DynsecAdmin
 from fleet.mqtt.errors import BrokerError, BrokerUnavailableError
 from fleet.mqtt.publisher import Publication, Publisher
+from fleet.services.broker_login import (
+    SERVER_USERNAME,
+    STATUS_SHARE_GROUP,
+    StatusHandler,
+    server_password,
+)
+from fleet.services.http_broker import HttpAuthBroker
 
 log = logging.getLogger(__name__)
 
-SERVER_USERNAME = "fleet-server"
-STATUS_SHARE_GROUP = "fleet-server"
-StatusHandler = Callable[[str, bytes], None]
 
 __all__ = [
+    "SERVER_USERNAME",
     "Broker",
     "BrokerLink",
     "BrokerProvider",
     "BrokerUnavailableError",
+    "HttpAuthBroker",
     "MosquittoBroker",
     "NoBroker",
     "Publication",
+    "server_password",
 ]
 
 
@@ -46,11 +58,6 @@ class Broker(Protocol):
     def delete_device(self, device_id: str, username: str) -> None: ...
     def publish(self, publications: Sequence[Publication]) -> None: ...
     def close(self) -> None: ...
-
-
-def server_password(hasher: SecretHasher) -> str:
-    """The server's own broker password, derived so every server of a cluster agrees on it."""
-    return hasher.hash("fleet mqtt server login v1")
 
 
 class MosquittoBroker:
@@ -106,13 +113,15 @@ class MosquittoBroker:
             log.warning("could not bind device logins to their client ids: %s", error)
 
     def _new_publisher(self) -> Publisher:
+        protocol = self.settings.mqtt_protocol_version  # 5 unless FLEET_MQTT_PROTOCOL says
         return Publisher(
             self.address,
             SERVER_USERNAME,
             self._password,
             on_status=self._on_status,
             on_reconnect=self._on_reconnect,
-            share_group=STATUS_SHARE_GROUP,
+            share_group=STATUS_SHARE_GROUP if protocol == MQTT_5 else None,
+            protocol=protocol,
         ).start()
 
     def start(self) -> None:
@@ -199,9 +208,12 @@ class BrokerLink:
         broker: Broker | None = None,
         *,
         listen_status: bool = True,
+        db: Database | None = None,
     ) -> None:
+        """``db``: where ``FLEET_MQTT_AUTH=http`` keeps the device logins (needed in that mode)."""
         self.settings = settings
         self.hasher = hasher
+        self.db = db
         self.broker = broker
         # Whether this process hears device status (web workers do; a one-off command must
         # not: it would take its share of the status stream and exit with it unhandled).
@@ -215,7 +227,17 @@ class BrokerLink:
 
     def get(self) -> Broker:
         if self.broker is None:
-            if self.settings.mqtt_url:
+            if self.settings.mqtt_url and self.settings.mqtt_auth == "http":
+                if self.db is None:
+                    raise BrokerUnavailableError("FLEET_MQTT_AUTH=http needs the database")
+                self.broker = HttpAuthBroker(
+                    self.settings,
+                    self.hasher,
+                    self.db,
+                    self._on_status if self.listen_status else None,
+                    on_reconnect=self._on_reconnect,
+                )
+            elif self.settings.mqtt_url:
                 self.broker = MosquittoBroker(
                     self.settings,
                     self.hasher,

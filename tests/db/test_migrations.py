@@ -10,6 +10,7 @@ up again must bring the schema back to what the models say, with the surviving r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from fleet.db.migrate import alembic_config
 from fleet.domain.rules import RepositoryActions
 from fleet.scheduler import FleetScheduler
 from fleet.services import Services
+from fleet.services.http_broker import HttpAuthBroker
 from fleet.services.leadership import FileLeadership
 from tests.conftest import FakeClock, make_settings
 from tests.services.devices.conftest import new_device
@@ -62,7 +64,8 @@ TABLES_AT["0007"] = TABLES_AT["0005"] | {"activity_hourly"}  # the overview's
 TABLES_AT["0008"] = TABLES_AT["0007"]  # the device list's collation and indexes
 TABLES_AT["0009"] = TABLES_AT["0008"] | {"webhook_outbox"}  # the warning webhook's
 TABLES_AT["0010"] = TABLES_AT["0009"]  # JWT lifetimes and access ends
-TABLES_AT["0012"] = TABLES_AT["0010"] | {"shared_keys"}  # the keys every server signs with
+TABLES_AT["0011"] = TABLES_AT["0010"]  # device MQTT login hashes (FLEET_MQTT_AUTH=http)
+TABLES_AT["0012"] = TABLES_AT["0011"] | {"shared_keys"}  # the keys every server signs with
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
@@ -71,10 +74,12 @@ ADDED_IN_0010 = {
     "device_groups": {"jwt_lifetime_s", "jwt_lifetime_before_s", "jwt_lifetime_changed_at"},
     "tokens": {"access_ends_at"},
 }
+ADDED_IN_0011 = {"devices": {"mqtt_login_hash"}}
+ADDED_LATER = (("0003", ADDED_IN_0003), ("0010", ADDED_IN_0010), ("0011", ADDED_IN_0011))
 # What a column added to existing rows holds: its server default, else nothing.
 COLUMN_DEFAULTS = {"jwt_lifetime_s": 60}
 HEAD = "0012"
-DOWN_TO = ("0010", "0009", "0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001")
+DOWN_TO = ("0011", "0010", "0009", "0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001")
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 NOTIFY_TABLES_0010 = NOTIFY_TABLES | {"device_groups"}
@@ -83,7 +88,7 @@ NOTIFY_TABLES_0010 = NOTIFY_TABLES | {"device_groups"}
 def dropped_below(target: str) -> dict[str, set[str]]:
     """The columns added after ``target`` to tables it already had."""
     dropped: dict[str, set[str]] = {}
-    for since, added in (("0003", ADDED_IN_0003), ("0010", ADDED_IN_0010)):
+    for since, added in ADDED_LATER:
         if target < since:
             for table, columns in added.items():
                 dropped[table] = dropped.get(table, set()) | columns
@@ -166,7 +171,12 @@ def fill(url: str, tmp_path: Path) -> None:
         services.groups.create("pilots", scope_map="devices-read", actor="t")
         secret = services.groups.create_secret("pilots", actor="t").value or ""
         device = new_device("rpi-0001")
-        services.devices.enroll("rpi-0001", secret, *device.keys)
+        _, mqtt_password = services.devices.enroll("rpi-0001", secret, *device.keys)
+        # Its login as FLEET_MQTT_AUTH=http keeps it (the column of 0011).
+        http_mode = dataclasses.replace(settings, mqtt_url="mqtt://127.0.0.1:9")
+        HttpAuthBroker(http_mode, services.ctx.hasher, services.ctx.db, None).provision_device(
+            "rpi-0001", "rpi-0001", mqtt_password
+        )
         services.delivery.handle_status(
             "rpi-0001", b'{"type": "ack", "kind": "credentials", "version": 1}'
         )
@@ -248,7 +258,7 @@ def test_each_downgrade_keeps_its_revisions_rows_and_the_way_back_up_restores_th
         dropped = dropped_below(target)
         assert read_rows(engine) == project(at_head, TABLES_AT[target], dropped), target
         columns = inspect(engine).get_columns
-        for since, added_then in (("0003", ADDED_IN_0003), ("0010", ADDED_IN_0010)):
+        for since, added_then in ADDED_LATER:
             for table, added in added_then.items():
                 if table in TABLES_AT[target]:
                     held = {c["name"] for c in columns(table)}

@@ -73,13 +73,19 @@ class FleetServer:
     one ``fleet serve`` process, one API key."""
 
     def __init__(
-        self, directory: Path, *, env: dict[str, str] | None = None, database_url: str = ""
+        self,
+        directory: Path,
+        *,
+        env: dict[str, str] | None = None,
+        database_url: str = "",
+        port: int | None = None,
     ) -> None:
+        """``port``: the one to serve on (a broker told the URL first); a free one if None."""
         self.directory = Path(directory)
         self.data_dir = self.directory / "fleet-data"
         self.log_file = self.directory / "fleet-serve.log"
         self.host = LOOPBACK
-        self.port = free_port()
+        self.port = port or free_port()
         self.api_key = ""
         self._extra_env = {"FLEET_LOGIN_FAILURE_BURST": str(LOGIN_FAILURE_BURST), **(env or {})}
         if database_url:

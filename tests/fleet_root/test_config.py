@@ -79,3 +79,45 @@ def test_a_bad_credential_cache_setting_is_a_clear_error(raw: str) -> None:
     with pytest.raises(ValidationError) as info:
         load_settings(environ={"FLEET_CREDENTIAL_CACHE": raw})
     assert info.value.message == f"FLEET_CREDENTIAL_CACHE={raw!r} is not one of on, off"
+
+
+MQTT_AUTH_SECRET = "k" * 24
+
+
+def test_mqtt_auth_defaults_to_dynsec_on_mqtt_5() -> None:
+    settings = load_settings(environ={})
+    assert settings.mqtt_auth == "dynsec"
+    assert settings.mqtt_protocol_version == "5"
+
+
+def test_http_mode_speaks_mqtt_311_unless_told() -> None:
+    env = {"FLEET_MQTT_AUTH": "http", "FLEET_MQTT_AUTH_SECRET": MQTT_AUTH_SECRET}
+    assert load_settings(environ=env).mqtt_protocol_version == "3.1.1"
+    told = load_settings(environ={**env, "FLEET_MQTT_PROTOCOL": "5"})
+    assert told.mqtt_protocol_version == "5"
+
+
+@pytest.mark.parametrize("raw", ["HTTP", "ldap", ""])
+def test_a_bad_mqtt_auth_setting_is_a_clear_error(raw: str) -> None:
+    with pytest.raises(ValidationError, match=r"FLEET_MQTT_AUTH=.* is not one of dynsec, http"):
+        load_settings(environ={"FLEET_MQTT_AUTH": raw})
+
+
+@pytest.mark.parametrize("secret", ["", "short"])
+def test_http_mode_needs_a_long_enough_broker_secret(secret: str) -> None:
+    with pytest.raises(ValidationError, match="FLEET_MQTT_AUTH_SECRET of at least 24"):
+        load_settings(environ={"FLEET_MQTT_AUTH": "http", "FLEET_MQTT_AUTH_SECRET": secret})
+
+
+def test_the_allowed_networks_are_checked_when_loaded() -> None:
+    ok = load_settings(environ={"FLEET_MQTT_AUTH_ALLOWED_NETWORKS": "10.0.0.0/24, ::1"})
+    assert ok.mqtt_auth_allowed_networks == "10.0.0.0/24, ::1"
+    with pytest.raises(ValidationError, match="MQTT_AUTH_ALLOWED_NETWORKS"):
+        load_settings(environ={"FLEET_MQTT_AUTH_ALLOWED_NETWORKS": "10.0.0.0/33"})
+    with pytest.raises(ValidationError, match="at most 64"):
+        load_settings(environ={"FLEET_MQTT_AUTH_ALLOWED_NETWORKS": ",".join(["::1"] * 65)})
+
+
+def test_the_auth_cache_ttl_is_bounded() -> None:
+    with pytest.raises(ValidationError, match="MQTT_AUTH_CACHE_TTL_SECONDS=3601"):
+        load_settings(environ={"FLEET_MQTT_AUTH_CACHE_TTL_SECONDS": "3601"})

@@ -160,6 +160,9 @@ class Mosquitto:
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
+    # Dynamic security refuses a disabled login at once.
+    login_refusal_bound_s = 0.0
+
     def fleet_env(self) -> dict[str, str]:
         """The fleet server's configuration for this broker."""
         return {

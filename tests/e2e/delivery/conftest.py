@@ -1,5 +1,6 @@
-"""The whole delivery path for real: fleet serve + mosquitto (dynamic security) + Distribution,
-once with the server on SQLite and once on a fresh PostgreSQL schema."""
+"""The whole delivery path for real: fleet serve + a broker + Distribution. With mosquitto
+(dynamic security) once on SQLite and once on a fresh PostgreSQL schema; with a RabbitMQ 3.10
+node asking fleet over HTTP (FLEET_MQTT_AUTH=http) on SQLite only, to keep CI time down."""
 
 from __future__ import annotations
 
@@ -12,22 +13,38 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.delivery.parts import Parts, delivery_parts
-from tests.support.postgres import DATABASES
+from tests.e2e.delivery.parts import MOSQUITTO, RABBITMQ, Parts, delivery_parts
+from tests.support.postgres import POSTGRESQL, SQLITE
 from tests.support.timing import scaled
 
 PIP_INSTALL_TIMEOUT_S = 600.0  # a bound on a failure, scaled
 AGENT_SOURCE = Path(__file__).resolve().parents[3] / "device_agent"
 
 
-@pytest.fixture(scope="session", params=DATABASES)
+STACKS = [
+    pytest.param((MOSQUITTO, SQLITE), id="mosquitto-sqlite"),
+    pytest.param((MOSQUITTO, POSTGRESQL), id="mosquitto-postgresql", marks=pytest.mark.postgres),
+    pytest.param((RABBITMQ, SQLITE), id="rabbitmq-sqlite"),
+]
+
+
+@pytest.fixture(scope="session", params=STACKS)
 def parts(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Parts]:
-    """One broker, server and registry per database, shared by this directory's modules: their
-    devices, tokens and repositories have names of their own."""
-    with delivery_parts(request.param, tmp_path_factory) as parts:
+    """One broker, server and registry per stack (broker, database), shared by this
+    directory's modules: their devices, tokens and repositories have names of their own."""
+    broker_kind, database = request.param
+    with delivery_parts(database, tmp_path_factory, broker_kind=broker_kind) as parts:
         yield parts
+
+
+@pytest.fixture
+def mosquitto_parts(parts: Parts) -> Parts:
+    """``parts`` for a test about mosquitto's dynamic security itself: skipped on RabbitMQ."""
+    if parts.broker_kind != MOSQUITTO:
+        pytest.skip("about mosquitto's dynamic security")
+    return parts
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,10 @@ class WireDevice:
     refused: list[str] = field(default_factory=list)
     credentials: dict[str, Any] | None = None
     versions: dict[str, int] = field(default_factory=lambda: {"credentials": 0, "command": 0})
+    # MQTT 5 to mosquitto; 3.1.1 (the agent's) to RabbitMQ 3.10, which speaks nothing newer.
+    protocol: int = mqtt.MQTTv5
+    online: bool = False  # connected right now (paho reconnects on its own after a drop)
+    disconnects: int = 0
 
     def enroll(self, secret: str) -> requests.Response:
         answer = requests.post(
@@ -65,10 +69,11 @@ class WireDevice:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=device_client_id(self.device_id),  # the one its login is bound to
-            protocol=mqtt.MQTTv5,
+            protocol=self.protocol,
         )
         client.username_pw_set(login["username"], login["password"])
         client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
         client.connect(host, int(port))
@@ -85,6 +90,14 @@ class WireDevice:
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         with self._cond:
             self._connack = reason
+            self.online = not reason.is_failure
+            self._cond.notify_all()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
+        with self._cond:
+            if self.online:
+                self.disconnects += 1
+            self.online = False
             self._cond.notify_all()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:

@@ -1,4 +1,5 @@
-"""The whole delivery path for real, as one context manager: mosquitto (dynamic security),
+"""The whole delivery path for real, as one context manager: a broker (mosquitto with dynamic
+security, or a RabbitMQ 3.10 node that asks fleet over HTTP: ``FLEET_MQTT_AUTH=http``),
 ``fleet serve`` on it (SQLite or a fresh PostgreSQL schema) and a Distribution registry whose
 token realm is that server, with a device group and its enrollment secret.
 
@@ -15,26 +16,49 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from tests.e2e.fleet_process import FleetServer
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
 from tests.support.postgres import count_rows, server_database_url
+from tests.support.rabbitmq import RabbitMQ
 from tests.support.registry import Registry
 from tests.support.timing import scaled
 
 SERVICE = "delivery-registry"
 ISSUER = "fleet-delivery"
 AGENT_COMMAND_TIMEOUT_S = 60.0  # unscaled; a bound on a failure
+MOSQUITTO = "mosquitto"
+RABBITMQ = "rabbitmq"
+# What the RabbitMQ node asks: fleet's routes under this path.
+RABBITMQ_AUTH_PATH = "/mqtt-auth/rabbitmq"
 
 
 @dataclass
 class Parts:
-    broker: Mosquitto
+    broker: Mosquitto | RabbitMQ
     server: FleetServer
     registry: Registry
     secret: str
+    broker_kind: str = MOSQUITTO
+
+    @property
+    def mqtt_protocol(self) -> int:
+        """What a test device speaks: MQTT 5 to mosquitto, 3.1.1 to RabbitMQ 3.10."""
+        return mqtt.MQTTv311 if self.broker_kind == RABBITMQ else mqtt.MQTTv5
+
+
+def _broker(kind: str, server_port: int) -> Mosquitto | RabbitMQ:
+    if kind == MOSQUITTO:
+        return Mosquitto().start()
+    node = RabbitMQ(auth_url=f"http://127.0.0.1:{server_port}{RABBITMQ_AUTH_PATH}")
+    try:
+        return node.start()
+    except BaseException:
+        node.cleanup()
+        raise
 
 
 @contextlib.contextmanager
@@ -44,10 +68,12 @@ def delivery_parts(
     *,
     group: str = "pilots",
     env: dict[str, str] | None = None,
+    broker_kind: str = MOSQUITTO,
 ) -> Iterator[Parts]:
-    """Broker, server (scheduler off, plus ``env``) and registry on ``database``; ``group`` may
-    read ``edge/*`` and ``secret`` enrolls into it."""
-    broker = Mosquitto().start()
+    """Broker (``broker_kind``), server (scheduler off, plus ``env``) and registry on
+    ``database``; ``group`` may read ``edge/*`` and ``secret`` enrolls into it."""
+    server_port = free_port()  # the RabbitMQ node is told where to ask before fleet starts
+    broker = _broker(broker_kind, server_port)
     registry_port = free_port()
     server_env = {
         "FLEET_REGISTRY_SERVICE": SERVICE,
@@ -61,7 +87,10 @@ def delivery_parts(
         with (
             server_database_url(database) as url,
             FleetServer(
-                tmp_path_factory.mktemp("fleet"), env=server_env, database_url=url
+                tmp_path_factory.mktemp("fleet"),
+                env=server_env,
+                database_url=url,
+                port=server_port,
             ) as server,
             Registry(
                 realm=server.realm,
@@ -74,7 +103,7 @@ def delivery_parts(
         ):
             if url:  # its API key is in its own schema, not in a file beside it
                 assert count_rows(url, "api_keys") == 1
-            yield Parts(broker, server, registry, server.device_group(group))
+            yield Parts(broker, server, registry, server.device_group(group), broker_kind)
     finally:
         broker.stop()
         broker.cleanup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -11,13 +12,18 @@ from tests.e2e.delivery.device import WireDevice
 from tests.e2e.delivery.parts import Parts
 from tests.support import skopeo
 from tests.support.oci import build_oci_image
-from tests.support.timing import wait_until
+from tests.support.timing import scaled, wait_until
+
+REFUSAL_SLACK_S = 1.0
+RETRY_S = 0.25
+RECLOSE_MARGIN_S = 1.0  # fleet's second close comes this long after the cache's TTL
+WIPE_WAIT_S = 3.0  # the disable waits this long for an online device's wipe ack
 
 pytestmark = pytest.mark.e2e
 
 
 def enrolled(parts: Parts, device_id: str) -> WireDevice:
-    device = WireDevice(device_id, parts.server.url)
+    device = WireDevice(device_id, parts.server.url, protocol=parts.mqtt_protocol)
     answer = device.enroll(parts.secret)
     assert answer.status_code == 201, answer.text
     return device
@@ -120,8 +126,13 @@ def test_broker_killed_and_restarted_every_device_ends_with_its_latest(parts: Pa
     devices = [enrolled(parts, f"crash-{i}") for i in range(4)]
     for device in devices[:2]:  # a newer version for half of them
         parts.server.cli_ok("device", "rotate", "--name", device.device_id, "--now")
-    parts.broker.kill()  # SIGKILL: retained messages are lost
+    banned = enrolled(parts, "crash-banned")
+    parts.server.cli_ok("device", "disable", "--name", "crash-banned")
+    parts.broker.kill()  # SIGKILL: retained messages are lost (mosquitto)
     parts.broker.restart()
+    # Login state outlives the crash: dynsec's file, or fleet's database for RabbitMQ.
+    assert banned.connect().is_failure
+    banned.disconnect()
     for device in devices:
         assert not device.connect().is_failure
     for device, expected in zip(devices, (2, 2, 1, 1), strict=True):
@@ -152,9 +163,16 @@ def test_disable_cuts_registry_and_broker_and_wipes(parts: Parts, tmp_path) -> N
     assert not refused.ok
     device.disconnect()
     again = WireDevice(
-        "gone-1", parts.server.url, device.x25519, device.ed25519, enrollment=device.enrollment
+        "gone-1",
+        parts.server.url,
+        device.x25519,
+        device.ed25519,
+        enrollment=device.enrollment,
+        protocol=parts.mqtt_protocol,
     )
-    assert again.connect().is_failure  # the broker login is disabled
+    # The broker login is disabled: at once on mosquitto; on RabbitMQ once the cached
+    # "allow" of the login before has expired (its auth cache's TTL).
+    refused_by(parts, again, parts.broker.login_refusal_bound_s)
     parts.server.cli_ok("device", "enable", "--name", "gone-1")
     assert not again.connect().is_failure
     again.wait_for(lambda: again.credentials is not None, "fresh credentials")
@@ -170,9 +188,45 @@ def test_disable_cuts_registry_and_broker_and_wipes(parts: Parts, tmp_path) -> N
     again.disconnect()
 
 
+def refused_by(parts: Parts, device: WireDevice, bound_s: float) -> float:
+    """Connect ``device`` until the broker refuses it; fails if that takes over ``bound_s``
+    (plus a second of slack, scaled). Returns when the refusal came."""
+    start = time.monotonic()
+    limit = scaled(bound_s + REFUSAL_SLACK_S)
+    while True:
+        reason = device.connect()
+        if reason is not None and reason.is_failure:
+            device.disconnect()
+            return time.monotonic() - start
+        device.disconnect()
+        assert time.monotonic() - start < limit, f"still let in {limit:g} s after the disable"
+        time.sleep(RETRY_S)
+
+
+def test_disable_closes_the_devices_live_connection_within_the_bound(parts: Parts) -> None:
+    """A device connected when it is disabled is cut off, and stays off: mosquitto kicks it at
+    once; with RabbitMQ fleet closes its connections through the management API at once and
+    again after the auth cache's TTL (a reconnect let in by a cached allow meanwhile)."""
+    device = enrolled(parts, "cut-1")
+    assert not device.connect().is_failure
+    device.wait_for(lambda: device.credentials is not None, "credentials")
+    started = time.monotonic()
+    parts.server.cli_ok("device", "disable", "--name", "cut-1")
+    device.wait_for(lambda: device.disconnects >= 1, "the broker closing the connection")
+    bound = parts.broker.login_refusal_bound_s + RECLOSE_MARGIN_S + REFUSAL_SLACK_S
+    # paho reconnects on its own: the device must be off by the bound and stay off.
+    wait_until(lambda: not device.online, "the device off the broker", timeout=bound)
+    time.sleep(scaled(bound))
+    assert not device.online, "a disabled device is connected again"
+    took = time.monotonic() - started
+    assert took < scaled(2 * bound + WIPE_WAIT_S + 10)
+    device.disconnect()
+    print(f"\n{parts.broker_kind}: disabled device off the broker and kept off ({took:.1f} s)")
+
+
 def test_second_enrollment_of_an_existing_id_is_refused(parts: Parts) -> None:
     enrolled(parts, "unique-1")
-    thief = WireDevice("unique-1", parts.server.url)
+    thief = WireDevice("unique-1", parts.server.url, protocol=parts.mqtt_protocol)
     answer = thief.enroll(parts.secret)
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "DeviceExists"

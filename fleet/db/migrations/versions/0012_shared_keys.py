@@ -7,7 +7,7 @@ write so a server rereads a row only when it changed. ``fleet init`` moves the f
 existing data directory here (fleet/services/shared_keys.py); the migration itself holds no key.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-04 18:40:00
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import fleet.db.types
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
