@@ -62,6 +62,7 @@ TABLES_AT["0007"] = TABLES_AT["0005"] | {"activity_hourly"}  # the overview's
 TABLES_AT["0008"] = TABLES_AT["0007"]  # the device list's collation and indexes
 TABLES_AT["0009"] = TABLES_AT["0008"] | {"webhook_outbox"}  # the warning webhook's
 TABLES_AT["0010"] = TABLES_AT["0009"]  # JWT lifetimes and access ends
+TABLES_AT["0013"] = TABLES_AT["0010"] | {"bulk_jobs"}  # a group rotated or disabled at once
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
@@ -72,8 +73,8 @@ ADDED_IN_0010 = {
 }
 # What a column added to existing rows holds: its server default, else nothing.
 COLUMN_DEFAULTS = {"jwt_lifetime_s": 60}
-HEAD = "0010"
-DOWN_TO = ("0009", "0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001")
+HEAD = "0013"
+DOWN_TO = ("0010", "0009", "0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001")
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 NOTIFY_TABLES_0010 = NOTIFY_TABLES | {"device_groups"}
@@ -164,6 +165,8 @@ def fill(url: str, tmp_path: Path) -> None:
         scheduler.stop()
         clock.advance(hours=2)
         services.overview.page()  # keeps the ended hours' activity
+        job = services.jobs.start("rotate", "pilots", actor="t")
+        services.jobs.run(job.id)
     finally:
         services.close()
 
