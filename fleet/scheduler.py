@@ -130,9 +130,14 @@ class FleetScheduler:
 
     def _safe_tick(self) -> None:
         try:
-            self.tick()
+            led = self.tick()
         except Exception:  # logged in tick; the next interval tries again
             return
+        if led is not None:  # the leader takes up the bulk jobs of servers that died
+            try:
+                self.services.jobs.resume_abandoned()
+            except Exception:
+                log.exception("resuming abandoned bulk jobs failed")
 
     def _safe_prune(self) -> None:
         try:
