@@ -16,3 +16,21 @@ graceful_timeout = 10
 timeout = 30
 # The app is built in each worker, after fork: no connection is shared across processes.
 preload_app = False
+
+
+# /metrics across workers (fleet/metrics.py): each worker writes its counters to files in the
+# data directory's metrics/, emptied here before any worker starts; a dead worker's live gauges
+# are removed when it exits. `fleet serve` does the same.
+def on_starting(server):
+    import os
+    from pathlib import Path
+
+    from fleet.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(Path(os.environ.get("FLEET_DATA_DIR", "fleet-data")))
+
+
+def child_exit(server, worker):
+    from fleet.metrics import worker_exited
+
+    worker_exited(worker.pid)

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from fleet.credentials import PASSWORD_PREFIX, generate_secret
 from fleet.db.devices import ACTIVE, Device, DeviceGroup
 from fleet.db.models import Token, TokenPassword
+from fleet.metrics import metrics
 from fleet.services.context import ServiceContext
 from fleet.services.envelopes import EnvelopeQueue
 
@@ -114,4 +115,5 @@ class RotationService:
                 slot=slot,
                 expiry=expiry,
             )
+        metrics().passwords_issued.inc(len(devices))
         return len(devices)
