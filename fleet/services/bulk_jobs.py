@@ -213,8 +213,7 @@ class BulkJobService:
             )
         return ConflictError(
             f"a {kind} of group {group!r} is already under way: job {running.id} "
-            f"({running.state}, {running.done} of {running.total} done); follow it with "
-            f"`fleet job show --id {running.id}`",
+            f"({running.state}, {running.done} of {running.total} done); follow that job",
             code="JobRunning",
         )
 

@@ -92,6 +92,7 @@ def test_a_second_job_while_one_runs_is_refused(
     second = fleet.run("device", "rotate", "--group", "pilots", "--now")
     assert second.exit_code == 1
     assert "JobRunning, HTTP 409" in second.stderr and "job 1" in second.stderr
+    assert "`fleet job show --id N --wait`" in second.stderr  # the CLI's own advice
 
 
 @pytest.mark.parametrize(
