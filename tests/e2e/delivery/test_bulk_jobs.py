@@ -1,18 +1,24 @@
 """A group of 300 devices rotated, then disabled, by one command each against a real
 ``fleet serve`` (2 workers) and mosquitto: the CLI follows the job from whichever worker
 answers, connected devices receive their new password (then their wipe) over the broker, and
-their broker logins are cut."""
+their broker logins are cut; and the CLI on a real terminal draws its progress bar."""
 
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.e2e.delivery.device import WireDevice
 from tests.e2e.delivery.parts import Parts
+from tests.e2e.fleet_process import FLEET
+from tests.support.timing import scaled
 
 pytestmark = pytest.mark.e2e
 
@@ -86,3 +92,50 @@ def test_a_group_of_300_is_rotated_then_disabled_with_progress(parts: Parts) -> 
     # A second disable finds every device disabled already: nothing to do.
     empty = parts.server.cli("device", "disable", "--group", GROUP).json()
     assert (empty["state"], empty["total"]) == ("done", 0)
+
+
+def test_on_a_terminal_the_cli_draws_a_progress_bar(parts: Parts) -> None:
+    """stderr on a real pseudo-terminal (stdout a pipe, as `| jq` would make it)."""
+    secret = parts.server.device_group("bulk-tty")
+    devices = [WireDevice(f"tty-{i:03d}", parts.server.url) for i in range(20)]
+    assert all(d.enroll(secret).status_code == 201 for d in devices)
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [
+            FLEET,
+            "device",
+            "rotate",
+            "--group",
+            "bulk-tty",
+            "--now",
+            "-o",
+            "tsv",
+            "--query",
+            "[state, done]",
+        ],
+        env=parts.server.env(),
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], scaled(60))
+        if not ready:
+            process.kill()
+            raise AssertionError(f"no end of the CLI's output: {shown!r}")
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal's other end closed: the CLI exited
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    stdout, _ = process.communicate(timeout=scaled(60))
+    assert process.returncode == 0, shown
+    assert stdout.decode().split() == ["done", "20"]
+    text = shown.decode()
+    assert "\r[" + "#" * 30 + "] 100% rotate bulk-tty: 20/20 done, 0 failed" in text
+    assert "rotate bulk-tty (job " in text and ") done: 20 rotated" in text
