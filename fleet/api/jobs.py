@@ -16,13 +16,13 @@ from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
 from fleet.api.auth import actor, services
+from fleet.api.paging import NEXT_CURSOR, page_args, page_json
 from fleet.api.rest import PREFIX, api
 from fleet.api.schemas import ApiModel
 from fleet.domain.errors import ValidationError
 from fleet.services.bulk_jobs import DISABLE, MAX_REASON_CHARS, ROTATE, JobView
 
 TAG = "jobs"
-MAX_RECENT = 100
 
 
 class JobErrorOut(ApiModel):
@@ -51,6 +51,7 @@ class JobOut(ApiModel):
 
 class JobList(ApiModel):
     value: list[JobOut]
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class DisableGroupRequest(ApiModel):
@@ -129,21 +130,10 @@ def show_job(job_id: int) -> Any:
 @api.operation(
     "/jobs",
     "GET",
-    summary="The newest bulk jobs first",
+    summary="List bulk jobs, the newest first",
     tag=TAG,
     response=JobList,
-    parameters=[
-        {
-            "name": "top",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECENT, "default": 20},
-            "description": "How many; out of range: 400 InvalidRequest",
-        }
-    ],
+    paged=True,
 )
 def list_jobs() -> Any:
-    raw = request.args.get("top", "20")
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_RECENT:
-        raise ValidationError(f"top must be 1 to {MAX_RECENT}")
-    return {"value": [job_json(v) for v in services().jobs.recent(int(raw))]}
+    return page_json(services().jobs.list(**page_args()), job_json)

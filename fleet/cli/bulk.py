@@ -156,12 +156,12 @@ def show(inv: Invocation, job_id: int, wait: bool) -> None:
         inv.show(found, JOB_COLUMNS)
 
 
-@click.option("--top", type=click.IntRange(1, 100), default=20, show_default=True, help="How many.")
 @az_command(
     job,
     "list",
-    help="The newest bulk jobs first.",
+    help="List bulk jobs, the newest first, printed page by page as they arrive.",
     example="  fleet job list -o table\n  fleet job list --top 5",
+    paged=True,
 )
-def list_(inv: Invocation, top: int) -> None:
-    inv.show(inv.client.call("GET", "/jobs", params={"top": top}), JOB_COLUMNS)
+def list_(inv: Invocation, top: int | None) -> None:
+    inv.show_list("/jobs", JOB_COLUMNS, top=top)

@@ -38,6 +38,7 @@ from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
 from fleet.services.devices import DeviceService
 from fleet.services.devices.lifecycle import Cut
+from fleet.services.paging import DEFAULT_LIMIT, Cursors, Page, check_limit
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ MAX_REASON_CHARS = 256
 # A running job whose heartbeat (moved by every batch) is older than this is taken over.
 STALE_AFTER = timedelta(minutes=2)
 RESUME_AT_ONCE = 10
+JOBS_LIST = "jobs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,7 @@ class BulkJobService:
         self.devices = devices
         self.delivery = delivery
         self.batch_size = batch_size
+        self._cursors = Cursors(ctx.hasher)
         self._stopping = threading.Event()
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
@@ -224,13 +227,17 @@ class BulkJobService:
                 raise NotFoundError(f"job {job_id} does not exist", code="JobNotFound")
             return _view(job)
 
-    def recent(self, limit: int = 20) -> list[JobView]:
-        """The newest jobs first (at most 100)."""
+    def list(self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page[JobView]:
+        """One page of jobs, the newest first (keyset-paged by id)."""
+        check_limit(limit)
         with self.ctx.db.session() as s:
-            rows = s.exec(
-                select(BulkJob).order_by(col(BulkJob.id).desc()).limit(max(1, min(limit, 100)))
-            ).all()
-            return [_view(j) for j in rows]
+            query = select(BulkJob).order_by(col(BulkJob.id).desc()).limit(limit + 1)
+            if cursor is not None:
+                (before,) = self._cursors.decode(JOBS_LIST, cursor, (int,))
+                query = query.where(col(BulkJob.id) < before)
+            rows = s.exec(query).all()
+            keys = [(j.id or 0,) for j in rows]
+            return self._cursors.page(JOBS_LIST, [_view(j) for j in rows[:limit]], keys, limit)
 
     # -- running -----------------------------------------------------------------------
     def run_in_background(self, job_id: int) -> None:

@@ -66,8 +66,8 @@ def test_a_group_job_is_accepted_then_followed_to_its_end(
         assert len(events) == DEVICES
         if kind == "disable":
             assert {d.status for d in s.exec(select(Device))} == {DISABLED}
-    listed = api("GET", "/jobs?top=5").get_json()["value"]
-    assert [j["id"] for j in listed] == [job["id"]]
+    listed = api("GET", "/jobs?limit=5").get_json()
+    assert [j["id"] for j in listed["value"]] == [job["id"]] and listed["nextCursor"] is None
 
 
 def test_a_second_request_while_one_runs_is_409_naming_it(
@@ -96,9 +96,9 @@ def test_disable_takes_a_reason(api: Client, services: Services, devices: list[s
         ("POST", "/groups/pilots/disable", {"why": "typo"}, 400),
         ("POST", "/groups/pilots/disable", ["not", "an", "object"], 400),
         ("GET", "/jobs/999", None, 404),
-        ("GET", "/jobs?top=0", None, 400),
-        ("GET", "/jobs?top=101", None, 400),
-        ("GET", "/jobs?top=x", None, 400),
+        ("GET", "/jobs?limit=0", None, 400),
+        ("GET", "/jobs?limit=1001", None, 400),
+        ("GET", "/jobs?cursor=x", None, 400),
     ],
 )
 def test_bad_requests_are_refused_and_start_nothing(

@@ -81,7 +81,7 @@ def test_no_wait_prints_the_job_and_job_show_follows_it_later(
     assert followed.exit_code == 0
     assert json.loads(followed.stdout)["state"] == "done"
     listed = fleet.json("job", "list", "--top", "1")
-    assert [j["id"] for j in listed["value"]] == [job["id"]]
+    assert [j["id"] for j in listed] == [job["id"]]
 
 
 def test_a_second_job_while_one_runs_is_refused(

@@ -272,3 +272,13 @@ def test_a_broker_refusing_logins_counts_those_devices_failed(
     assert all("broker login is not" in e.message for e in done.errors)
     assert sorted(e.device_id for e in done.errors) == ids
     assert set(statuses(fleet).values()) == {DISABLED}  # the registry token is cut all the same
+
+
+def test_the_list_pages_the_newest_first(fleet: Services) -> None:
+    runner = jobs(fleet)
+    made = [runner.start(kind, "pilots", actor=ME).id for kind in ("rotate", "disable")]
+    made += [runner.start("rotate", "pilots", actor=ME).id]  # empty group: each done at once
+    first = runner.list(limit=2)
+    assert [j.id for j in first.items] == made[::-1][:2] and first.next_cursor
+    rest = runner.list(limit=2, cursor=first.next_cursor)
+    assert [j.id for j in rest.items] == [made[0]] and rest.next_cursor is None
