@@ -1,8 +1,8 @@
 """A bulk job over a large group: time, devices per second and peak Python memory.
 
-    .venv/bin/python bench/bulk_jobs.py                       # 100,000 devices, SQLite
-    .venv/bin/python bench/bulk_jobs.py --devices 10000 --kind disable
-    .venv/bin/python bench/bulk_jobs.py --postgres            # local PostgreSQL, own schema
+    .venv/bin/python -m bench.bulk_jobs                       # 100,000 devices, SQLite
+    .venv/bin/python -m bench.bulk_jobs --devices 10000 --kind disable
+    .venv/bin/python -m bench.bulk_jobs --postgres            # local PostgreSQL, own schema
 
 Devices are bulk-inserted with Core statements (as ``bench/reconciler_pass.py`` does, never
 seen: a disable waits for no acknowledgement). The job is the real one
