@@ -50,8 +50,10 @@ MAX_ERRORS = 20  # devices listed with their error; the rest are only counted
 MAX_ERROR_CHARS = 200
 MAX_ERRORS_JSON = 4_000  # under the column's 4,096
 MAX_REASON_CHARS = 256
-# A running job whose heartbeat (moved by every batch) is older than this is taken over.
+# A running job whose heartbeat (moved by every batch and every HEARTBEAT_S) is older than
+# this is taken over.
 STALE_AFTER = timedelta(minutes=2)
+HEARTBEAT_S = 15.0  # a running job's heartbeat, besides the one every batch moves
 RESUME_AT_ONCE = 10
 JOBS_LIST = "jobs"
 
@@ -285,6 +287,38 @@ class BulkJobService:
         token = self._claim(job_id)
         if token is None:
             return self.show(job_id)
+        beating = threading.Event()
+        heart = threading.Thread(
+            target=self._beat, args=(job_id, token, beating), name=f"fleet-job-{job_id}-beat"
+        )
+        heart.daemon = True
+        heart.start()
+        try:
+            self._run_claimed(job_id, token)
+        finally:
+            beating.set()
+            heart.join(HEARTBEAT_S)
+        return self.show(job_id)
+
+    def _beat(self, job_id: int, token: str, done: threading.Event) -> None:
+        """Every ``HEARTBEAT_S`` while the job runs, so that a batch slow to settle (a broker
+        taking seconds per login) is not taken for a dead server's; stops once it is not
+        this runner's any more."""
+        while not done.wait(HEARTBEAT_S):
+            try:
+                with self.ctx.db.session() as s:
+                    held = s.exec(
+                        update(BulkJob)
+                        .where(col(BulkJob.id) == job_id, col(BulkJob.claim_token) == token)
+                        .values(heartbeat_at=self.ctx.clock())
+                    ).rowcount
+            except Exception:  # the database away for a moment: the next beat tries again
+                log.warning("bulk job %d: heartbeat failed", job_id, exc_info=True)
+                continue
+            if not held:
+                return
+
+    def _run_claimed(self, job_id: int, token: str) -> None:
         try:
             self._settle_left_over(job_id, token)
             while not self._stopping.is_set():
@@ -300,7 +334,6 @@ class BulkJobService:
         except Exception as exc:
             log.exception("bulk job %d failed", job_id)
             self._finish(job_id, token, JOB_FAILED, f"{exc.__class__.__name__}: {exc}"[:512])
-        return self.show(job_id)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """No new batch in this process; the jobs under way are released after theirs."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -282,3 +283,32 @@ def test_the_list_pages_the_newest_first(fleet: Services) -> None:
     assert [j.id for j in first.items] == made[::-1][:2] and first.next_cursor
     rest = runner.list(limit=2, cursor=first.next_cursor)
     assert [j.id for j in rest.items] == [made[0]] and rest.next_cursor is None
+
+
+def test_a_running_job_beats_while_a_batch_is_slow_to_settle(
+    fleet: Services, secret: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fleet.services.bulk_jobs as module
+
+    enroll(fleet, secret, 2)
+    monkeypatch.setattr(module, "HEARTBEAT_S", 0.05)
+    runner = jobs(fleet)
+    job = runner.start("rotate", "pilots", actor=ME)
+    seen: list[tuple[object, object]] = []
+    settle = runner._settle
+
+    def slow_settle(job_id: int, token: str, batch: object) -> None:
+        clock.advance(minutes=1)  # a broker taking its time
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with fleet.ctx.db.session() as s:
+                beat = s.get(BulkJob, job_id).heartbeat_at  # type: ignore[union-attr]
+            if beat == clock():
+                break
+            time.sleep(0.02)
+        seen.append((beat, clock()))
+        settle(job_id, token, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "_settle", slow_settle)
+    assert runner.run(job.id).state == JOB_DONE
+    assert seen and all(beat == now for beat, now in seen)  # moved while it settled
