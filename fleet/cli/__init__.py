@@ -29,20 +29,9 @@ def cli() -> None:
     """
 
 
-for command in (
-    token,
-    scope_map,
-    group,
-    device,
-    job,
-    scheduler,
-    init,
-    admin,
-    serve,
-    keys,
-    registry,
-):
+for command in (token, scope_map, group, device, scheduler, init, admin, serve, keys, registry):
     cli.add_command(command)
+cli.add_command(job)  # bulk jobs (fleet/cli/bulk.py)
 
 
 def main() -> None:
