@@ -52,9 +52,12 @@ class Settings:
     data_dir: Path = Path("fleet-data")
     database_url: str = ""
     registry_name: str = "myregistry"
-    # A 32+ byte secret for the keyed hashes of passwords and API keys; from the data
-    # directory's secret.key when not given (every server of a cluster must share it).
+    # A 32+ byte secret for the keyed hashes of passwords and API keys, and the key that seals
+    # the signing keys kept in the database; from secret_key_file (a file the operator gives,
+    # never created), else the data directory's secret.key. Every server on one database must
+    # be given the same one (deploy/README.md, "Several servers").
     secret_key: str = ""
+    secret_key_file: str = ""
     # The registry's token authentication (Distribution's auth.token section).
     registry_service: str = "fleet-registry"
     token_issuer: str = "fleet"
@@ -122,16 +125,21 @@ class Settings:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'fleet.db'}"
 
     @property
-    def secret_key_file(self) -> Path:
-        return self.data_dir / "secret.key"
+    def secret_key_path(self) -> Path:
+        """Where the secret key is read from: ``secret_key_file``, else ``secret.key`` in the
+        data directory (which ``fleet init`` writes when it is missing)."""
+        return Path(self.secret_key_file) if self.secret_key_file else self.data_dir / "secret.key"
 
     @property
     def signing_key_dir(self) -> Path:
+        """Where releases before the shared keys kept the JWT key ring; ``fleet init`` moves
+        its ``keyring.json`` into the database (fleet/services/shared_keys.py)."""
         return self.data_dir / "signing-keys"
 
     @property
     def envelope_key_file(self) -> Path:
-        """The Ed25519 key that signs every envelope sent to devices."""
+        """Where releases before the shared keys kept the Ed25519 envelope signing key;
+        ``fleet init`` moves it into the database."""
         return self.data_dir / "envelope-signing.key"
 
     @property

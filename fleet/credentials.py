@@ -10,6 +10,9 @@ import hmac
 import secrets
 import zlib
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 RANDOM_CHARS = 36  # 36 * log2(62) ~ 214 bits of entropy
 CHECKSUM_CHARS = 6
@@ -62,6 +65,11 @@ class SecretHasher:
     def derive(self, purpose: str) -> bytes:
         """A key of its own for ``purpose`` (the dashboard's session cookies), from this one."""
         return hmac.digest(self._key, f"fleet-derive:{purpose}".encode(), "sha256")
+
+    def sealing_key(self, purpose: str) -> bytes:
+        """A 256-bit encryption key for ``purpose`` (HKDF-SHA256 of the secret key)."""
+        hkdf = HKDF(hashes.SHA256(), 32, salt=None, info=f"fleet-seal:{purpose}".encode())
+        return hkdf.derive(self._key)
 
     def matches(self, secret: str, stored_hash: str) -> bool:
         return hmac.compare_digest(self.hash(secret), stored_hash)

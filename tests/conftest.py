@@ -59,7 +59,9 @@ def make_settings(data_dir: Path, database_url: str = "", **overrides: object) -
 
 def _truncate_all(services: Services) -> None:
     engine = services.ctx.db.engine
-    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
+    # The shared keys stay: the services just built hold them (a deployment's keys outlive
+    # its rows, and a ring or envelope key made afresh would not be the one they sign with).
+    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables) if t.name != "shared_keys"]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))

@@ -16,6 +16,10 @@ graceful_timeout = 10
 timeout = 30
 # The app is built in each worker, after fork: no connection is shared across processes.
 preload_app = False
+# gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), which two
+# servers on one host would share; `fleet serve` puts it in the data directory. Here it is off:
+# set control_socket to a path of this server's own to use it.
+control_socket_disable = True
 
 
 # /metrics across workers (fleet/metrics.py): each worker writes its counters to files in the

@@ -3,6 +3,7 @@ need none of it. These wrappers import it on first use, so ``fleet token list`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ def build_services(settings: Settings, *, listen_status: bool = True) -> Service
     return build(settings, listen_status=listen_status)
 
 
-def initialise(settings: Settings) -> Services:
+def initialise(settings: Settings, say: Callable[[str], None]) -> Services:
     from fleet.bootstrap import initialise as init
 
-    return init(settings)
+    return init(settings, say)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -19,13 +21,17 @@ LOCAL_ACTOR = "cli:server-host"
 @click.command(
     "init",
     help=with_example(
-        "Create or migrate the database and create the server's keys. Safe to run twice.",
+        "Create or migrate the database and create the server's keys. Safe to run twice. "
+        "The keys every server signs with live in the database, sealed with the secret key: "
+        "give every server on one database the same FLEET_SECRET_KEY. Key files of an older "
+        "data directory are moved into the database (and removed); a file holding other keys "
+        "than the database's is refused.",
         "  FLEET_DATA_DIR=/var/lib/fleet fleet init",
     ),
 )
 def init() -> None:
     settings = load_settings()
-    services = initialise(settings)
+    services = initialise(settings, lambda message: click.echo(message, err=True))
     click.echo(f"database ready: {services.ctx.db.engine.url.render_as_string(hide_password=True)}")
     click.echo(f"data directory: {settings.data_dir.resolve()}")
 
@@ -173,6 +179,10 @@ def serve(
             self.cfg.set("keepalive", keepalive)
             self.cfg.set("accesslog", "-")
             self.cfg.set("graceful_timeout", 10)
+            if control_socket is None:
+                self.cfg.set("control_socket_disable", True)
+            else:
+                self.cfg.set("control_socket", str(control_socket))
             self.cfg.set("child_exit", lambda _server, worker: worker_exited(worker.pid))
 
         def load(self) -> Any:
@@ -180,11 +190,30 @@ def serve(
 
             return create_app(settings)
 
+    control_socket = control_socket_path(settings.data_dir)
     click.echo(
         f"fleet serving on http://{host}:{port} with {workers} worker(s) of {threads} thread(s)",
         err=True,
     )
+    if control_socket is None:
+        click.echo(
+            f"gunicorn's control socket is off: {settings.data_dir / CONTROL_SOCKET} would be "
+            f"longer than the {MAX_SOCKET_PATH_BYTES} bytes a socket path may have",
+            err=True,
+        )
     Server().run()
+
+
+CONTROL_SOCKET = "gunicorn.ctl"
+MAX_SOCKET_PATH_BYTES = 107  # sun_path holds 108 bytes on Linux, the last one a NUL
+
+
+def control_socket_path(data_dir: Path) -> Path | None:
+    """gunicorn's control socket, in this server's own data directory (gunicorn's default,
+    ``~/.gunicorn/gunicorn.ctl``, is one path for every server of a user: a second server took
+    it over and the first to stop removed it). None when the path is too long for a socket."""
+    path = Path(data_dir).absolute() / CONTROL_SOCKET
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH_BYTES else None
 
 
 def _raise_open_file_limit(wanted: int) -> None:

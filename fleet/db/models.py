@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from fleet.db.types import optional_when_field, when_field
@@ -214,3 +214,19 @@ class WebhookOutbox(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=512)
     sent_at: datetime | None = optional_when_field(index=True)
     gave_up_at: datetime | None = optional_when_field(index=True)
+
+
+class SharedKey(SQLModel, table=True):
+    """A key every server of the deployment signs with (the JWT key ring, the envelope key).
+
+    ``sealed`` is AES-GCM under a key derived from the secret key, with ``name`` as associated
+    data (fleet/services/shared_keys.py): never the key itself. Empty while not yet made.
+    ``version`` grows on every write: a server rereads the row only when it moved.
+    """
+
+    __tablename__ = "shared_keys"
+
+    name: str = Field(primary_key=True, max_length=64)
+    version: int = Field(default=0)
+    sealed: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+    updated_at: datetime = when_field()

@@ -14,10 +14,14 @@ from the bundle and the JWKS) at once, and if it was signing, a fresh key signs 
 place, with no publish delay: a registry trusting the old bundle refuses the fresh key's tokens
 until it is given the new bundle and restarted, which is the price of stopping the old key now.
 
-Everything lives in one JSON file (mode 0600, written atomically) guarded by an ``flock`` so
-that two processes cannot rotate at once. Processes that only sign (every token endpoint
-worker) call :meth:`KeyRing.refresh` before :meth:`KeyRing.signing_key`: it costs one ``stat``
-and picks up another process's rotation, so no worker signs with a key past its schedule.
+The ring is one JSON document kept by a :class:`RingStore`, read and rewritten whole under the
+store's lock so that two processes cannot rotate at once. :class:`FileRingStore` keeps it in one
+file (mode 0600, written atomically) guarded by an ``flock``; the server keeps it in the
+database, sealed, so every server of a deployment shares it
+(``fleet.services.shared_keys.DatabaseRingStore``, a row lock). Processes that only sign
+(every token endpoint worker) call :meth:`KeyRing.refresh` before :meth:`KeyRing.signing_key`:
+it asks the store for its stamp (a ``stat``, or one small query) and picks up another process's
+rotation, so no worker signs with a key past its schedule.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from fleet.data_dir import FILE_MODE as PRIVATE_MODE
 from fleet.data_dir import write_private_file as write_atomic
@@ -81,11 +87,81 @@ class RingKey:
         )
 
 
+class RingDocument:
+    """The ring's document as a store holds it, read under the store's lock.
+
+    ``data`` is ``None`` when the store holds no ring yet. :meth:`write` replaces it when the
+    lock is let go; the store then sets ``stamp`` to what :meth:`RingStore.stamp` answers for
+    the new document.
+    """
+
+    def __init__(self, data: bytes | None, stamp: Hashable | None) -> None:
+        self.data = data
+        self.stamp = stamp
+        self.written: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        self.written = data
+
+
+class RingStore(Protocol):
+    """Where a ring's document lives."""
+
+    def describe(self) -> str:
+        """Names the store in error messages."""
+        ...
+
+    def stamp(self) -> Hashable | None:
+        """Cheap: a value that changes whenever the document does (``None``: no document)."""
+        ...
+
+    def locked(self) -> AbstractContextManager[RingDocument]:
+        """The document under an exclusive lock held until the block ends."""
+        ...
+
+
+class FileRingStore:
+    """``keyring.json`` in a directory of its own, guarded by an ``flock`` beside it."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def stamp(self) -> tuple[int, int, int] | None:
+        try:
+            status = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (status.st_ino, status.st_mtime_ns, status.st_size)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[RingDocument]:
+        self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            stamp = self.stamp()
+            data = self.path.read_bytes() if stamp is not None else None
+            document = RingDocument(data, stamp)
+            yield document
+            if document.written is not None:
+                write_atomic(self.path, document.written, mode=PRIVATE_MODE)
+                document.stamp = self.stamp()
+        finally:
+            os.close(fd)
+
+
 class KeyRing:
     """Open with :meth:`open`; every method taking ``now`` defaults to the ring's clock."""
 
     def __init__(
-        self, directory: Path, *, token_lifetime: int, publish_delay: float, clock: Clock
+        self, store: RingStore, *, token_lifetime: int, publish_delay: float, clock: Clock
     ) -> None:
         if token_lifetime < MIN_TOKEN_LIFETIME:
             raise ValidationError(
@@ -94,12 +170,12 @@ class KeyRing:
             )
         if publish_delay < 0:
             raise ValidationError("the publish delay cannot be negative", code="InvalidDelay")
-        self.directory = Path(directory)
+        self.store = store
         self.token_lifetime = token_lifetime
         self.publish_delay = publish_delay
         self._clock = clock
         self._entries: tuple[RingKey, ...] = ()
-        self._loaded_stamp: tuple[int, int, int] | None = None
+        self._loaded_stamp: Hashable | None = None
 
     @classmethod
     def open(
@@ -111,17 +187,31 @@ class KeyRing:
         clock: Clock = time.time,
     ) -> KeyRing:
         """Load the ring in ``directory``, creating the directory and a first key if needed."""
-        ring = cls(
-            Path(directory), token_lifetime=token_lifetime, publish_delay=publish_delay, clock=clock
+        return cls.open_store(
+            FileRingStore(directory),
+            token_lifetime=token_lifetime,
+            publish_delay=publish_delay,
+            clock=clock,
         )
-        ring.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-        with ring._locked():
-            if ring._state_path.exists():
-                ring._load()
+
+    @classmethod
+    def open_store(
+        cls,
+        store: RingStore,
+        *,
+        token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
+        publish_delay: float = DEFAULT_PUBLISH_DELAY,
+        clock: Clock = time.time,
+    ) -> KeyRing:
+        """Load the ring ``store`` holds, making it with a first key if it holds none."""
+        ring = cls(store, token_lifetime=token_lifetime, publish_delay=publish_delay, clock=clock)
+        with ring._locked() as document:
+            if document.data is not None:
+                ring._load(document)
             else:
                 now = clock()
                 ring._entries = (ring._new_entry(now, signing_from=now),)
-                ring._save()
+                ring._save(document)
         return ring
 
     @property
@@ -144,14 +234,14 @@ class KeyRing:
     def rotate(self, now: float | None = None) -> SigningKey:
         """Add a key that signs after the publish delay; schedule the current one's retirement."""
         at = self._now(now)
-        with self._locked():
-            self._load()
+        with self._locked() as document:
+            self._load(document)
             entry = self._new_entry(at, signing_from=at + self.publish_delay)
             *older, newest = self._entries
             retiring = replace(newest, retire_after=entry.signing_from + self.retention)
             self._entries = (*older, retiring, entry)
             self._drop_retired(at)
-            self._save()
+            self._save(document)
         return entry.key
 
     def revoke(self, kid: str, now: float | None = None) -> SigningKey | None:
@@ -163,8 +253,8 @@ class KeyRing:
         An unknown ``kid`` changes nothing.
         """
         at = self._now(now)
-        with self._locked():
-            self._load()
+        with self._locked() as document:
+            self._load(document)
             kids = [e.key.kid for e in self._entries]
             if kid not in kids:
                 raise ValidationError(
@@ -187,25 +277,25 @@ class KeyRing:
                     entries[position] = self._rescheduled(entries, position, revoked)
             self._entries = tuple(entries)
             self._drop_retired(at)
-            self._save()
+            self._save(document)
         return None if fresh is None else fresh.key
 
     def prune(self, now: float | None = None) -> list[str]:
         """Drop keys whose last token has expired; return their key ids."""
         at = self._now(now)
-        with self._locked():
-            self._load()
+        with self._locked() as document:
+            self._load(document)
             dropped = self._drop_retired(at)
             if dropped:
-                self._save()
+                self._save(document)
         return dropped
 
     def refresh(self) -> bool:
         """Reload if another process changed the ring; return whether it did."""
-        if self._stamp() == self._loaded_stamp:
+        if self.store.stamp() == self._loaded_stamp:
             return False
-        with self._locked():
-            self._load()
+        with self._locked() as document:
+            self._load(document)
         return True
 
     def write_bundle(
@@ -217,10 +307,6 @@ class KeyRing:
 
     def jwks(self, now: float | None = None) -> dict[str, list[dict[str, str]]]:
         return {"keys": [key.jwk() for key in self.published_keys(now)]}
-
-    @property
-    def _state_path(self) -> Path:
-        return self.directory / STATE_FILE
 
     def _now(self, now: float | None) -> float:
         return self._clock() if now is None else now
@@ -250,40 +336,31 @@ class KeyRing:
         self._entries = kept
         return dropped
 
-    def _stamp(self) -> tuple[int, int, int] | None:
+    def _load(self, document: RingDocument) -> None:
+        where = self.store.describe()
+        if document.data is None:
+            raise ValidationError(f"key ring {where} is missing", code="InvalidKeyRing")
         try:
-            status = self._state_path.stat()
-        except FileNotFoundError:
-            return None
-        return (status.st_ino, status.st_mtime_ns, status.st_size)
-
-    def _load(self) -> None:
-        stamp = self._stamp()
-        try:
-            state = json.loads(self._state_path.read_text(encoding="utf-8"))
+            state = json.loads(document.data.decode("utf-8"))
             if state.get("version") != STATE_VERSION:
                 raise ValueError(f"unknown version {state.get('version')!r}")
             entries = tuple(RingKey.from_json(item) for item in state["keys"])
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise ValidationError(
-                f"key ring {self._state_path} is unreadable: {error}", code="InvalidKeyRing"
+                f"key ring {where} is unreadable: {error}", code="InvalidKeyRing"
             ) from error
         if not entries:
-            raise ValidationError(f"key ring {self._state_path} has no keys", code="InvalidKeyRing")
+            raise ValidationError(f"key ring {where} has no keys", code="InvalidKeyRing")
         self._entries = entries
-        self._loaded_stamp = stamp
 
-    def _save(self) -> None:
+    def _save(self, document: RingDocument) -> None:
         state = {"version": STATE_VERSION, "keys": [e.to_json() for e in self._entries]}
-        data = json.dumps(state, indent=2).encode("utf-8")
-        write_atomic(self._state_path, data, mode=PRIVATE_MODE)
-        self._loaded_stamp = self._stamp()
+        document.write(json.dumps(state, indent=2).encode("utf-8"))
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> Iterator[RingDocument]:
+        """The store's document under its lock; what this ring last read or wrote is
+        remembered by the document's stamp, so :meth:`refresh` skips it."""
+        with self.store.locked() as document:
+            yield document
+        self._loaded_stamp = document.stamp

@@ -33,6 +33,7 @@ from fleet.services.retention import RetentionService
 from fleet.services.rotation import RotationService
 from fleet.services.scheduler_runs import SchedulerRunService
 from fleet.services.scope_maps import ScopeMapService
+from fleet.services.shared_keys import DatabaseRingStore, SharedKeys
 from fleet.services.signing import SigningService
 from fleet.services.status_intake import StatusIntake, status_limiter
 from fleet.services.tokens import TokenService
@@ -99,7 +100,7 @@ class Services:
             overview=OverviewService(ctx),
             health=HealthRecorder(ctx, flush_interval_s=ctx.settings.health_flush_seconds),
             registry_auth=RegistryAuthService(ctx),
-            signing=SigningService.open(ctx.settings),
+            signing=SigningService.open(ctx.settings, DatabaseRingStore(SharedKeys.of(ctx))),
             groups=GroupService(ctx),
             envelopes=envelopes,
             rotation=rotation,

@@ -27,6 +27,7 @@ from fleet.services.context import ServiceContext, audit
 from fleet.services.delivery import DeliveryService
 from fleet.services.devices import DeviceService
 from fleet.services.revocation import ends_detail, revoke
+from fleet.services.rotation import lock_devices
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,19 @@ class Reconciler:
         )
 
     def _rotate(self, pks: list[int]) -> None:
+        """Rotate the devices of ``pks`` that are still due once their rows are locked.
+
+        ``pks`` were read before the lock: another pass (a second server that took the
+        leadership while this one's lock connection was lost mid-pass) may have rotated them
+        since, moving ``rotate_due_at`` on. Checked again under the row lock (PostgreSQL) or
+        the write lock (SQLite), a device is rotated once whatever the passes' interleaving."""
         with self.ctx.db.session() as s:
-            due = self._load(s, pks)
+            now = self.ctx.clock()
+            due = [
+                d
+                for d in lock_devices(s, self._load(s, pks))
+                if d.rotate_due_at is not None and d.rotate_due_at <= now
+            ]
             self.devices.rotation.issue(s, due)
             for device in due:
                 if device.token_id is None:  # nothing to rotate: stop asking

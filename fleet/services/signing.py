@@ -1,8 +1,17 @@
-"""Signing registry tokens and refresh tokens with the key ring, for every worker."""
+"""Signing registry tokens and refresh tokens with the key ring, for every worker.
+
+The ring is the deployment's, kept in the database (:mod:`fleet.services.shared_keys`): every
+server signs with the same keys. Each process rereads it at most once per
+``RING_CHECK_INTERVAL_S`` to sign (one query for its version, none per token request; a
+refresh-token grant and the JWKS reread it on every request, so a revoked key is refused at
+once), and when it changed rewrites its own registry bundle, so the bundle in every server's
+data directory follows a rotation or revocation made by any of them within that interval.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -12,11 +21,12 @@ import jwt
 
 from fleet.config import Settings
 from fleet.data_dir import FILE_MODE as PRIVATE_MODE
-from fleet.registry_auth.keyring import KeyRing
+from fleet.registry_auth.keyring import KeyRing, RingStore
 from fleet.registry_auth.keys import SigningKey
 from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
 from fleet.registry_auth.tokens import JWT_ALGORITHM, MAX_TOKEN_LIFETIME, MintedToken, mint
 
+log = logging.getLogger(__name__)
 REFRESH_AUDIENCE_SUFFIX = "#refresh"
 REFRESH_LIFETIME = 90 * 24 * 3600  # at most; never past the password's own expiry
 
@@ -60,9 +70,9 @@ class SigningService:
         self._refreshed = float("-inf")
 
     @classmethod
-    def open(cls, settings: Settings) -> SigningService:
-        ring = KeyRing.open(
-            settings.signing_key_dir,
+    def open(cls, settings: Settings, store: RingStore) -> SigningService:
+        ring = KeyRing.open_store(
+            store,
             # A replaced key stays published as long as any JWT it signed can live: the
             # longest lifetime a group or the setting may give.
             token_lifetime=MAX_TOKEN_LIFETIME,
@@ -70,13 +80,24 @@ class SigningService:
         )
         return cls(settings, ring)
 
+    def _recheck(self) -> None:
+        """Reread the ring if another process changed it, at most once per interval: signing
+        (every token request) adds no query. A new key is published when it is written, so
+        the lag never signs with an unpublished key."""
+        if time.monotonic() - self._refreshed >= RING_CHECK_INTERVAL_S:
+            self._recheck_now()
+
+    def _recheck_now(self) -> None:
+        """Reread the ring if another process changed it (one read of its version)."""
+        self._refreshed = time.monotonic()
+        if self.ring.refresh():
+            try:
+                self.write_bundle()
+            except OSError:  # the request is answered all the same; the next change retries
+                log.exception("cannot rewrite %s", self.settings.registry_bundle_file)
+
     def _key(self) -> SigningKey:
-        now = time.monotonic()
-        # A stat at most once per interval. A new key is published when it is written, so the
-        # lag never signs with an unpublished key.
-        if now - self._refreshed >= RING_CHECK_INTERVAL_S:
-            self.ring.refresh()
-            self._refreshed = now
+        self._recheck()
         return self.ring.signing_key()
 
     def registry_token(
@@ -116,7 +137,7 @@ class SigningService:
             kid = jwt.get_unverified_header(value).get("kid")
         except jwt.PyJWTError:
             return None
-        self.ring.refresh()
+        self._recheck_now()  # a revoked key's refresh tokens are refused at once, everywhere
         key = next((k for k in self.ring.published_keys() if k.kid == kid), None)
         if key is None:
             return None
@@ -158,8 +179,8 @@ class SigningService:
 
         No server sharing the ring signs with it from ``everywhere_from``, ``RING_CHECK_INTERVAL_S``
         after the ring was written; its refresh tokens are refused by the next request anywhere,
-        which rereads the ring. Registries accept its JWTs until they are restarted on the new
-        bundle. An unknown ``kid`` is a ``ValidationError`` and changes nothing.
+        which rereads the ring's version. Registries accept its JWTs until they are restarted on
+        the new bundle. An unknown ``kid`` is a ``ValidationError`` and changes nothing.
         """
         fresh = self.ring.revoke(kid)
         written_at = time.time()
@@ -172,7 +193,7 @@ class SigningService:
         )
 
     def jwks(self) -> dict[str, Any]:
-        self.ring.refresh()
+        self._recheck_now()
         return self.ring.jwks()
 
     def write_bundle(self) -> None:

@@ -1,10 +1,11 @@
 """``fleet keys rotate`` says when the new key signs everywhere, and a server keeps that promise;
 ``fleet keys revoke`` drops a key at once, and a server stops signing with it as promised.
 
-A :class:`SigningService` opened on the same data directory stands for one worker of a server
+A :class:`SigningService` opened on the same database stands for one worker of a server
 sharing the key ring: it signs before the rotation (so it has just rechecked the ring, the worst
 case), and from ``RING_CHECK_INTERVAL_S`` after the command ended it must sign with the new key.
-The keys live on disk only, so these tests need no database of either kind.
+The ring lives in the database (here the data directory's SQLite file), sealed with the secret
+key that ``fleet init`` wrote.
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 
+from fleet.bootstrap import load_secret_key
 from fleet.cli import cli
 from fleet.config import load_settings
+from fleet.credentials import SecretHasher
+from fleet.db.engine import Database
 from fleet.domain.errors import ValidationError
 from fleet.registry_auth.keyring import KeyRing
 from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
+from fleet.services.context import ServiceContext
+from fleet.services.shared_keys import DatabaseRingStore, SharedKeys
 from fleet.services.signing import SigningService
 from tests.support.timing import DEFAULT_POLL_S
 
@@ -60,8 +66,20 @@ def _rotate(env: dict[str, str | None], delay: int) -> Rotated:
     return Rotated(promise[1], datetime.fromisoformat(promise[2]), done.stderr)
 
 
+def _store(env: dict[str, str | None]) -> DatabaseRingStore:
+    """The key ring's row, as another server on the same database reads it."""
+    settings = load_settings(environ={k: v for k, v in env.items() if v})
+    ctx = ServiceContext(
+        db=Database(settings.resolved_database_url),
+        settings=settings,
+        hasher=SecretHasher(load_secret_key(settings)),
+    )
+    return DatabaseRingStore(SharedKeys.of(ctx))
+
+
 def _signer(env: dict[str, str | None]) -> SigningService:
-    return SigningService.open(load_settings(environ={k: v for k, v in env.items() if v}))
+    settings = load_settings(environ={k: v for k, v in env.items() if v})
+    return SigningService.open(settings, _store(env))
 
 
 def _kid(signer: SigningService) -> str:
@@ -106,7 +124,7 @@ def test_with_a_delay_the_new_key_signs_from_the_time_printed(tmp_path: Path) ->
     assert "(in 300 s)" in rotated.message
     assert "restart them within 300 s" in rotated.message
     assert _kid(_signer(env)) == old  # a server that reads the ring now: published, not signing
-    ring = KeyRing.open(tmp_path / "data" / "signing-keys")
+    ring = KeyRing.open_store(_store(env))
     assert rotated.kid in {key.kid for key in ring.published_keys()}
     printed = rotated.everywhere_from.timestamp()  # to the millisecond, rounded down
     assert ring.signing_key(now=printed - 1).kid == old
@@ -121,7 +139,7 @@ RESTART = "restart every registry now: until then they still accept JWTs signed 
 
 
 def _ring(tmp_path: Path) -> KeyRing:
-    return KeyRing.open(tmp_path / "data" / "signing-keys")
+    return KeyRing.open_store(_store(_env(tmp_path / "data")))
 
 
 def _bundle_kids(path: Path, ring: KeyRing) -> set[str]:
@@ -198,10 +216,9 @@ def test_revoking_an_unknown_key_names_the_known_ones_and_changes_nothing(
 ) -> None:
     env = _initialised(tmp_path)
     _rotate(env, 300)
-    keys_dir = tmp_path / "data" / "signing-keys"
-    files = {
-        p: p.read_bytes() for p in [*keys_dir.iterdir(), tmp_path / "data" / "registry-bundle.pem"]
-    }
+    files = {p: p.read_bytes() for p in [tmp_path / "data" / "registry-bundle.pem"]}
+    store = _store(env)
+    version = store.stamp()
     done = CliRunner().invoke(cli, ["keys", "revoke", "--kid", kid], env=env)
     assert done.exit_code != 0
     assert isinstance(done.exception, ValidationError), done.output
@@ -210,6 +227,7 @@ def test_revoking_an_unknown_key_names_the_known_ones_and_changes_nothing(
     for entry in _ring(tmp_path).entries:
         assert entry.key.kid in done.exception.message
     assert {p: p.read_bytes() for p in files} == files
+    assert store.stamp() == version  # the ring's row was not rewritten
 
 
 def test_the_revoke_help_says_to_restart_the_registries() -> None:

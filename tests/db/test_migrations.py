@@ -62,7 +62,8 @@ TABLES_AT["0007"] = TABLES_AT["0005"] | {"activity_hourly"}  # the overview's
 TABLES_AT["0008"] = TABLES_AT["0007"]  # the device list's collation and indexes
 TABLES_AT["0009"] = TABLES_AT["0008"] | {"webhook_outbox"}  # the warning webhook's
 TABLES_AT["0010"] = TABLES_AT["0009"]  # JWT lifetimes and access ends
-TABLES_AT["0013"] = TABLES_AT["0010"] | {"bulk_jobs"}  # a group rotated or disabled at once
+TABLES_AT["0012"] = TABLES_AT["0010"] | {"shared_keys"}  # the keys every server signs with
+TABLES_AT["0013"] = TABLES_AT["0012"] | {"bulk_jobs"}  # a group rotated or disabled at once
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
@@ -74,7 +75,7 @@ ADDED_IN_0010 = {
 # What a column added to existing rows holds: its server default, else nothing.
 COLUMN_DEFAULTS = {"jwt_lifetime_s": 60}
 HEAD = "0013"
-DOWN_TO = ("0010", "0009", "0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001")
+DOWN_TO = ("0012", "0010", "0009", "0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001")
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 NOTIFY_TABLES_0010 = NOTIFY_TABLES | {"device_groups"}
@@ -94,6 +95,19 @@ def triggers_at(target: str, dialect: str) -> set[str]:
     if dialect != "postgresql" or target < "0004":
         return set()
     return NOTIFY_TABLES_0010 if target >= "0010" else NOTIFY_TABLES
+
+
+def test_the_shared_keys_are_sealed_never_plain(fresh_url: str, tmp_path: Path) -> None:
+    fill(fresh_url, tmp_path)
+    engine = make_engine(fresh_url)
+    try:
+        rows = read_rows(engine)["shared_keys"]
+    finally:
+        engine.dispose()
+    assert {row["name"] for row in rows} == {"jwt-key-ring", "envelope-signing-key"}
+    for row in rows:
+        assert row["version"] >= 1
+        assert b"PRIVATE KEY" not in row["sealed"] and b"kid" not in row["sealed"]
 
 
 VERSION_TABLE = "alembic_version"

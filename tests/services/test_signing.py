@@ -1,36 +1,53 @@
 """SigningService.revoke: the key leaves the ring and the bundle at once, and every worker
-sharing the ring refuses its refresh tokens from its next request. Keys live on disk only, so
-no database is needed."""
+sharing the ring refuses its refresh tokens from its next request. The ring is the database's
+(a fresh SQLite file or PostgreSQL schema per test), as every server keeps it."""
 
 from __future__ import annotations
 
+import contextlib
 import stat
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jwt
 import pytest
 from cryptography import x509
 
+from fleet.bootstrap import initialise
 from fleet.domain.errors import ValidationError
 from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
+from fleet.services.shared_keys import DatabaseRingStore, SharedKeys
 from fleet.services.signing import RefreshClaims, SigningService
 from tests.conftest import make_settings
+from tests.support.postgres import fresh_schema
 
 CLAIMS = RefreshClaims(token="MyToken", slot="password1", fingerprint="f" * 32)
 
 
-def _worker(tmp_path: Path) -> SigningService:
-    """One worker of a server: its own ring object on the shared data directory."""
-    return SigningService.open(make_settings(tmp_path / "data", key_publish_delay=0))
+Worker = Callable[[], SigningService]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Worker]:
+    """``worker()``: one worker of a server, its own ring object on the shared database."""
+    with contextlib.ExitStack() as stack:
+        url = ""
+        if request.param == "postgresql":
+            url = stack.enter_context(fresh_schema("fleet_signing"))
+        settings = make_settings(tmp_path / "data", url, key_publish_delay=0)
+        services = initialise(settings)
+        stack.callback(services.close)
+        store = DatabaseRingStore(SharedKeys.of(services.ctx))
+        yield lambda: SigningService.open(settings, store)
 
 
 def _bundle(service: SigningService) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(service.settings.registry_bundle_file.read_bytes())
 
 
-def test_revoking_the_signing_key_replaces_it_in_the_ring_and_the_bundle(tmp_path: Path) -> None:
-    operator = _worker(tmp_path)
+def test_revoking_the_signing_key_replaces_it_in_the_ring_and_the_bundle(worker: Worker) -> None:
+    operator = worker()
     operator.write_bundle()
     compromised = operator.ring.signing_key()
     before = time.time()
@@ -46,8 +63,8 @@ def test_revoking_the_signing_key_replaces_it_in_the_ring_and_the_bundle(tmp_pat
     assert [key["kid"] for key in operator.jwks()["keys"]] == [revocation.signing]
 
 
-def test_revoking_a_key_that_no_longer_signs_keeps_the_signer(tmp_path: Path) -> None:
-    operator = _worker(tmp_path)
+def test_revoking_a_key_that_no_longer_signs_keeps_the_signer(worker: Worker) -> None:
+    operator = worker()
     old = operator.ring.signing_key().kid
     new = operator.rotate().kid
     revocation = operator.revoke(old)
@@ -55,24 +72,24 @@ def test_revoking_a_key_that_no_longer_signs_keeps_the_signer(tmp_path: Path) ->
     assert [key["kid"] for key in operator.jwks()["keys"]] == [new]
 
 
-def test_another_worker_refuses_the_revoked_keys_refresh_tokens_at_once(tmp_path: Path) -> None:
-    worker = _worker(tmp_path)
-    old = worker.refresh_token(CLAIMS, None)
-    rotated_out = worker.ring.signing_key().kid
-    worker.rotate()  # the old key retires: its refresh tokens stay good ...
+def test_another_worker_refuses_the_revoked_keys_refresh_tokens_at_once(worker: Worker) -> None:
+    signer = worker()
+    old = signer.refresh_token(CLAIMS, None)
+    rotated_out = signer.ring.signing_key().kid
+    signer.rotate()  # the old key retires: its refresh tokens stay good ...
     time.sleep(RING_CHECK_INTERVAL_S)
-    current = worker.refresh_token(CLAIMS, None)
+    current = signer.refresh_token(CLAIMS, None)
     compromised = jwt.get_unverified_header(current)["kid"]
     assert compromised != rotated_out
-    assert worker.read_refresh_token(old) == worker.read_refresh_token(current) == CLAIMS
+    assert signer.read_refresh_token(old) == signer.read_refresh_token(current) == CLAIMS
 
-    _worker(tmp_path).revoke(compromised)  # the operator, in another process
-    assert worker.read_refresh_token(current) is None  # ... a revoked key's are not
-    assert worker.read_refresh_token(old) == CLAIMS
+    worker().revoke(compromised)  # the operator, in another process
+    assert signer.read_refresh_token(current) is None  # ... a revoked key's are not
+    assert signer.read_refresh_token(old) == CLAIMS
 
 
-def test_revoking_an_unknown_key_is_refused_and_changes_nothing(tmp_path: Path) -> None:
-    operator = _worker(tmp_path)
+def test_revoking_an_unknown_key_is_refused_and_changes_nothing(worker: Worker) -> None:
+    operator = worker()
     operator.write_bundle()
     bundle = operator.settings.registry_bundle_file.read_bytes()
     entries = operator.ring.entries
@@ -81,4 +98,4 @@ def test_revoking_an_unknown_key_is_refused_and_changes_nothing(tmp_path: Path) 
     assert caught.value.code == "UnknownKey"
     assert entries[0].key.kid in caught.value.message
     assert operator.settings.registry_bundle_file.read_bytes() == bundle
-    assert _worker(tmp_path).ring.entries == entries
+    assert worker().ring.entries == entries

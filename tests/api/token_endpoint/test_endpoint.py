@@ -16,6 +16,7 @@ from fleet.domain.rules import RepositoryActions
 from fleet.registry_auth.keyring import KeyRing
 from fleet.registry_auth.recheck import RING_CHECK_INTERVAL_S
 from fleet.services import Services
+from fleet.services.shared_keys import DatabaseRingStore, SharedKeys
 
 SERVICE = "fleet-registry"
 
@@ -246,8 +247,9 @@ def test_a_revoked_keys_refresh_tokens_and_jwks_entry_are_gone_at_once(
     compromised = jwt.get_unverified_header(refresh)["kid"]
     assert jwt.get_unverified_header(body["token"])["kid"] == compromised
     assert _refresh(app, refresh).status_code == 200
-    # The operator's `fleet keys revoke`, in another process: its own ring on the same files.
-    fresh = KeyRing.open(services.ctx.settings.signing_key_dir).revoke(compromised)
+    # The operator's `fleet keys revoke`, in another process: its own ring on the same database.
+    store = DatabaseRingStore(SharedKeys.of(services.ctx))
+    fresh = KeyRing.open_store(store).revoke(compromised)
     assert fresh is not None
     # Refresh tokens and the JWKS reread the ring on every request: no recheck interval.
     assert refused_as(_refresh(app, refresh), 401, "UNAUTHORIZED")

@@ -8,7 +8,8 @@ temporary file left behind is 0600 and gone once the next child has started.
 
 A fork, not a fresh interpreter: starting Python costs 50-100 ms on this machine, which would
 make a thousand kills take minutes; the kill lands in the same write path either way.
-FLEET_AGENT_CRASH_KILLS sets the number of kills (default 1000).
+FLEET_AGENT_CRASH_KILLS sets the number of kills (default 1000). Coverage is paused for the
+loop (``tests/support/coverage_pause.py``): the children are killed before they could save any.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from device_agent.state.atomic import temp_files
 from device_agent.state.credentials import Credentials
 from device_agent.state.store import FILENAME, CredentialStore, StoreState, load_state
+from tests.support.coverage_pause import coverage_paused
 
 KILLS = int(os.environ.get("FLEET_AGENT_CRASH_KILLS", "1000"))
 MAX_DELAY_S = 0.012  # the kill lands anywhere in the first writes: the delay is the test's input
@@ -101,6 +103,11 @@ def mode(path: Path) -> int:
 
 
 def test_sigkill_during_writes_never_tears_the_file(tmp_path: Path) -> None:
+    with coverage_paused():
+        kill_writers(tmp_path)
+
+
+def kill_writers(tmp_path: Path) -> None:
     rng = random.Random(20260301)
     target = tmp_path / FILENAME
     observed = 0

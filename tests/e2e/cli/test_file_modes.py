@@ -57,7 +57,9 @@ def test_init_makes_the_data_directory_private(tmp_path: Path) -> None:
     env = _env(data)
     _fleet(env, "init")
     names = set(_modes(data))
-    assert {"fleet.db", "secret.key", "envelope-signing.key"} <= names
+    assert {"fleet.db", "secret.key", "registry-bundle.pem"} <= names
+    # The signing keys are the database's (sealed), not files of the data directory.
+    assert not names & {"envelope-signing.key", "signing-keys", "signing-keys/keyring.json"}
     assert _loose(data) == {}
     # sqlite keeps -wal and -shm while a connection is open: open one and look again
     _fleet(env, "admin", "create-key", "--name", "ops")

@@ -7,7 +7,7 @@ one job per group and kind at a time. ``devices`` gains an index on (group_id, i
 order a job pages a group in.
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 Create Date: 2026-12-04 18:30:00
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import fleet.db.types
 
 revision = "0013"
-down_revision = "0010"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
