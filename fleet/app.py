@@ -30,12 +30,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     register_error_handlers(app)
 
     from fleet.api import blueprint as api_blueprint
+    from fleet.api.metrics import instrument as instrument_metrics
     from fleet.api.mqtt_auth import blueprint as mqtt_auth_blueprint
     from fleet.api.token_endpoint import blueprint as token_blueprint
 
     app.register_blueprint(api_blueprint)
     app.register_blueprint(token_blueprint)
     app.register_blueprint(mqtt_auth_blueprint)
+    instrument_metrics(app)  # GET /metrics, and the token endpoint's and enrollment's counts
     init_web(app, services)
 
     @app.get("/healthz")

@@ -31,6 +31,7 @@ UI_BOUNDS = (
     ("webhook_outbox_max_rows", 10, 1_000_000),
     ("webhook_sent_retention_hours", 1, 24 * 30),
 )
+MIN_METRICS_TOKEN_CHARS = 32
 # Settings that take one of a few words.
 CREDENTIAL_CACHE_CHOICES = ("on", "off")
 # How device logins reach the broker (issue 15): dynamic security, or the broker asks fleet.
@@ -143,6 +144,8 @@ class Settings:
     max_scope_map_entries: int = 500
     # The largest request body any route reads (413 above it); the token endpoint reads less.
     max_request_bytes: int = 1024 * 1024
+    # GET /metrics answers only a scraper sending this as a bearer token (off when empty).
+    metrics_token: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -238,6 +241,12 @@ def load_settings(
         raise ValidationError(
             f"{ENV_PREFIX}TOKEN_LIFETIME={settings.token_lifetime} is outside "
             f"{MIN_TOKEN_LIFETIME} to {MAX_TOKEN_LIFETIME} s",
+            code="InvalidConfiguration",
+        )
+    if settings.metrics_token and len(settings.metrics_token) < MIN_METRICS_TOKEN_CHARS:
+        raise ValidationError(
+            f"{ENV_PREFIX}METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS} characters "
+            "(for example `openssl rand -hex 32`)",
             code="InvalidConfiguration",
         )
     for name, allowed in CHOICES:

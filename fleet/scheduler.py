@@ -19,10 +19,12 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from fleet.metrics import metrics
 from fleet.services import Services
 from fleet.services.leadership import Leadership, leadership_for
 from fleet.services.outbox import WebhookSender
@@ -82,12 +84,15 @@ class FleetScheduler:
             return None
         runs = self.services.scheduler_runs
         run_id = runs.start(node_name())
+        started = time.perf_counter()
         try:
             summary = self.reconciler.run_pass()
         except Exception as exc:
+            metrics().scheduler_pass_errors.inc()
             log.exception("reconciler pass failed")
             runs.finish(run_id, None, f"{exc.__class__.__name__}: {exc}")
             raise
+        metrics().scheduler_pass_seconds.observe(time.perf_counter() - started)
         runs.finish(run_id, summary, None)
         return summary
 
@@ -130,9 +135,14 @@ class FleetScheduler:
 
     def _safe_tick(self) -> None:
         try:
-            self.tick()
+            led = self.tick()
         except Exception:  # logged in tick; the next interval tries again
             return
+        if led is not None:  # the leader takes up the bulk jobs of servers that died
+            try:
+                self.services.jobs.resume_abandoned()
+            except Exception:
+                log.exception("resuming abandoned bulk jobs failed")
 
     def _safe_prune(self) -> None:
         try:

@@ -20,3 +20,21 @@ preload_app = False
 # servers on one host would share; `fleet serve` puts it in the data directory. Here it is off:
 # set control_socket to a path of this server's own to use it.
 control_socket_disable = True
+
+
+# /metrics across workers (fleet/metrics.py): each worker writes its counters to files in the
+# data directory's metrics/, emptied here before any worker starts; a dead worker's live gauges
+# are removed when it exits. `fleet serve` does the same.
+def on_starting(server):
+    import os
+    from pathlib import Path
+
+    from fleet.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(Path(os.environ.get("FLEET_DATA_DIR", "fleet-data")))
+
+
+def child_exit(server, worker):
+    from fleet.metrics import worker_exited
+
+    worker_exited(worker.pid)

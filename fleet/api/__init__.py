@@ -7,7 +7,7 @@ from __future__ import annotations
 
 # Routes register themselves on `api` when imported; they import the blueprint from
 # fleet.api.rest, never from this package, so no module imports one that imports it back.
-from fleet.api import access, devices, scheduler, scope_maps, tokens
+from fleet.api import access, devices, jobs, scheduler, scope_maps, tokens
 from fleet.api.rest import PREFIX, PUBLIC_ENDPOINTS, api, blueprint
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "api",
     "blueprint",
     "devices",
+    "jobs",
     "scheduler",
     "scope_maps",
     "tokens",

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from fleet.cli.bulk import job
 from fleet.cli.device import device
 from fleet.cli.group import group
 from fleet.cli.keys import keys, registry
@@ -30,6 +31,7 @@ def cli() -> None:
 
 for command in (token, scope_map, group, device, scheduler, init, admin, serve, keys, registry):
     cli.add_command(command)
+cli.add_command(job)  # bulk jobs (fleet/cli/bulk.py)
 
 
 def main() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from fleet.cli.base import Invocation, az_command
+from fleet.cli.bulk import start_group_job
 from fleet.cli.output import Column
 
 DEVICE_COLUMNS = [
@@ -84,12 +87,6 @@ def _action(name: str, help: str) -> None:
 
 
 _action("approve", "Approve a pending device: its credentials are delivered.")
-_action(
-    "disable",
-    "Disable a device: its registry token and broker login stop at once, and it "
-    "is told to wipe its credentials. Says when the registry refuses the last JWT it was "
-    "issued (at most its group's JWT lifetime plus the registry's 60 s leeway).",
-)
 _action("enable", "Enable a disabled device and deliver it a fresh password.")
 _action(
     "redeliver",
@@ -101,21 +98,86 @@ _action(
 )
 
 
+def _one_or_group(device_id: str | None, group: str | None) -> None:
+    if (device_id is None) == (group is None):
+        raise click.UsageError(
+            "give --name DEVICE for one device or --group GROUP for every device of a "
+            + ("group, not both" if device_id else "group")
+        )
+
+
+def _bulk_options(fn: Any) -> Any:
+    """``--name`` or ``--group`` (exactly one, checked by ``_one_or_group``), ``--no-wait``."""
+    fn = click.option("--name", "-n", "device_id", help="Device id.")(fn)
+    fn = click.option(
+        "--group", "-g", help="Every device of this group, as one job in the background."
+    )(fn)
+    return click.option(
+        "--no-wait",
+        is_flag=True,
+        help="With --group: print the job as soon as it is accepted, without following it "
+        "(`fleet job show --id N --wait` follows it later).",
+    )(fn)
+
+
+@click.option("--reason", help="With --group: recorded on each device's audit event.")
+@_bulk_options
+@az_command(
+    device,
+    "disable",
+    help="Disable a device: its registry token and broker login stop at once, and it "
+    "is told to wipe its credentials. Says when the registry refuses the last JWT it was "
+    "issued (at most its group's JWT lifetime plus the registry's 60 s leeway). With "
+    "--group, every device of the group, in batches on the server: a progress bar on a "
+    "terminal, progress lines otherwise, a summary at the end; exit 1 if any device failed.",
+    example="  fleet device disable --name rpi-0001\n"
+    "  fleet device disable --group pilots --reason 'lost shipment'\n"
+    "  fleet device disable --group pilots --no-wait -o table",
+)
+def disable(
+    inv: Invocation,
+    device_id: str | None,
+    group: str | None,
+    no_wait: bool,
+    reason: str | None,
+) -> None:
+    _one_or_group(device_id, group)
+    if group is not None:
+        body = {"reason": reason} if reason is not None else None
+        start_group_job(inv, "disable", group, body, wait=not no_wait)
+        return
+    if reason is not None:
+        raise click.UsageError("--reason goes with --group")
+    answer = inv.client.call("POST", f"/devices/{device_id}/disable")
+    inv.show(answer, DEVICE_COLUMNS)
+    inv.tell_access_end(answer, f"device {device_id}")
+
+
 @click.option(
     "--now",
     is_flag=True,
     required=True,
     help="Rotate now (the scheduler rotates on its own before expiry).",
 )
-@click.option("--name", "-n", "device_id", required=True, help="Device id.")
+@_bulk_options
 @az_command(
     device,
     "rotate",
     help="Put a new password in the device's other slot and "
-    "deliver it; the old one works until the device acknowledges the new one.",
-    example="  fleet device rotate --name rpi-0001 --now",
+    "deliver it; the old one works until the device acknowledges the new one. With --group, "
+    "every active device of the group, in batches on the server: a progress bar on a "
+    "terminal, progress lines otherwise, a summary at the end; exit 1 if any device failed.",
+    example="  fleet device rotate --name rpi-0001 --now\n"
+    "  fleet device rotate --group pilots --now\n"
+    "  fleet device rotate --group pilots --now --no-wait",
 )
-def rotate(inv: Invocation, device_id: str, now: bool) -> None:
+def rotate(
+    inv: Invocation, device_id: str | None, group: str | None, no_wait: bool, now: bool
+) -> None:
+    _one_or_group(device_id, group)
+    if group is not None:
+        start_group_job(inv, "rotate", group, None, wait=not no_wait)
+        return
     inv.show(inv.client.call("POST", f"/devices/{device_id}/rotate"), DEVICE_COLUMNS)
 
 

@@ -36,12 +36,16 @@ def _device_status(params: Params) -> str | None:
     return f"use `fleet device {verb} --name {_device(params)}`"
 
 
+_FOLLOW_JOB = "follow it with `fleet job show --id N --wait` (its id above)"
+
 # (command below `fleet`, error code) -> the advice, from the command's parameters.
 HINTS: dict[tuple[str, str], Callable[[Params], str | None]] = {
     ("token delete", "DeviceToken"): lambda p: f"use `fleet device delete --name {_device(p)}`",
     ("token update", "DeviceToken"): _device_status,
     ("token credential generate", "DeviceToken"): _device_passwords,
     ("token credential delete", "DeviceToken"): _device_passwords,
+    ("device rotate", "JobRunning"): lambda _p: _FOLLOW_JOB,
+    ("device disable", "JobRunning"): lambda _p: _FOLLOW_JOB,
     ("scope-map delete", "ScopeMapInUse"): lambda _p: (
         "give each such group another map with `fleet group update --name GROUP --scope-map OTHER`"
     ),

@@ -153,9 +153,12 @@ def serve(
 ) -> None:
     from gunicorn.app.base import BaseApplication
 
+    from fleet.metrics import prepare_multiprocess_dir, worker_exited
     from fleet.serving import BufferingWorker
 
     settings = load_settings()
+    # Before anything counts: the workers it forks write their metrics there (fleet.metrics).
+    prepare_multiprocess_dir(settings.data_dir)
     build_services(settings)  # fail here, clearly, if `fleet init` has not run
     _raise_open_file_limit(workers * max_connections + 256)
 
@@ -180,6 +183,7 @@ def serve(
                 self.cfg.set("control_socket_disable", True)
             else:
                 self.cfg.set("control_socket", str(control_socket))
+            self.cfg.set("child_exit", lambda _server, worker: worker_exited(worker.pid))
 
         def load(self) -> Any:
             from fleet.app import create_app

@@ -86,6 +86,8 @@ class Device(SQLModel, table=True):
         Index("ix_devices_last_seen_at_device_id", "last_seen_at", "device_id"),
         Index("ix_devices_active_expiry_device_id", "active_expiry", "device_id"),
         Index("ix_devices_enrolled_at_device_id", "enrolled_at", "device_id"),
+        # A bulk job's pages: a group's devices by primary key (migration 0013).
+        Index("ix_devices_group_id_id", "group_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -17,6 +17,7 @@ from fleet.services.access import AccessService
 from fleet.services.api_keys import ApiKeyService
 from fleet.services.audit import AuditService
 from fleet.services.broker import Broker, BrokerLink
+from fleet.services.bulk_jobs import BulkJobService
 from fleet.services.context import ServiceContext
 from fleet.services.delivery import DeliveryService
 from fleet.services.devices import DeviceService
@@ -62,6 +63,7 @@ class Services:
     scheduler_runs: SchedulerRunService
     webhook: WebhookSender
     broker_link: BrokerLink
+    jobs: BulkJobService
 
     @classmethod
     def build(
@@ -111,6 +113,7 @@ class Services:
             scheduler_runs=SchedulerRunService(ctx),
             webhook=WebhookSender(ctx),
             broker_link=link,
+            jobs=BulkJobService(ctx, devices, delivery),
         )
 
     @property
@@ -127,6 +130,7 @@ class Services:
         return self.broker_link.get()
 
     def close(self) -> None:
+        self.jobs.stop()
         self.health.stop()
         self.broker_link.close()
         self.status_intake.stop()

@@ -28,6 +28,7 @@ from device_agent.protocol import (
 )
 from fleet.db.devices import ACTIVE, DELIVERY_ACKED, DELIVERY_PENDING, Delivery, Device
 from fleet.db.models import AuditEvent, TokenPassword
+from fleet.metrics import metrics
 from fleet.mqtt import topics
 from fleet.mqtt.errors import BrokerError
 from fleet.services.broker import BrokerProvider, Publication
@@ -103,6 +104,17 @@ class DeliveryService:
                     row.published_at = now
                 s.add(row)
             return len(rows) if ok else 0
+
+    def pending_count(self) -> int:
+        """Deliveries not yet acknowledged, in one indexed count (the metrics' gauge)."""
+        with self.ctx.db.session() as s:
+            return int(
+                s.exec(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(Delivery.state == DELIVERY_PENDING)
+                ).one()
+            )
 
     def republish_all_pending(self) -> int:
         """After the broker came back: everything unacknowledged is due now (it may have lost
@@ -316,6 +328,7 @@ class DeliveryService:
         now = self.ctx.clock()
         row.state, row.envelope, row.acked_at = DELIVERY_ACKED, None, now
         s.add(row)
+        metrics().deliveries_acknowledged.inc()
         if row.kind != Kind.CREDENTIALS.value or row.version <= device.acked_credentials_version:
             return
         settings = self.ctx.settings

@@ -20,6 +20,7 @@ LISTS = [
     "/groups",
     "/groups/group-0/secrets",
     "/devices",
+    "/jobs",
 ]
 
 

@@ -66,6 +66,7 @@ TABLES_AT["0009"] = TABLES_AT["0008"] | {"webhook_outbox"}  # the warning webhoo
 TABLES_AT["0010"] = TABLES_AT["0009"]  # JWT lifetimes and access ends
 TABLES_AT["0011"] = TABLES_AT["0010"]  # device MQTT login hashes (FLEET_MQTT_AUTH=http)
 TABLES_AT["0012"] = TABLES_AT["0011"] | {"shared_keys"}  # the keys every server signs with
+TABLES_AT["0013"] = TABLES_AT["0012"] | {"bulk_jobs"}  # a group rotated or disabled at once
 ADDED_IN_0003 = {
     "devices": {"active_expiry", "rotate_due_at", "retire_slot", "retire_due_at", "warn_due_at"},
     "tokens": {"disable_at"},
@@ -78,8 +79,11 @@ ADDED_IN_0011 = {"devices": {"mqtt_login_hash"}}
 ADDED_LATER = (("0003", ADDED_IN_0003), ("0010", ADDED_IN_0010), ("0011", ADDED_IN_0011))
 # What a column added to existing rows holds: its server default, else nothing.
 COLUMN_DEFAULTS = {"jwt_lifetime_s": 60}
-HEAD = "0012"
-DOWN_TO = ("0011", "0010", "0009", "0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001")
+HEAD = "0013"
+DOWN_TO = (
+    *("0012", "0011", "0010", "0009", "0008", "0007", "0006"),
+    *("0005", "0004", "0003", "0002", "0001"),
+)
 NOTIFY_TRIGGER = "fleet_credentials_changed"
 NOTIFY_TABLES = {"tokens", "token_passwords", "scope_maps", "scope_map_entries"}
 NOTIFY_TABLES_0010 = NOTIFY_TABLES | {"device_groups"}
@@ -188,6 +192,8 @@ def fill(url: str, tmp_path: Path) -> None:
         scheduler.stop()
         clock.advance(hours=2)
         services.overview.page()  # keeps the ended hours' activity
+        job = services.jobs.start("rotate", "pilots", actor="t")
+        services.jobs.run(job.id)
     finally:
         services.close()
 

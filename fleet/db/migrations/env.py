@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import fleet.db.devices
+import fleet.db.jobs
 import fleet.db.models  # noqa: F401
 from fleet.db.engine import make_engine
 

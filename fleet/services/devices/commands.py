@@ -3,10 +3,12 @@ pending deliveries again (redeliver), a pull command."""
 
 from __future__ import annotations
 
-from sqlalchemy import func
-from sqlmodel import select
+from collections.abc import Sequence
 
-from fleet.db.devices import ACTIVE, DELIVERY_PENDING, Delivery
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from fleet.db.devices import ACTIVE, DELIVERY_PENDING, Delivery, Device
 from fleet.domain.errors import ConflictError, ValidationError
 from fleet.services.context import audit
 from fleet.services.devices.base import DeviceParts, get_device
@@ -32,6 +34,19 @@ class DeviceCommands(DeviceParts):
             pk = device.id
         self.delivery.publish_pending([pk])  # type: ignore[list-item]
         return self.show(device_id)
+
+    def rotate_page(
+        self, s: Session, devices: Sequence[Device], *, actor: str, job: int
+    ) -> tuple[list[int], int]:
+        """A bulk job's batch: a new password for each device still active once its row is
+        locked, in ``s`` (the caller's transaction; publish after it commits). Returns the
+        keys of the devices rotated and how many were skipped (no longer active)."""
+        locked = lock_devices(s, devices)
+        active = [d for d in locked if d.status == ACTIVE and d.token_id is not None]
+        self.rotation.issue(s, active)
+        for device in active:
+            audit(s, self.ctx, actor, "device.rotate", device.device_id, job=job)
+        return [d.id for d in active if d.id is not None], len(locked) - len(active)
 
     def pull(self, device_id: str, images: list[str] | None = None, *, actor: str) -> DeviceView:
         """Tell the device to pull now: these images, or (none given) its configured ones."""

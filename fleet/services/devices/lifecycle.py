@@ -41,7 +41,7 @@ MAX_BULK = 100  # devices disabled by one bulk request: a page of the list
 
 
 @dataclass(frozen=True, slots=True)
-class _Cut:
+class Cut:
     """A device whose disable committed: what is left to do outside the transaction."""
 
     device_pk: int
@@ -88,7 +88,7 @@ class DeviceLifecycle(DeviceParts):
                 code="InvalidSelection",
             )
         results: dict[str, DisableResult] = {}
-        cuts: dict[str, _Cut] = {}
+        cuts: dict[str, Cut] = {}
         for device_id in ids:
             with self.ctx.db.session() as s:
                 device = s.exec(select(Device).where(Device.device_id == device_id)).first()
@@ -122,7 +122,32 @@ class DeviceLifecycle(DeviceParts):
                 )
         return list(results.values())
 
-    def _disable_rows(self, s: Session, device: Device, actor: str, reason: str) -> _Cut:
+    def disable_page(
+        self, s: Session, devices: Sequence[Device], *, actor: str, reason: str, job: int
+    ) -> tuple[list[Cut], int, list[tuple[str, str]]]:
+        """A bulk job's batch: the rows of disabling each device, in ``s`` (the caller's
+        transaction). Returns what to cut off once it committed, how many were disabled
+        already (left as they are) and the devices refused, with why."""
+        cuts: list[Cut] = []
+        skipped = 0
+        refused: list[tuple[str, str]] = []
+        for device in lock_devices(s, devices):
+            if device.status == DISABLED:
+                skipped += 1
+            elif device.status == ENROLLING:
+                refused.append((device.device_id, "it is enrolling; disable it again"))
+            else:
+                cuts.append(self._disable_rows(s, device, actor, reason, job=job))
+        return cuts, skipped, refused
+
+    def cut_off(self, cuts: Sequence[Cut]) -> dict[int, BrokerError]:
+        """After a batch committed (or again, after its server died): publish the wipes and
+        disable the broker logins; the logins the broker refused, by device key."""
+        return self._cut_off(cuts) if cuts else {}
+
+    def _disable_rows(
+        self, s: Session, device: Device, actor: str, reason: str, *, job: int | None = None
+    ) -> Cut:
         """The rows of a disable (status, token, wipe command, audit), in ``s``, on the row
         as it is once locked (an enrollment or rotation may have just changed it)."""
         (device,) = lock_devices(s, [device]) or (device,)
@@ -151,12 +176,13 @@ class DeviceLifecycle(DeviceParts):
             device.device_id,
             reason=reason,
             **ends_detail(ends_by),
+            **({"job": job} if job is not None else {}),
         )
         s.flush()
         assert device.id is not None and wipe.id is not None
-        return _Cut(device.id, device.mqtt_username, wipe.id if online else None, ends_by)
+        return Cut(device.id, device.mqtt_username, wipe.id if online else None, ends_by)
 
-    def _cut_off(self, cuts: Sequence[_Cut]) -> dict[int, BrokerError]:
+    def _cut_off(self, cuts: Sequence[Cut]) -> dict[int, BrokerError]:
         """After the rows committed: publish the wipes, give the online devices a moment to
         read theirs, and disable every broker login whatever happened. Returns the logins
         the broker refused, by device."""
