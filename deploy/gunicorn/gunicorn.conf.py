@@ -12,6 +12,8 @@ bind = "127.0.0.1:8080"
 workers = min(8, multiprocessing.cpu_count() * 2)
 worker_class = "sync"
 accesslog = "-"
+# The broker secret may come in the URL (?secret=): the log writes it as [redacted].
+logger_class = "fleet.access_log.RedactingLogger"
 graceful_timeout = 10
 timeout = 30
 # The app is built in each worker, after fork: no connection is shared across processes.

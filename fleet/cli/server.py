@@ -153,6 +153,7 @@ def serve(
 ) -> None:
     from gunicorn.app.base import BaseApplication
 
+    from fleet.access_log import RedactingLogger
     from fleet.metrics import prepare_multiprocess_dir, worker_exited
     from fleet.serving import BufferingWorker
 
@@ -178,6 +179,7 @@ def serve(
             self.cfg.set("worker_connections", max_connections)
             self.cfg.set("keepalive", keepalive)
             self.cfg.set("accesslog", "-")
+            self.cfg.set("logger_class", RedactingLogger)  # no broker secret in the log
             self.cfg.set("graceful_timeout", 10)
             if control_socket is None:
                 self.cfg.set("control_socket_disable", True)
