@@ -476,7 +476,9 @@ def _run(
     first_sealed, last_acked = recorded_span(engine)
     span = (last_acked - first_sealed).total_seconds()
     pass_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
+    dropped = broker.log_text().count("Outgoing messages are being dropped")
     results["rotation"] = {
+        "broker_dropped_outgoing_lines": dropped,
         "devices": target,
         "acknowledged": final["acked"],
         "seconds": round(total_s, 2),
