@@ -139,7 +139,7 @@ class DeliveryService:
     def handle_status(self, device_id: str, raw: bytes) -> None:
         """One message from ``fleet/v1/devices/{id}/status``; bad ones are dropped, logged.
         The one parser of both sides reads it (``device_agent.protocol.messages``)."""
-        self._handle_parsed(self._parsed([(device_id, raw)]))
+        self._republish(self._handle_parsed(self._parsed([(device_id, raw)])))
 
     def handle_statuses(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """Several status messages (of one or many devices), in the order they came, in one
@@ -150,17 +150,24 @@ class DeliveryService:
         it is kept and each message is handled again alone, so one bad message costs only
         itself (its error is logged)."""
         parsed = self._parsed(messages)
+        republish: list[int] = []
         try:
-            self._handle_parsed(parsed)
+            republish = self._handle_parsed(parsed)
         except Exception:
             if len(parsed) <= 1:
                 raise
             log.warning("a batch of %d status messages failed; handling each alone", len(parsed))
             for one in parsed:
                 try:
-                    self._handle_parsed([one])
+                    republish += self._handle_parsed([one])
                 except Exception:
                     log.exception("handling a status message from %s failed", one[0])
+        # After the commit, and outside the retry: what was committed is never handled twice.
+        self._republish(republish)
+
+    def _republish(self, device_pks: list[int]) -> None:
+        if device_pks:
+            self.publish_pending(dict.fromkeys(device_pks))
 
     @staticmethod
     def _parsed(messages: Iterable[tuple[str, bytes]]) -> list[tuple[str, StatusMessage]]:
@@ -176,9 +183,10 @@ class DeliveryService:
                 log.debug("dropped a status message from %s: %s", device_id, error)
         return parsed
 
-    def _handle_parsed(self, parsed: Sequence[tuple[str, StatusMessage]]) -> None:
+    def _handle_parsed(self, parsed: Sequence[tuple[str, StatusMessage]]) -> list[int]:
+        """Handle them in one transaction; returns the devices with something to publish."""
         if not parsed:
-            return
+            return []
         republish: list[int] = []
         ids = sorted({device_id for device_id, _ in parsed})
         with self.ctx.db.session() as s:
@@ -215,8 +223,7 @@ class DeliveryService:
                     device.last_pull_ok = message.ok
                     detail = message.image if message.ok else message.error
                     device.last_pull_detail = detail[:500] if detail else None
-        if republish:
-            self.publish_pending(dict.fromkeys(republish))
+        return republish
 
     @staticmethod
     def _acked_deliveries(
