@@ -42,6 +42,10 @@ CLIENT_ID_PREFIX = "fleet-server"
 SESSION_EXPIRY_S = 300
 # paho's outgoing queue is bounded: past this, publish fails at once instead of piling up.
 MAX_QUEUED_MESSAGES = 10_000
+# QoS 1 messages sent and not yet acknowledged at once (paho's default is 20, so a batch of 500
+# envelopes waited for 25 round trips to the broker one after the other); the broker's own
+# receive maximum (MQTT 5) still applies when it is lower.
+MAX_INFLIGHT_MESSAGES = 1_000
 
 StatusCallback = Callable[[str, bytes], None]
 
@@ -144,6 +148,7 @@ class Publisher(ConnectionOwner):
         )
         client = self._connection.client
         client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
+        client.max_inflight_messages_set(MAX_INFLIGHT_MESSAGES)
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
 

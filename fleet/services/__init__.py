@@ -87,6 +87,7 @@ class Services:
             limiter=status_limiter(ctx.settings),
             on_dropped=delivery.record_throttled,
             report_every_s=ctx.settings.status_report_seconds,
+            batch_handler=delivery.handle_statuses,
         )
         link.listen(status_intake.submit, delivery.republish_all_pending)
         devices = DeviceService(ctx, tokens, delivery, rotation, envelopes, link.get)

@@ -65,10 +65,12 @@ class Reconciler:
         self.ctx = ctx
         self.devices = devices
         self.delivery = delivery
+        self._published_early = 0  # this pass's rotations published as their batch committed
 
     def run_pass(self) -> PassSummary:
         now = self.ctx.clock()
         summary = PassSummary()
+        self._published_early = 0
         summary.rotated = self._rows(
             "rotation of device", summary, partial(self._due_rotation, now), self._rotate
         )
@@ -90,7 +92,9 @@ class Reconciler:
         summary.warnings = self._rows(
             "expiry warning of device", summary, partial(self._due_warning, now), self._warn
         )
-        summary.published = self._step("publishing", summary, self.delivery.publish_due)
+        summary.published = self._published_early + self._step(
+            "publishing", summary, self.delivery.publish_due
+        )
         return summary
 
     @staticmethod
@@ -191,6 +195,16 @@ class Reconciler:
                 if device.token_id is None:  # nothing to rotate: stop asking
                     device.rotate_due_at = None
                     s.add(device)
+        # Published batch by batch, right after its commit: devices acknowledge while the pass
+        # seals the next batches, instead of waiting for the whole rotation step. The batch is
+        # committed, so nothing here may fail it (it would be rotated again, row by row): what
+        # is not published now is left pending, for the publishing step and its backoff.
+        try:
+            self._published_early += self.delivery.publish_pending(pks)
+        except Exception:
+            log.exception(
+                "publishing %d rotated devices failed; the publishing step retries", len(pks)
+            )
 
     # -- retirement of the old slot ------------------------------------------------------
     def _due_retirement(self, now: datetime, skip: set[int]) -> list[Row]:

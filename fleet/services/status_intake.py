@@ -30,8 +30,12 @@ MAX_QUEUED = 10_000
 MAX_REPORTED_DEVICES = 10_000  # per window; beyond that only the total is counted
 DEFAULT_REPORT_EVERY_S = 60.0
 MAX_BUCKETS = 500_000  # devices x kinds; the least recently heard are forgotten first
+# Messages already waiting are handed over together, up to this many: one transaction for
+# them all instead of one each (what bounds acknowledgements per second with many devices).
+MAX_BATCH = 200
 
 Handler = Callable[[str, bytes], None]
+BatchHandler = Callable[[list[tuple[str, bytes]]], None]
 DropReporter = Callable[[dict[str, int], float], None]
 
 
@@ -66,8 +70,14 @@ class StatusIntake:
         on_dropped: DropReporter | None = None,
         report_every_s: float = DEFAULT_REPORT_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
+        batch_handler: BatchHandler | None = None,
+        max_batch: int = MAX_BATCH,
     ) -> None:
+        """``batch_handler``, when given, gets the messages already waiting (at most
+        ``max_batch``, in the order they came) in one call; else ``handler`` gets each."""
         self._handler = handler
+        self._batch_handler = batch_handler
+        self._max_batch = max(1, max_batch)
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(max_queued)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -140,15 +150,44 @@ class StatusIntake:
             except queue.Empty:
                 self.report_throttled()
                 continue
+            batch, stopping = self._take_waiting(item)
             try:
-                if item is None:
-                    return
-                self._handler(*item)
-            except Exception:
-                log.exception("handling a status message from %s failed", item and item[0])
+                self._handle(batch)
             finally:
-                self._queue.task_done()
+                for _ in range(len(batch) + stopping):
+                    self._queue.task_done()
+            if stopping:
+                return
             self.report_throttled()
+
+    def _take_waiting(
+        self, first: tuple[str, bytes] | None
+    ) -> tuple[list[tuple[str, bytes]], bool]:
+        """``first`` and what already waits behind it (up to the batch size, only with a batch
+        handler); True when the stop marker was among them (it ends the batch)."""
+        if first is None:
+            return [], True
+        batch = [first]
+        while self._batch_handler is not None and len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _handle(self, batch: list[tuple[str, bytes]]) -> None:
+        if not batch:
+            return
+        try:
+            if self._batch_handler is not None:
+                self._batch_handler(batch)
+            else:
+                self._handler(*batch[0])
+        except Exception:
+            log.exception("handling %d status message(s) from %s failed", len(batch), batch[0][0])
 
     def drain(self) -> None:
         """Wait until every submitted message has been handled (tests, shutdown)."""

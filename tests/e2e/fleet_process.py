@@ -97,6 +97,11 @@ class FleetServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """gunicorn's master: it leads its own process group, the workers in it."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def realm(self) -> str:
         return f"{self.url}/oauth2/token"
 

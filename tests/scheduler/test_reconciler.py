@@ -207,3 +207,63 @@ def test_two_schedulers_on_sqlite_only_one_acts(
     one.stop()
     assert two.tick() is not None
     two.stop()
+
+
+def test_each_rotated_batch_is_published_as_it_commits_and_only_once(
+    fleet: Services,
+    broker: FakeBroker,
+    secret: str,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Devices get their new password while the pass goes on: every rotation is on the broker
+    before the publishing step starts, which then has nothing left to send."""
+    from fleet.services.reconciler import Reconciler
+
+    sims = enroll_many(fleet, secret, 5)
+    for sim in sims:
+        sim.sync(fleet, broker)
+    clock.advance(days=23)
+    before = len(broker.published)
+    at_publishing_step: list[int] = []
+    real_publish_due = fleet.delivery.publish_due
+
+    def publish_due() -> int:
+        at_publishing_step.append(len(broker.published) - before)
+        return real_publish_due()
+
+    monkeypatch.setattr(fleet.delivery, "publish_due", publish_due)
+    summary = Reconciler(fleet.ctx, fleet.devices, fleet.delivery).run_pass()
+    assert summary.rotated == len(sims) and summary.published == len(sims)
+    assert at_publishing_step == [len(sims)]
+    assert len(broker.published) - before == len(sims)
+    for sim in sims:
+        sim.sync(fleet, broker)
+        assert sim.accepted == [1, 2]
+
+
+def test_a_failed_early_publish_leaves_the_batch_rotated_once_and_pending(
+    fleet: Services,
+    broker: FakeBroker,
+    secret: str,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fleet.services.reconciler import Reconciler
+
+    sims = enroll_many(fleet, secret, 3)
+    for sim in sims:
+        sim.sync(fleet, broker)
+    clock.advance(days=23)
+    real = fleet.delivery.publish_pending
+
+    def fails_for_some_devices(device_pks=None, **kwargs):  # type: ignore[no-untyped-def]
+        if device_pks is not None:
+            raise RuntimeError("the database went away while publishing")
+        return real(device_pks, **kwargs)
+
+    monkeypatch.setattr(fleet.delivery, "publish_pending", fails_for_some_devices)
+    summary = Reconciler(fleet.ctx, fleet.devices, fleet.delivery).run_pass()
+    assert summary.rotated == len(sims) and summary.skipped == 0
+    assert set(credential_versions(fleet).values()) == {2}  # rotated once, not redone
+    assert summary.published == len(sims)  # by the publishing step

@@ -112,3 +112,49 @@ def test_kinds() -> None:
     assert message_kind(b"[1, 2]") == "other"
     assert message_kind(json.dumps({"type": ["hello"]}).encode()) == "other"
     assert message_kind(msg("hello", pad="x" * 5000)) == "other"  # not parsed when large
+
+
+def test_messages_already_waiting_reach_the_batch_handler_together_in_order() -> None:
+    """While one batch is handled, what arrives waits; the next call gets it all, in the order
+    it came, never more than the batch size at once."""
+    first_started, release = threading.Event(), threading.Event()
+    batches: list[list[tuple[str, bytes]]] = []
+
+    def handle_batch(batch: list[tuple[str, bytes]]) -> None:
+        batches.append(batch)
+        first_started.set()
+        release.wait(5)
+
+    status = StatusIntake(
+        lambda *_: None, batch_handler=handle_batch, max_batch=4, report_every_s=60
+    )
+    try:
+        status.submit("d0", msg("hello"))
+        assert first_started.wait(5)
+        for n in range(1, 10):
+            status.submit(f"d{n}", msg("ack", kind="credentials", version=n))
+        release.set()
+        status.drain()
+    finally:
+        status.stop()
+    assert [len(b) for b in batches] == [1, 4, 4, 1]
+    assert [d for b in batches for d, _ in b] == [f"d{n}" for n in range(10)]
+
+
+def test_a_failing_batch_handler_is_logged_and_the_intake_goes_on() -> None:
+    handled: list[int] = []
+
+    def handle_batch(batch: list[tuple[str, bytes]]) -> None:
+        handled.append(len(batch))
+        if len(handled) == 1:
+            raise RuntimeError("the database went away")
+
+    status = StatusIntake(lambda *_: None, batch_handler=handle_batch, report_every_s=60)
+    try:
+        status.submit("d0", msg("hello"))
+        status.drain()
+        status.submit("d1", msg("hello"))
+        status.drain()
+    finally:
+        status.stop()
+    assert handled == [1, 1]

@@ -11,7 +11,7 @@ import pytest
 from fleet.mqtt import topics
 from fleet.mqtt.broker_url import BrokerAddress
 from fleet.mqtt.errors import PublishRejectedError
-from fleet.mqtt.publisher import Publication, Publisher
+from fleet.mqtt.publisher import MAX_INFLIGHT_MESSAGES, Publication, Publisher
 from tests.support.timing import scaled
 
 pytestmark = pytest.mark.e2e
@@ -65,6 +65,24 @@ def test_publish_many_waits_for_every_ack(
     publisher.publish_many([Publication(topic, str(i).encode(), retain=False) for i in range(MANY)])
     client.wait_for_message(topic, str(MANY - 1).encode())
     assert [m.payload for m in client.messages] == [str(i).encode() for i in range(MANY)]
+
+
+def test_publish_many_past_the_inflight_window_loses_nothing_and_keeps_the_order(
+    publisher: Publisher, device: Callable[[], Any], connect: Callable[..., Any]
+) -> None:
+    """More messages than may be in flight at once (paho's window, raised from its 20, and
+    the broker's receive maximum): every one acknowledged, every one delivered, in order."""
+    count = 2 * MAX_INFLIGHT_MESSAGES + 1
+    login = device()
+    topic = topics.commands_topic(login.device_id)
+    client = connect(login)
+    client.subscribe(topic)
+    publisher.publish_many(
+        [Publication(topic, str(i).encode(), retain=False) for i in range(count)],
+        timeout_s=scaled(60),
+    )
+    client.wait_for_message(topic, str(count - 1).encode())
+    assert [m.payload for m in client.messages] == [str(i).encode() for i in range(count)]
 
 
 def test_a_refused_publish_raises(publisher: Publisher) -> None:
