@@ -220,11 +220,6 @@ class FleetServer:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    @property
-    def pid(self) -> int | None:
-        """gunicorn master's process id: also its process group's (the workers are in it)."""
-        return None if self._process is None else self._process.pid
-
     def kill(self) -> None:
         """SIGKILL to the whole process group, master and workers at once: a crash."""
         process, self._process = self._process, None
