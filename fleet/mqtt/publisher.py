@@ -255,3 +255,14 @@ class Publisher(ConnectionOwner):
         except Exception:
             # An exception escaping here would stop paho's network thread.
             log.exception("status callback failed for device %s", device_id)
+
+
+def publisher_state(publisher: Publisher | None, where: str) -> tuple[str, str]:
+    """A broker's publishing connection as the overview shows it: ("connected" | "disconnected"
+    | "not connected yet", a line saying where and why). None: not made yet (it connects on
+    first use)."""
+    if publisher is None:
+        return "not connected yet", f"{where}: connects on first use"
+    if publisher.connected:
+        return "connected", where
+    return "disconnected", f"{where}: {publisher.last_failure}"

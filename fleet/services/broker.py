@@ -23,7 +23,7 @@ from fleet.mqtt.broker_url import parse_broker_url
 from fleet.mqtt.connection import MQTT_5
 from fleet.mqtt.dynsec import DynsecAdmin
 from fleet.mqtt.errors import BrokerError, BrokerUnavailableError
-from fleet.mqtt.publisher import Publication, Publisher
+from fleet.mqtt.publisher import Publication, Publisher, publisher_state
 from fleet.services.broker_login import (
     SERVER_USERNAME,
     STATUS_SHARE_GROUP,
@@ -150,13 +150,7 @@ class MosquittoBroker:
 
     def connection_state(self) -> tuple[str, str]:
         """("connected" | "disconnected" | "not connected yet", a line saying where and why)."""
-        publisher = self._publisher
-        where = self.address.url
-        if publisher is None:
-            return "not connected yet", f"{where}: connects on first use"
-        if publisher.connected:
-            return "connected", where
-        return "disconnected", f"{where}: {publisher.last_failure}"
+        return publisher_state(self._publisher, self.address.url)
 
     def close(self) -> None:
         with self._lock:

@@ -31,7 +31,7 @@ from fleet.mqtt import provisioning
 from fleet.mqtt.broker_url import parse_broker_url
 from fleet.mqtt.connection import MQTT_5
 from fleet.mqtt.errors import BrokerError, BrokerUnavailableError
-from fleet.mqtt.publisher import Publication, Publisher
+from fleet.mqtt.publisher import Publication, Publisher, publisher_state
 from fleet.mqtt.rabbitmq_management import RabbitManagement
 from fleet.services.broker_login import (
     SERVER_USERNAME,
@@ -102,13 +102,7 @@ class HttpAuthBroker:
             self._connected().publish_many(publications)
 
     def connection_state(self) -> tuple[str, str]:
-        publisher = self._publisher
-        where = self.address.url
-        if publisher is None:
-            return "not connected yet", f"{where}: connects on first use"
-        if publisher.connected:
-            return "connected", where
-        return "disconnected", f"{where}: {publisher.last_failure}"
+        return publisher_state(self._publisher, self.address.url)
 
     # -- device logins: the database --------------------------------------------------------
 
