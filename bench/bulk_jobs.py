@@ -14,39 +14,15 @@ Peak memory is ``tracemalloc``'s during the job; it should not grow with the gro
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 import tracemalloc
-import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import update
 
-from bench.reconciler_pass import POSTGRES, populate
-from fleet.bootstrap import initialise
-from fleet.config import load_settings
+from bench.reconciler_pass import bench_services, populate
 from fleet.db.devices import Device
-from fleet.mqtt.publisher import Publication
 from fleet.services.bulk_jobs import BATCH_SIZE, BulkJobService
-
-
-class AcceptingBroker:
-    device_url = "mqtt://bench:1883"
-
-    def __init__(self) -> None:
-        self.published = 0
-        self.disabled = 0
-
-    def publish(self, publications: Sequence[Publication]) -> None:
-        self.published += len(publications)
-
-    def disable_device(self, username: str) -> None:
-        self.disabled += 1
-
-    def close(self) -> None:
-        pass
 
 
 def main() -> None:
@@ -58,24 +34,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=BATCH_SIZE)
     parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
-
-    workdir = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
-    schema = None
-    url = f"sqlite:///{workdir / 'fleet.db'}"
-    if args.postgres:
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    settings = load_settings(
-        environ={},
-        overrides={"data_dir": workdir, "database_url": url, "scheduler_enabled": "false"},
-    )
-    services = initialise(settings)
-    try:
-        broker = AcceptingBroker()
-        services.broker = broker  # type: ignore[assignment]
+    with bench_services(args.postgres) as (services, broker):
         now = datetime.now(UTC)
         t0 = time.perf_counter()
         populate(services, args.devices, now)
@@ -99,11 +58,6 @@ def main() -> None:
             f"{peak / 2**20:.1f} MiB; published {broker.published:,}, logins cut "
             f"{broker.disabled:,}"
         )
-    finally:
-        services.close()
-        if schema:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 if __name__ == "__main__":

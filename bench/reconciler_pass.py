@@ -14,11 +14,12 @@ fractions side by side, to show the cost follows what is due, not the fleet's si
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from fleet.config import load_settings
 from fleet.db.devices import Device, DeviceGroup
 from fleet.db.models import ScopeMap, Token, TokenPassword
 from fleet.mqtt.publisher import Publication
+from fleet.services import Services
 from fleet.services.reconciler import Reconciler
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -38,16 +40,52 @@ CHUNK = 10_000
 
 
 class AcceptingBroker:
+    """A broker that takes every publication and login change at once, and counts them."""
+
     device_url = "mqtt://bench:1883"
 
     def __init__(self) -> None:
         self.published = 0
+        self.disabled = 0
 
     def publish(self, publications: Sequence[Publication]) -> None:
         self.published += len(publications)
 
+    def disable_device(self, username: str) -> None:
+        self.disabled += 1
+
     def close(self) -> None:
         pass
+
+
+@contextlib.contextmanager
+def bench_services(postgres: bool) -> Iterator[tuple[Services, AcceptingBroker]]:
+    """Initialised services on SQLite in a temporary directory, or on a PostgreSQL schema of
+    their own (dropped afterwards), with an :class:`AcceptingBroker`."""
+    workdir = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
+    schema = None
+    url = f"sqlite:///{workdir / 'fleet.db'}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    if postgres:
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    settings = load_settings(
+        environ={},
+        overrides={"data_dir": workdir, "database_url": url, "scheduler_enabled": "false"},
+    )
+    services = initialise(settings)
+    broker = AcceptingBroker()
+    services.broker = broker  # type: ignore[assignment]
+    try:
+        yield services, broker
+    finally:
+        services.close()
+        if schema:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def populate(services, devices: int, now: datetime) -> None:  # type: ignore[no-untyped-def]
@@ -167,23 +205,11 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--json", type=Path, default=Path("bench/results/reconciler_pass.json"))
     args = parser.parse_args()
+    with bench_services(args.postgres) as (services, broker):
+        _run(args, services, broker)
 
-    workdir = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
-    schema = None
-    url = f"sqlite:///{workdir / 'fleet.db'}"
-    if args.postgres:
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    settings = load_settings(
-        environ={},
-        overrides={"data_dir": workdir, "database_url": url, "scheduler_enabled": "false"},
-    )
-    services = initialise(settings)
-    broker = AcceptingBroker()
-    services.broker = broker  # type: ignore[assignment]
+
+def _run(args: argparse.Namespace, services: Services, broker: AcceptingBroker) -> None:
     now = datetime.now(UTC)
     t0 = time.perf_counter()
     populate(services, args.devices, now)
@@ -215,10 +241,6 @@ def main() -> None:
             indent=2,
         )
     )
-    services.close()
-    if schema:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 if __name__ == "__main__":
