@@ -1,7 +1,8 @@
 """A group of 300 devices rotated, then disabled, by one command each against a real
-``fleet serve`` (2 workers) and mosquitto: the CLI follows the job from whichever worker
-answers, connected devices receive their new password (then their wipe) over the broker, and
-their broker logins are cut; and the CLI on a real terminal draws its progress bar."""
+``fleet serve`` (2 workers) on each broker of the ``parts`` fixture: the CLI follows the job
+from whichever worker answers, connected devices receive their new password (then their wipe)
+over the broker, and their broker logins are cut; and the CLI on a real terminal draws its
+progress bar."""
 
 from __future__ import annotations
 
@@ -31,7 +32,10 @@ PROGRESS = re.compile(r"^(rotate|disable) bulk-fleet: (\d+)/300 done, (\d+) fail
 
 def enroll_group(parts: Parts) -> list[WireDevice]:
     secret = parts.server.device_group(GROUP)
-    devices = [WireDevice(f"bulk-{i:04d}", parts.server.url) for i in range(DEVICES)]
+    devices = [
+        WireDevice(f"bulk-{i:04d}", parts.server.url, protocol=parts.mqtt_protocol)
+        for i in range(DEVICES)
+    ]
     with ThreadPoolExecutor(ENROLL_CLIENTS) as pool:
         answers = list(pool.map(lambda d: d.enroll(secret), devices))
     assert [a.status_code for a in answers] == [201] * DEVICES
@@ -86,6 +90,7 @@ def test_a_group_of_300_is_rotated_then_disabled_with_progress(parts: Parts) -> 
         online[0].x25519,
         online[0].ed25519,
         enrollment=online[0].enrollment,
+        protocol=parts.mqtt_protocol,
     )
     assert again.connect().is_failure  # its broker login is cut
 
@@ -97,7 +102,10 @@ def test_a_group_of_300_is_rotated_then_disabled_with_progress(parts: Parts) -> 
 def test_on_a_terminal_the_cli_draws_a_progress_bar(parts: Parts) -> None:
     """stderr on a real pseudo-terminal (stdout a pipe, as `| jq` would make it)."""
     secret = parts.server.device_group("bulk-tty")
-    devices = [WireDevice(f"tty-{i:03d}", parts.server.url) for i in range(20)]
+    devices = [
+        WireDevice(f"tty-{i:03d}", parts.server.url, protocol=parts.mqtt_protocol)
+        for i in range(20)
+    ]
     assert all(d.enroll(secret).status_code == 201 for d in devices)
     master, slave = pty.openpty()
     process = subprocess.Popen(
