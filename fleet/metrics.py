@@ -13,9 +13,9 @@ never a device, a token or an address (cardinality).
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,26 @@ class Metrics:
     scheduler_pass_errors: Any
 
 
-@functools.cache
+_made: Metrics | None = None
+_making = threading.Lock()
+
+
 def metrics() -> Metrics:
-    """This process's metrics, made once (see the module's docstring for why not at import)."""
+    """This process's metrics, made once (see the module's docstring for why not at import).
+
+    Under a lock: two request threads making them at once would each hold counters of their
+    own over the same entries of the process's file, and each write its own total there, so
+    one's counts would overwrite the other's (``functools.cache`` does not lock; a test run
+    lost 2 of 60 token requests that way)."""
+    global _made
+    if _made is None:
+        with _making:
+            if _made is None:
+                _made = _make_metrics()
+    return _made
+
+
+def _make_metrics() -> Metrics:
     from prometheus_client import CollectorRegistry, Counter, Histogram, values
 
     values.ValueClass = values.get_value_class()  # files if the variable is set by now
