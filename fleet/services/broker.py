@@ -20,15 +20,14 @@ from fleet.credentials import SecretHasher
 from fleet.db.engine import Database
 from fleet.mqtt import provisioning
 from fleet.mqtt.broker_url import parse_broker_url
-from fleet.mqtt.connection import MQTT_5
 from fleet.mqtt.dynsec import DynsecAdmin
 from fleet.mqtt.errors import BrokerError, BrokerUnavailableError
 from fleet.mqtt.publisher import Publication, Publisher, publisher_state
 from fleet.services.broker_login import (
     SERVER_USERNAME,
-    STATUS_SHARE_GROUP,
     StatusHandler,
     server_password,
+    start_server_publisher,
 )
 from fleet.services.http_broker import HttpAuthBroker
 
@@ -113,16 +112,9 @@ class MosquittoBroker:
             log.warning("could not bind device logins to their client ids: %s", error)
 
     def _new_publisher(self) -> Publisher:
-        protocol = self.settings.mqtt_protocol_version  # 5 unless FLEET_MQTT_PROTOCOL says
-        return Publisher(
-            self.address,
-            SERVER_USERNAME,
-            self._password,
-            on_status=self._on_status,
-            on_reconnect=self._on_reconnect,
-            share_group=STATUS_SHARE_GROUP if protocol == MQTT_5 else None,
-            protocol=protocol,
-        ).start()
+        return start_server_publisher(
+            self.settings, self.address, self._password, self._on_status, self._on_reconnect
+        )
 
     def start(self) -> None:
         self._connected()

@@ -29,16 +29,10 @@ from fleet.db.devices import Device
 from fleet.db.engine import Database
 from fleet.mqtt import provisioning
 from fleet.mqtt.broker_url import parse_broker_url
-from fleet.mqtt.connection import MQTT_5
 from fleet.mqtt.errors import BrokerError, BrokerUnavailableError
 from fleet.mqtt.publisher import Publication, Publisher, publisher_state
 from fleet.mqtt.rabbitmq_management import RabbitManagement
-from fleet.services.broker_login import (
-    SERVER_USERNAME,
-    STATUS_SHARE_GROUP,
-    StatusHandler,
-    server_password,
-)
+from fleet.services.broker_login import StatusHandler, server_password, start_server_publisher
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +55,6 @@ class HttpAuthBroker:
         self.db = db
         self.address = parse_broker_url(settings.mqtt_url, ca_file=settings.mqtt_ca_file or None)
         self.device_url = settings.mqtt_device_url or settings.mqtt_url
-        self.protocol = settings.mqtt_protocol_version
         self._password = server_password(hasher)
         self._on_status = on_status
         self._on_reconnect = on_reconnect
@@ -83,15 +76,9 @@ class HttpAuthBroker:
     def _connected(self) -> Publisher:
         with self._lock:
             if self._publisher is None:
-                self._publisher = Publisher(
-                    self.address,
-                    SERVER_USERNAME,
-                    self._password,
-                    on_status=self._on_status,
-                    on_reconnect=self._on_reconnect,
-                    share_group=STATUS_SHARE_GROUP if self.protocol == MQTT_5 else None,
-                    protocol=self.protocol,
-                ).start()
+                self._publisher = start_server_publisher(
+                    self.settings, self.address, self._password, self._on_status, self._on_reconnect
+                )
             return self._publisher
 
     def start(self) -> None:
@@ -134,10 +121,7 @@ class HttpAuthBroker:
     def _close_connections(self, username: str) -> None:
         if self.management is None:
             return
-        try:
-            self._close_now(username)
-        except BrokerError as error:  # the login is refused already; only the socket is left
-            log.warning("could not close %s's broker connections: %s", username, error)
+        self._close_now(username)
         ttl = self.settings.mqtt_auth_cache_ttl_seconds
         if ttl > 0:
             timer = threading.Timer(ttl + RECLOSE_MARGIN_S, self._close_later, (username,))
@@ -148,13 +132,14 @@ class HttpAuthBroker:
 
     def _close_now(self, username: str) -> None:
         assert self.management is not None
-        self.management.close_user_connections(username)
+        try:
+            self.management.close_user_connections(username)
+        except BrokerError as error:  # the login is refused already; only the socket is left
+            log.warning("could not close %s's broker connections: %s", username, error)
 
     def _close_later(self, username: str) -> None:
         try:
             self._close_now(username)
-        except BrokerError as error:
-            log.warning("could not close %s's broker connections: %s", username, error)
         finally:
             with self._lock:
                 self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
