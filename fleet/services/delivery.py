@@ -36,6 +36,7 @@ from fleet.services.broker import BrokerProvider, Publication
 from fleet.services.context import ServiceContext, audit
 
 log = logging.getLogger(__name__)
+ACKNOWLEDGED_KEY = "fleet.deliveries_acknowledged"  # Session.info: acks of this transaction
 
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=1)
@@ -235,6 +236,10 @@ class DeliveryService:
                     device.last_pull_ok = message.ok
                     detail = message.image if message.ok else message.error
                     device.last_pull_detail = detail[:500] if detail else None
+        # Counted once committed: a batch that failed and is handled again message by message
+        # would otherwise count its acknowledgements twice.
+        if acknowledged := s.info.get(ACKNOWLEDGED_KEY, 0):
+            metrics().deliveries_acknowledged.inc(acknowledged)
         return republish
 
     @staticmethod
@@ -422,7 +427,7 @@ class DeliveryService:
         now = self.ctx.clock()
         row.state, row.envelope, row.acked_at = DELIVERY_ACKED, None, now
         s.add(row)
-        metrics().deliveries_acknowledged.inc()
+        s.info[ACKNOWLEDGED_KEY] = s.info.get(ACKNOWLEDGED_KEY, 0) + 1  # counted at the commit
         if row.kind != Kind.CREDENTIALS.value or row.version <= device.acked_credentials_version:
             return
         settings = self.ctx.settings

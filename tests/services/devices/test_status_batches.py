@@ -114,3 +114,27 @@ def test_a_single_message_still_raises_its_error(
     monkeypatch.setattr(fleet.delivery, "_ack", fail)
     with pytest.raises(RuntimeError):
         status(fleet, device_id, type="ack", kind="credentials", version=1)
+
+
+def test_a_batch_redone_message_by_message_counts_each_ack_once(
+    fleet: Services, secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet.metrics import metrics
+
+    ids = enrolled(fleet, secret, "count", 4)
+    real_ack = fleet.delivery._ack
+
+    def ack_or_fail(s, device, message, *known):  # type: ignore[no-untyped-def]
+        if device.device_id == ids[1]:
+            raise RuntimeError("one bad row")
+        return real_ack(s, device, message, *known)
+
+    def acknowledged() -> float:
+        found = metrics().registry.get_sample_value("fleet_deliveries_acknowledged_total")
+        return found or 0.0
+
+    before = acknowledged()
+    monkeypatch.setattr(fleet.delivery, "_ack", ack_or_fail)
+    # The first device's ack is made, then undone with the failing batch, then made again alone.
+    fleet.delivery.handle_statuses([(device_id, ack()) for device_id in ids])
+    assert acknowledged() - before == 3
